@@ -1,0 +1,266 @@
+//! An async HTTP client for the sidecar, over hyper.
+//!
+//! One `Client` holds a connection pool; clone it freely. Bodies go out as MessagePack by
+//! default ([`Client::with_codec`] switches to JSON). Error bodies become
+//! [`ClientError::Api`] with the server's code, so callers can branch on
+//! `version_conflict` or `validation_failed`.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::{connect::HttpConnector, Client as HyperClient};
+use hyper_util::rt::TokioExecutor;
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::codec::{Codec, CodecError};
+use crate::error::{ErrorBody, ErrorCode};
+use crate::persistence::StatePersistence;
+use crate::types::{
+    Durability, PersistedState, SaveStateRequest, StateTransition, StatusResponse,
+    TransitionRequest, TransitionResponse, TransitionsPage, VersionResponse,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("sidecar answered {status}: {} ({})", .body.error.message, .body.error.code.as_str())]
+    Api { status: u16, body: ErrorBody },
+    #[error("sidecar answered {status} with an unreadable body")]
+    BadResponse { status: u16 },
+    #[error("cannot reach the sidecar: {0}")]
+    Transport(String),
+    #[error("request timed out after {0:?}")]
+    Timeout(Duration),
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+}
+
+impl ClientError {
+    /// The server's error code, if the server answered with one.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Api { body, .. } => Some(body.error.code),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Client {
+    http: HyperClient<HttpConnector, Full<Bytes>>,
+    /// `http://host:port`, without a trailing slash.
+    base: String,
+    codec: Codec,
+    durability: Option<Durability>,
+    /// Bound on one whole call, so an agent never hangs on a stuck sidecar.
+    timeout: Duration,
+}
+
+impl Client {
+    /// A client for the sidecar at `base` (for example `http://127.0.0.1:7700`).
+    pub fn new(base: impl Into<String>) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let http = HyperClient::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        Client {
+            http,
+            base: base.into().trim_end_matches('/').to_string(),
+            codec: Codec::MsgPack,
+            durability: None,
+            timeout: Duration::from_secs(30),
+        }
+    }
+
+    pub fn with_codec(mut self, codec: Codec) -> Self {
+        self.codec = codec;
+        self
+    }
+
+    /// Durability asked for on every write (the sidecar's default, `local`, when unset).
+    pub fn with_durability(mut self, durability: Durability) -> Self {
+        self.durability = Some(durability);
+        self
+    }
+
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    /// Deletes the agent and its history. With `expected_version`, only that version.
+    pub async fn delete_agent(
+        &self,
+        agent_id: &str,
+        expected_version: Option<u64>,
+    ) -> Result<(), ClientError> {
+        let path = agent_path(agent_id)?;
+        self.send::<(), serde_json::Value>(Method::DELETE, &path, None, expected_version)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn status(&self) -> Result<StatusResponse, ClientError> {
+        self.send::<(), _>(Method::GET, "/v1/status", None, None)
+            .await?
+            .ok_or(ClientError::BadResponse { status: 200 })
+    }
+
+    /// `true` once the sidecar has replayed its WAL and serves requests.
+    pub async fn ready(&self) -> bool {
+        let req = Request::get(format!("{}/readyz", self.base))
+            .body(Full::new(Bytes::new()))
+            .expect("static request is valid");
+        matches!(
+            tokio::time::timeout(self.timeout, self.http.request(req)).await,
+            Ok(Ok(resp)) if resp.status() == StatusCode::OK
+        )
+    }
+
+    /// Sends one request; `Ok(None)` for 404 on a GET and for empty success bodies.
+    async fn send<B: Serialize, R: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        if_match: Option<u64>,
+    ) -> Result<Option<R>, ClientError> {
+        let is_get = method == Method::GET;
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("{}{}", self.base, path))
+            .header(header::ACCEPT, self.codec.content_type());
+        if let Some(v) = if_match {
+            req = req.header(header::IF_MATCH, format!("\"{v}\""));
+        }
+        if let Some(d) = self.durability {
+            req = req.header(Durability::HEADER, d.as_str());
+        }
+        let bytes = match body {
+            Some(b) => {
+                req = req.header(header::CONTENT_TYPE, self.codec.content_type());
+                Bytes::from(self.codec.encode(b)?)
+            }
+            None => Bytes::new(),
+        };
+        let req = req
+            .body(Full::new(bytes))
+            .map_err(|e| ClientError::InvalidRequest(e.to_string()))?;
+
+        let call = async {
+            let resp = self
+                .http
+                .request(req)
+                .await
+                .map_err(|e| ClientError::Transport(e.to_string()))?;
+            let status = resp.status();
+            let codec = resp
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(Codec::from_media_type)
+                .unwrap_or(self.codec);
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| ClientError::Transport(e.to_string()))?
+                .to_bytes();
+            Ok::<_, ClientError>((status, codec, body))
+        };
+        let (status, codec, body) = tokio::time::timeout(self.timeout, call)
+            .await
+            .map_err(|_| ClientError::Timeout(self.timeout))??;
+
+        if status.is_success() {
+            if body.is_empty() {
+                return Ok(None);
+            }
+            return Ok(Some(codec.decode(&body)?));
+        }
+        if is_get && status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        match codec.decode::<ErrorBody>(&body) {
+            Ok(body) => Err(ClientError::Api {
+                status: status.as_u16(),
+                body,
+            }),
+            Err(_) => Err(ClientError::BadResponse {
+                status: status.as_u16(),
+            }),
+        }
+    }
+}
+
+/// The path of an agent's resource; refuses ids the server would refuse anyway, so the
+/// caller learns early and nothing odd reaches the URL.
+fn agent_path(agent_id: &str) -> Result<String, ClientError> {
+    if agent_id.is_empty()
+        || !agent_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+    {
+        return Err(ClientError::InvalidRequest(format!(
+            "agent id {agent_id:?} must be non-empty and use only A-Z a-z 0-9 - _ . :"
+        )));
+    }
+    Ok(format!("/v1/agents/{agent_id}"))
+}
+
+impl StatePersistence for Client {
+    type Error = ClientError;
+
+    async fn save_state(
+        &self,
+        agent_id: &str,
+        state: &SaveStateRequest,
+        expected_version: Option<u64>,
+    ) -> Result<u64, ClientError> {
+        let path = agent_path(agent_id)?;
+        let resp: Option<VersionResponse> = self
+            .send(Method::PUT, &path, Some(state), expected_version)
+            .await?;
+        resp.map(|r| r.version)
+            .ok_or(ClientError::BadResponse { status: 200 })
+    }
+
+    async fn load_state(&self, agent_id: &str) -> Result<Option<PersistedState>, ClientError> {
+        let path = agent_path(agent_id)?;
+        self.send::<(), _>(Method::GET, &path, None, None).await
+    }
+
+    async fn record_transition(
+        &self,
+        agent_id: &str,
+        transition: &TransitionRequest,
+    ) -> Result<TransitionResponse, ClientError> {
+        let path = format!("{}/transitions", agent_path(agent_id)?);
+        self.send(Method::POST, &path, Some(transition), None)
+            .await?
+            .ok_or(ClientError::BadResponse { status: 200 })
+    }
+
+    async fn get_transitions(
+        &self,
+        agent_id: &str,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<StateTransition>, ClientError> {
+        let path = format!(
+            "{}/transitions?after={after}&limit={limit}",
+            agent_path(agent_id)?
+        );
+        let page: Option<TransitionsPage> =
+            self.send::<(), _>(Method::GET, &path, None, None).await?;
+        Ok(page.map(|p| p.transitions).unwrap_or_default())
+    }
+}

@@ -1,0 +1,24 @@
+//! Wire types, codecs and the async client for the agentstate sidecar.
+//!
+//! The sidecar (`agentstate serve`) speaks HTTP on localhost with MessagePack or JSON
+//! bodies. This crate holds what both ends share, and never depends on the sidecar:
+//!
+//! - [`types`]: the data model (`PersistedState`, `StateTransition`, `Message`) and the
+//!   request/response bodies of the HTTP API.
+//! - [`error`]: the error body (`{"error": {"code", "message"}}`) and its codes.
+//! - [`codec`]: MessagePack (maps with field names, so other languages can read them) and
+//!   JSON, chosen by content type.
+//! - [`persistence`]: the `StatePersistence` trait agents program against.
+//! - [`client`]: an async HTTP client that implements `StatePersistence`.
+
+pub mod client;
+pub mod codec;
+pub mod error;
+pub mod persistence;
+pub mod types;
+
+pub use client::{Client, ClientError};
+pub use codec::{Codec, CodecError};
+pub use error::{ErrorBody, ErrorCode, ErrorDetail};
+pub use persistence::StatePersistence;
+pub use types::*;

@@ -1,0 +1,56 @@
+//! The one place where errors become HTTP responses.
+
+use agentstate_protocol::{ErrorBody, ErrorCode};
+
+use crate::engine::{EngineError, RETRY_AFTER_SECS};
+
+/// An error on its way to the client.
+#[derive(Debug)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+    pub current_version: Option<u64>,
+    /// Seconds for `Retry-After`, on 503.
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError {
+            code,
+            message: message.into(),
+            current_version: None,
+            retry_after: (code == ErrorCode::Unavailable).then_some(RETRY_AFTER_SECS),
+        }
+    }
+
+    pub fn malformed(message: impl Into<String>) -> Self {
+        ApiError::new(ErrorCode::Malformed, message)
+    }
+
+    pub fn body(&self) -> ErrorBody {
+        let mut body = ErrorBody::new(self.code, self.message.clone());
+        body.error.current_version = self.current_version;
+        body
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        let message = e.to_string();
+        match e {
+            EngineError::NotFound(_) => ApiError::new(ErrorCode::NotFound, message),
+            EngineError::VersionConflict { current, .. } => ApiError {
+                current_version: Some(current),
+                ..ApiError::new(ErrorCode::VersionConflict, message)
+            },
+            EngineError::Validation(_) => ApiError::new(ErrorCode::ValidationFailed, message),
+            EngineError::Malformed(_) => ApiError::new(ErrorCode::Malformed, message),
+            EngineError::Unavailable(_) => ApiError::new(ErrorCode::Unavailable, message),
+            EngineError::Internal(_) => {
+                tracing::error!(error = %message, "internal error");
+                ApiError::new(ErrorCode::Internal, message)
+            }
+        }
+    }
+}

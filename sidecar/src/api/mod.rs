@@ -1,0 +1,402 @@
+//! The HTTP API (v1) on hyper: routing, content negotiation, preconditions, and the
+//! handlers, which are thin wrappers over the [`Engine`].
+//!
+//! Hazards: every input is hostile until parsed. Bodies are read through a size limit,
+//! decoded into typed requests that refuse unknown fields, and every failure becomes a
+//! 4xx with the documented error body. Nothing here panics on input.
+
+mod error;
+
+use std::convert::Infallible;
+use std::sync::{Arc, OnceLock};
+
+use agentstate_protocol::{
+    Codec, Durability, ErrorCode, SaveStateRequest, StatusResponse, TransitionRequest,
+    TransitionsPage, VersionResponse,
+};
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde::{de::DeserializeOwned, Serialize};
+use tracing::Instrument;
+
+pub use error::ApiError;
+
+use crate::engine::{Engine, Precondition, PAGE_LIMIT_MAX};
+use crate::validate;
+
+/// Default page size of log reads.
+const PAGE_LIMIT_DEFAULT: u32 = 100;
+
+/// What the handlers share. The engine appears once WAL replay is done; until then only
+/// the health endpoints answer.
+pub struct App {
+    pub engine: OnceLock<Arc<Engine>>,
+    pub body_bytes_max: usize,
+    pub backlog_bytes_max: u64,
+}
+
+type HttpResponse = Response<Full<Bytes>>;
+
+/// The hyper service function.
+pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<HttpResponse, Infallible> {
+    let codec = response_codec(req.headers());
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let span = tracing::info_span!("request", %method, %path);
+    async move {
+        let resp = match route(&app, req, codec).await {
+            Ok(resp) => resp,
+            Err(e) => error_response(&e, codec),
+        };
+        tracing::debug!(status = resp.status().as_u16(), "request done");
+        Ok(resp)
+    }
+    .instrument(span)
+    .await
+}
+
+async fn route(app: &App, req: Request<Incoming>, codec: Codec) -> Result<HttpResponse, ApiError> {
+    let path = req.uri().path().to_string();
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match (req.method(), segments.as_slice()) {
+        (&Method::GET, ["healthz"]) => Ok(plain(StatusCode::OK, "ok\n")),
+        (&Method::GET, ["readyz"]) => Ok(match app.engine.get() {
+            Some(e) if e.is_ready() => plain(StatusCode::OK, "ready\n"),
+            Some(_) => plain(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+            None => plain(StatusCode::SERVICE_UNAVAILABLE, "replaying WAL\n"),
+        }),
+        (&Method::GET, ["v1", "status"]) => status(app, codec),
+        (_, ["v1", "agents", id, rest @ ..]) => {
+            validate::agent_id(id).map_err(ApiError::malformed)?;
+            let engine = engine(app)?;
+            let id = id.to_string();
+            match (req.method().clone(), rest) {
+                (Method::GET, []) => {
+                    let state = engine.get(&id).await?;
+                    let mut resp = encode(StatusCode::OK, codec, &state)?;
+                    set_etag(&mut resp, state.version);
+                    Ok(resp)
+                }
+                (Method::PUT, []) => {
+                    let (cond, durability) = (precondition(req.headers())?, durability(&req)?);
+                    let body: SaveStateRequest = decode_body(app, req).await?;
+                    let version = engine.save(id, body, cond, durability).await?;
+                    let mut resp = encode(StatusCode::OK, codec, &VersionResponse { version })?;
+                    set_etag(&mut resp, version);
+                    Ok(resp)
+                }
+                (Method::DELETE, []) => {
+                    let (cond, durability) = (precondition(req.headers())?, durability(&req)?);
+                    engine.delete(id, cond, durability).await?;
+                    Ok(empty(StatusCode::NO_CONTENT))
+                }
+                (Method::POST, ["transitions"]) => {
+                    let (cond, durability) = (precondition(req.headers())?, durability(&req)?);
+                    let body: TransitionRequest = decode_body(app, req).await?;
+                    let resp = engine.transition(id, body, cond, durability).await?;
+                    let version = resp.version;
+                    let mut resp = encode(StatusCode::OK, codec, &resp)?;
+                    set_etag(&mut resp, version);
+                    Ok(resp)
+                }
+                (Method::GET, ["transitions"]) => {
+                    let q = Query::parse(req.uri().query())?;
+                    let transitions = engine.transitions(&id, q.after, q.limit).await?;
+                    encode(StatusCode::OK, codec, &TransitionsPage { transitions })
+                }
+                (_, [] | ["transitions"]) => Err(ApiError::new(
+                    ErrorCode::MethodNotAllowed,
+                    format!("{} is not allowed on {path}", req.method()),
+                )),
+                _ => Err(not_found(&path)),
+            }
+        }
+        _ => Err(not_found(&path)),
+    }
+}
+
+fn not_found(path: &str) -> ApiError {
+    ApiError::new(ErrorCode::NotFound, format!("no such endpoint: {path}"))
+}
+
+fn engine(app: &App) -> Result<&Arc<Engine>, ApiError> {
+    app.engine.get().ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::Unavailable,
+            "sidecar is starting: WAL replay is not finished",
+        )
+    })
+}
+
+fn status(app: &App, codec: Codec) -> Result<HttpResponse, ApiError> {
+    let engine = engine(app)?;
+    let (wal_segments, wal_bytes) = engine.wal.size();
+    let backlog = engine.backlog.stats();
+    let flush = engine.flush_status();
+    let body = StatusResponse {
+        ready: engine.is_ready(),
+        backend: engine.store_kind().to_string(),
+        backend_reachable: flush.backend_reachable,
+        wal_segments,
+        wal_bytes,
+        wal_last_lsn: engine.wal.last_lsn(),
+        flushed_lsn: engine.flushed_lsn(),
+        backlog_agents: backlog.agents,
+        backlog_bytes: backlog.bytes,
+        backlog_bytes_max: app.backlog_bytes_max,
+        backlog_oldest_age_ms: backlog.oldest_age.as_millis() as u64,
+        last_flush_at: flush.last_flush_at,
+        last_flush_error: flush.last_error,
+        cache_entries: engine.cache.entries(),
+    };
+    encode(StatusCode::OK, codec, &body)
+}
+
+/// The codec of the response: `Accept` if it names one we speak, else the request's
+/// `Content-Type`, else JSON.
+fn response_codec(headers: &HeaderMap) -> Codec {
+    let get = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    get(header::ACCEPT)
+        .and_then(Codec::from_accept)
+        .or_else(|| get(header::CONTENT_TYPE).and_then(Codec::from_media_type))
+        .unwrap_or(Codec::Json)
+}
+
+async fn decode_body<T: DeserializeOwned>(
+    app: &App,
+    req: Request<Incoming>,
+) -> Result<T, ApiError> {
+    let codec = match req.headers().get(header::CONTENT_TYPE) {
+        None => Codec::Json,
+        Some(v) => v.to_str().ok().and_then(Codec::from_media_type).ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::UnsupportedMediaType,
+                format!(
+                    "Content-Type {v:?} is not supported; use application/json or application/msgpack"
+                ),
+            )
+        })?,
+    };
+    let max = app.body_bytes_max;
+    let too_large = || {
+        ApiError::new(
+            ErrorCode::TooLarge,
+            format!("request body exceeds {max} bytes"),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(too_large());
+    }
+    let bytes = Limited::new(req.into_body(), max)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                too_large()
+            } else {
+                ApiError::malformed(format!("cannot read request body: {e}"))
+            }
+        })?
+        .to_bytes();
+    if bytes.is_empty() {
+        return Err(ApiError::malformed("request body is empty"));
+    }
+    codec
+        .decode(&bytes)
+        .map_err(|e| ApiError::malformed(e.to_string()))
+}
+
+/// `If-Match: "3"` (or `3`) and `If-None-Match: *`.
+fn precondition(headers: &HeaderMap) -> Result<Precondition, ApiError> {
+    if let Some(v) = headers.get(header::IF_MATCH) {
+        let s = v.to_str().unwrap_or("").trim();
+        let digits = s
+            .strip_prefix('"')
+            .and_then(|s| s.strip_suffix('"'))
+            .unwrap_or(s);
+        return digits
+            .parse::<u64>()
+            .map(Precondition::Version)
+            .map_err(|_| {
+                ApiError::malformed(format!("If-Match must be a version like \"3\", got {v:?}"))
+            });
+    }
+    if let Some(v) = headers.get(header::IF_NONE_MATCH) {
+        return if v.as_bytes() == b"*" {
+            Ok(Precondition::Absent)
+        } else {
+            Err(ApiError::malformed("If-None-Match supports only *"))
+        };
+    }
+    Ok(Precondition::None)
+}
+
+/// `?durability=` wins over the `Agentstate-Durability` header; `local` by default.
+fn durability<B>(req: &Request<B>) -> Result<Durability, ApiError> {
+    let from_query = req
+        .uri()
+        .query()
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("durability=")));
+    let from_header = req
+        .headers()
+        .get(Durability::HEADER)
+        .map(|v| v.to_str().unwrap_or("?"));
+    match from_query.or(from_header) {
+        None => Ok(Durability::default()),
+        Some(s) => Durability::parse(s).ok_or_else(|| {
+            ApiError::malformed(format!(
+                "durability must be local, remote or memory, got {s:?}"
+            ))
+        }),
+    }
+}
+
+/// Paging parameters of log reads.
+struct Query {
+    after: u64,
+    limit: u32,
+}
+
+impl Query {
+    fn parse(query: Option<&str>) -> Result<Query, ApiError> {
+        let mut q = Query {
+            after: 0,
+            limit: PAGE_LIMIT_DEFAULT,
+        };
+        for kv in query.unwrap_or("").split('&').filter(|kv| !kv.is_empty()) {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            match k {
+                "after" => {
+                    q.after = v.parse().map_err(|_| {
+                        ApiError::malformed(format!(
+                            "after must be a non-negative integer, got {v:?}"
+                        ))
+                    })?
+                }
+                "limit" => {
+                    q.limit = v
+                        .parse()
+                        .ok()
+                        .filter(|n| (1..=PAGE_LIMIT_MAX).contains(n))
+                        .ok_or_else(|| {
+                            ApiError::malformed(format!(
+                                "limit must be an integer from 1 to {PAGE_LIMIT_MAX}, got {v:?}"
+                            ))
+                        })?
+                }
+                // Other parameters (durability) are read elsewhere.
+                _ => {}
+            }
+        }
+        Ok(q)
+    }
+}
+
+fn encode<T: Serialize>(
+    status: StatusCode,
+    codec: Codec,
+    body: &T,
+) -> Result<HttpResponse, ApiError> {
+    let bytes = codec
+        .encode(body)
+        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("cannot encode response: {e}")))?;
+    let mut resp = Response::new(Full::new(Bytes::from(bytes)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(codec.content_type()),
+    );
+    Ok(resp)
+}
+
+fn set_etag(resp: &mut HttpResponse, version: u64) {
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{version}\"")) {
+        resp.headers_mut().insert(header::ETAG, v);
+    }
+}
+
+fn plain(status: StatusCode, text: &'static str) -> HttpResponse {
+    let mut resp = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    resp
+}
+
+fn empty(status: StatusCode) -> HttpResponse {
+    let mut resp = Response::new(Full::new(Bytes::new()));
+    *resp.status_mut() = status;
+    resp
+}
+
+fn error_response(e: &ApiError, codec: Codec) -> HttpResponse {
+    let status = StatusCode::from_u16(e.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut resp = match encode(status, codec, &e.body()) {
+        Ok(r) => r,
+        Err(_) => plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot encode error\n"),
+    };
+    if let Some(secs) = e.retry_after {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preconditions_parse() {
+        let mut h = HeaderMap::new();
+        assert_eq!(precondition(&h).unwrap(), Precondition::None);
+        h.insert(header::IF_MATCH, HeaderValue::from_static("\"7\""));
+        assert_eq!(precondition(&h).unwrap(), Precondition::Version(7));
+        h.insert(header::IF_MATCH, HeaderValue::from_static("7"));
+        assert_eq!(precondition(&h).unwrap(), Precondition::Version(7));
+        h.insert(header::IF_MATCH, HeaderValue::from_static("\"x\""));
+        assert!(precondition(&h).is_err());
+        let mut h = HeaderMap::new();
+        h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("*"));
+        assert_eq!(precondition(&h).unwrap(), Precondition::Absent);
+    }
+
+    #[test]
+    fn paging_parameters_are_checked() {
+        let q = Query::parse(Some("after=5&limit=10")).unwrap();
+        assert_eq!((q.after, q.limit), (5, 10));
+        assert!(Query::parse(Some("after=-1")).is_err());
+        assert!(Query::parse(Some("limit=0")).is_err());
+        assert!(Query::parse(Some("limit=100000")).is_err());
+    }
+
+    #[test]
+    fn durability_from_query_or_header() {
+        let req = Request::get("/v1/agents/a?durability=memory")
+            .body(())
+            .unwrap();
+        assert_eq!(durability(&req).unwrap(), Durability::Memory);
+        let req = Request::get("/v1/agents/a")
+            .header(Durability::HEADER, "remote")
+            .body(())
+            .unwrap();
+        assert_eq!(durability(&req).unwrap(), Durability::Remote);
+        let req = Request::get("/v1/agents/a?durability=disk")
+            .body(())
+            .unwrap();
+        assert!(durability(&req).is_err());
+    }
+}

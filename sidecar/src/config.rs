@@ -1,0 +1,339 @@
+//! Configuration: flags, each also an `AGENTSTATE_<FLAG>` environment variable, plus the
+//! `--config` TOML file of agent types. Built and validated once at start-up; a bad value
+//! fails there with a message naming the flag.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "agentstate",
+    version,
+    about = "Durable state for AI agents: a localhost sidecar with a WAL, a cache and batched flushes to MongoDB"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the sidecar daemon.
+    Serve(ServeArgs),
+}
+
+/// Every env var name, in one place.
+pub mod env {
+    pub const LISTEN: &str = "AGENTSTATE_LISTEN";
+    pub const DATA_DIR: &str = "AGENTSTATE_DATA_DIR";
+    pub const MONGODB_URI: &str = "AGENTSTATE_MONGODB_URI";
+    pub const DATABASE: &str = "AGENTSTATE_DATABASE";
+    pub const CONFIG: &str = "AGENTSTATE_CONFIG";
+    pub const FLUSH_INTERVAL_MS: &str = "AGENTSTATE_FLUSH_INTERVAL_MS";
+    pub const FLUSH_BATCH_MAX: &str = "AGENTSTATE_FLUSH_BATCH_MAX";
+    pub const BACKLOG_BYTES_MAX: &str = "AGENTSTATE_BACKLOG_BYTES_MAX";
+    pub const CACHE_ENTRIES_MAX: &str = "AGENTSTATE_CACHE_ENTRIES_MAX";
+    pub const WAL_SEGMENT_BYTES_MAX: &str = "AGENTSTATE_WAL_SEGMENT_BYTES_MAX";
+    pub const WAL_FSYNC: &str = "AGENTSTATE_WAL_FSYNC";
+    pub const BODY_BYTES_MAX: &str = "AGENTSTATE_BODY_BYTES_MAX";
+    pub const BACKEND_TIMEOUT_MS: &str = "AGENTSTATE_BACKEND_TIMEOUT_MS";
+    pub const REMOTE_TIMEOUT_MS: &str = "AGENTSTATE_REMOTE_TIMEOUT_MS";
+    pub const SHUTDOWN_GRACE_MS: &str = "AGENTSTATE_SHUTDOWN_GRACE_MS";
+    pub const LOG_FORMAT: &str = "AGENTSTATE_LOG_FORMAT";
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on. Keep it on loopback: the sidecar has no authentication.
+    #[arg(long, env = env::LISTEN, default_value = "127.0.0.1:7700")]
+    pub listen: SocketAddr,
+    /// Directory for the WAL and the embedded store.
+    #[arg(long, env = env::DATA_DIR, default_value = "./agentstate-data")]
+    pub data_dir: PathBuf,
+    /// MongoDB connection string. Absent: the embedded SQLite store in the data dir.
+    #[arg(long, env = env::MONGODB_URI, hide_env_values = true)]
+    pub mongodb_uri: Option<String>,
+    /// MongoDB database name.
+    #[arg(long, env = env::DATABASE, default_value = "agentstate")]
+    pub database: String,
+    /// TOML file with agent types and policies.
+    #[arg(long, env = env::CONFIG)]
+    pub config: Option<PathBuf>,
+    /// Flush the backlog to the backend at least this often.
+    #[arg(long, env = env::FLUSH_INTERVAL_MS, default_value_t = 100)]
+    pub flush_interval_ms: u64,
+    /// Most agents in one flush batch; a full batch is flushed at once.
+    #[arg(long, env = env::FLUSH_BATCH_MAX, default_value_t = 1000)]
+    pub flush_batch_max: usize,
+    /// Most unflushed bytes held while the backend lags; past it writes get 503.
+    #[arg(long, env = env::BACKLOG_BYTES_MAX, default_value_t = 256 * 1024 * 1024)]
+    pub backlog_bytes_max: u64,
+    /// Most agents kept in the read cache.
+    #[arg(long, env = env::CACHE_ENTRIES_MAX, default_value_t = 100_000)]
+    pub cache_entries_max: u64,
+    /// A WAL segment is closed once it reaches this size.
+    #[arg(long, env = env::WAL_SEGMENT_BYTES_MAX, default_value_t = 64 * 1024 * 1024)]
+    pub wal_segment_bytes_max: u64,
+    /// fdatasync the WAL before acknowledging. Turning it off loses acknowledged writes
+    /// on a crash; for benchmarks only.
+    #[arg(long, env = env::WAL_FSYNC, default_value_t = true, action = clap::ArgAction::Set)]
+    pub wal_fsync: bool,
+    /// Largest request body accepted.
+    #[arg(long, env = env::BODY_BYTES_MAX, default_value_t = 4 * 1024 * 1024)]
+    pub body_bytes_max: usize,
+    /// Bound on every backend call.
+    #[arg(long, env = env::BACKEND_TIMEOUT_MS, default_value_t = 5000)]
+    pub backend_timeout_ms: u64,
+    /// How long a `remote`-durability write waits for the backend before answering 503.
+    #[arg(long, env = env::REMOTE_TIMEOUT_MS, default_value_t = 10_000)]
+    pub remote_timeout_ms: u64,
+    /// On SIGTERM: time to finish requests and flush the backlog before exiting.
+    #[arg(long, env = env::SHUTDOWN_GRACE_MS, default_value_t = 10_000)]
+    pub shutdown_grace_ms: u64,
+}
+
+/// A configuration error: names the flag and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {flag}: {message}")]
+pub struct ConfigError {
+    pub flag: &'static str,
+    pub message: String,
+}
+
+fn bad(flag: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        flag,
+        message: message.into(),
+    }
+}
+
+/// The validated configuration of `agentstate serve`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub mongodb_uri: Option<String>,
+    pub database: String,
+    pub agent_types: AgentTypesFile,
+    pub flush_interval: Duration,
+    pub flush_batch_max: usize,
+    pub backlog_bytes_max: u64,
+    pub cache_entries_max: u64,
+    pub wal_segment_bytes_max: u64,
+    pub wal_fsync: bool,
+    pub body_bytes_max: usize,
+    pub backend_timeout: Duration,
+    pub remote_timeout: Duration,
+    pub shutdown_grace: Duration,
+}
+
+impl Config {
+    pub fn from_args(a: ServeArgs) -> Result<Config, ConfigError> {
+        let positive = |flag, v: u64| {
+            if v == 0 {
+                Err(bad(flag, "must be greater than 0"))
+            } else {
+                Ok(v)
+            }
+        };
+        positive("--flush-interval-ms", a.flush_interval_ms)?;
+        positive("--flush-batch-max", a.flush_batch_max as u64)?;
+        positive("--cache-entries-max", a.cache_entries_max)?;
+        positive("--backend-timeout-ms", a.backend_timeout_ms)?;
+        positive("--remote-timeout-ms", a.remote_timeout_ms)?;
+        if a.backlog_bytes_max < 1024 * 1024 {
+            return Err(bad(
+                "--backlog-bytes-max",
+                "must be at least 1048576 (1 MiB)",
+            ));
+        }
+        if a.wal_segment_bytes_max < 64 * 1024 {
+            return Err(bad("--wal-segment-bytes-max", "must be at least 65536"));
+        }
+        if a.body_bytes_max < 1024 || a.body_bytes_max > 64 * 1024 * 1024 {
+            return Err(bad("--body-bytes-max", "must be between 1024 and 67108864"));
+        }
+        if let Some(uri) = &a.mongodb_uri {
+            if !(uri.starts_with("mongodb://") || uri.starts_with("mongodb+srv://")) {
+                return Err(bad(
+                    "--mongodb-uri",
+                    "must start with mongodb:// or mongodb+srv://",
+                ));
+            }
+        }
+        if a.database.is_empty() || a.database.contains(['/', '\\', '.', ' ', '"', '$']) {
+            return Err(bad(
+                "--database",
+                format!("{:?} is not a valid MongoDB database name", a.database),
+            ));
+        }
+        let agent_types = match &a.config {
+            None => AgentTypesFile::default(),
+            Some(path) => AgentTypesFile::load(path).map_err(|m| bad("--config", m))?,
+        };
+        Ok(Config {
+            listen: a.listen,
+            data_dir: a.data_dir,
+            mongodb_uri: a.mongodb_uri,
+            database: a.database,
+            agent_types,
+            flush_interval: Duration::from_millis(a.flush_interval_ms),
+            flush_batch_max: a.flush_batch_max,
+            backlog_bytes_max: a.backlog_bytes_max,
+            cache_entries_max: a.cache_entries_max,
+            wal_segment_bytes_max: a.wal_segment_bytes_max,
+            wal_fsync: a.wal_fsync,
+            body_bytes_max: a.body_bytes_max,
+            backend_timeout: Duration::from_millis(a.backend_timeout_ms),
+            remote_timeout: Duration::from_millis(a.remote_timeout_ms),
+            shutdown_grace: Duration::from_millis(a.shutdown_grace_ms),
+        })
+    }
+
+    pub fn wal_dir(&self) -> PathBuf {
+        self.data_dir.join("wal")
+    }
+
+    pub fn sqlite_path(&self) -> PathBuf {
+        self.data_dir.join("agentstate.db")
+    }
+}
+
+/// The `--config` file: agent types and policies.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentTypesFile {
+    /// Refuse agents whose type is not declared.
+    #[serde(default)]
+    pub strict: bool,
+    #[serde(default)]
+    pub agent_types: BTreeMap<String, AgentTypeDef>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentTypeDef {
+    pub initial_state: String,
+    pub states: Vec<String>,
+    #[serde(default)]
+    pub transitions: Vec<TransitionDef>,
+    /// JSON Schema for `state_data`, per state.
+    #[serde(default)]
+    pub state_schemas: BTreeMap<String, toml::Value>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransitionDef {
+    pub from: String,
+    pub to: String,
+    pub trigger: String,
+}
+
+impl AgentTypesFile {
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let file: AgentTypesFile = toml::from_str(text).map_err(|e| e.to_string())?;
+        for (name, def) in &file.agent_types {
+            let declared = |s: &str| def.states.iter().any(|d| d == s);
+            if !declared(&def.initial_state) {
+                return Err(format!(
+                    "agent type {name:?}: initial_state {:?} is not in its states",
+                    def.initial_state
+                ));
+            }
+            for t in &def.transitions {
+                for s in [&t.from, &t.to] {
+                    if !declared(s) {
+                        return Err(format!(
+                            "agent type {name:?}: transition {} -> {} ({}) names undeclared state {s:?}",
+                            t.from, t.to, t.trigger
+                        ));
+                    }
+                }
+            }
+            for state in def.state_schemas.keys() {
+                if !declared(state) {
+                    return Err(format!(
+                        "agent type {name:?}: state_schemas has undeclared state {state:?}"
+                    ));
+                }
+            }
+        }
+        Ok(file)
+    }
+}
+
+/// The URI with any password replaced, for logs and status.
+pub fn redact_uri(uri: &str) -> String {
+    match (uri.find("://"), uri.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            format!("{}://***@{}", &uri[..scheme_end], &uri[at + 1..])
+        }
+        _ => uri.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> ServeArgs {
+        let mut argv = vec!["agentstate", "serve"];
+        argv.extend_from_slice(extra);
+        let Command::Serve(a) = Cli::try_parse_from(argv).unwrap().command;
+        a
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let c = Config::from_args(args(&[])).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:7700");
+        assert_eq!(c.data_dir, PathBuf::from("./agentstate-data"));
+        assert_eq!(c.database, "agentstate");
+        assert!(c.mongodb_uri.is_none());
+    }
+
+    #[test]
+    fn bad_values_name_their_flag() {
+        let e = Config::from_args(args(&["--mongodb-uri", "http://x"])).unwrap_err();
+        assert_eq!(e.flag, "--mongodb-uri");
+        let e = Config::from_args(args(&["--flush-interval-ms", "0"])).unwrap_err();
+        assert_eq!(e.flag, "--flush-interval-ms");
+    }
+
+    #[test]
+    fn agent_types_parse_and_check_their_states() {
+        let ok = r#"
+            [agent_types.greeter]
+            initial_state = "idle"
+            states = ["idle", "greeting"]
+            transitions = [{ from = "idle", to = "greeting", trigger = "user_message" }]
+            [agent_types.greeter.state_schemas]
+            greeting = { type = "object", required = ["user_name"] }
+        "#;
+        let f = AgentTypesFile::parse(ok).unwrap();
+        assert_eq!(f.agent_types["greeter"].transitions.len(), 1);
+        let bad = ok.replace("to = \"greeting\"", "to = \"nowhere\"");
+        assert!(AgentTypesFile::parse(&bad).unwrap_err().contains("nowhere"));
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact_uri("mongodb://user:secret@db:27017/x"),
+            "mongodb://***@db:27017/x"
+        );
+        assert_eq!(redact_uri("mongodb://db:27017"), "mongodb://db:27017");
+    }
+}

@@ -1,0 +1,113 @@
+//! The flusher: moves the backlog into the backend in batches, then lets the WAL go.
+//!
+//! Every `flush_interval` (or sooner, when woken), it snapshots up to `flush_batch_max`
+//! dirty agents, writes them in one backend batch, and on success drops them from the
+//! backlog, advances the flushed watermark and deletes WAL segments wholly below it.
+//! On failure it retries with capped, jittered exponential backoff; nothing is dropped.
+//!
+//! The watermark is `min(oldest LSN appended but not yet applied, oldest LSN in the
+//! backlog) - 1`, read in that order: a record moves from "unapplied" to "backlog", never
+//! back, so reading the WAL side first cannot miss one in transit.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::engine::{now, Engine};
+
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Runs until `shutdown` turns true, then makes a last attempt to flush everything.
+pub async fn run(
+    engine: Arc<Engine>,
+    interval: Duration,
+    batch_max: usize,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut backoff = BACKOFF_MIN;
+    let mut failing = false;
+    loop {
+        let wait = if failing { jitter(backoff) } else { interval };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = engine.flush_now.notified(), if !failing => {}
+            _ = crate::server::stopped(&mut shutdown) => return,
+        }
+        match flush_all(&engine, batch_max).await {
+            Ok(()) => {
+                failing = false;
+                backoff = BACKOFF_MIN;
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(error = %e, "flush to backend failed; retrying with backoff");
+                }
+                failing = true;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    }
+}
+
+fn jitter(d: Duration) -> Duration {
+    d.mul_f64(0.5 + rand::random::<f64>() * 0.5)
+}
+
+/// Flushes batches until the backlog is empty or a flush fails.
+pub async fn flush_all(engine: &Engine, batch_max: usize) -> Result<(), String> {
+    loop {
+        let wal_low = engine.wal.oldest_unapplied_lsn();
+        let batch = engine.backlog.take_batch(batch_max);
+        if batch.is_empty() {
+            advance(engine, wal_low);
+            return Ok(());
+        }
+        match engine.store.flush(&batch).await {
+            Ok(()) => {
+                engine.backlog.ack(&batch);
+                let mut st = engine
+                    .flush_status
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                st.last_flush_at = Some(now());
+                st.last_error = None;
+                st.backend_reachable = true;
+                drop(st);
+                let wal_low = engine.wal.oldest_unapplied_lsn();
+                advance(engine, wal_low);
+                tracing::debug!(agents = batch.len(), "flushed batch");
+            }
+            Err(e) => {
+                let mut st = engine
+                    .flush_status
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                st.last_error = Some(e.to_string());
+                st.backend_reachable = false;
+                return Err(e.to_string());
+            }
+        }
+    }
+}
+
+/// Publishes the new watermark and releases WAL segments below it.
+fn advance(engine: &Engine, wal_low: u64) {
+    let low = engine
+        .backlog
+        .oldest_lsn()
+        .map_or(wal_low, |b| b.min(wal_low));
+    let watermark = low.saturating_sub(1);
+    engine.flushed_tx.send_if_modified(|w| {
+        if watermark > *w {
+            *w = watermark;
+            true
+        } else {
+            false
+        }
+    });
+    if let Err(e) = engine.wal.release_through(watermark) {
+        tracing::warn!(error = %e, "cannot delete flushed WAL segments");
+    }
+}

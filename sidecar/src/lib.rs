@@ -1,0 +1,12 @@
+pub mod api;
+pub mod backlog;
+pub mod cache;
+pub mod config;
+pub mod engine;
+pub mod flusher;
+pub mod model;
+pub mod recovery;
+pub mod server;
+pub mod store;
+pub mod validate;
+pub mod wal;

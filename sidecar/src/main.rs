@@ -1,0 +1,83 @@
+//! `agentstate`: the sidecar daemon (`serve`). Thin: parse, set up logging, run.
+
+use std::process::ExitCode;
+
+use agentstate_sidecar::config::{env, Cli, Command, Config};
+use agentstate_sidecar::server;
+use clap::Parser;
+
+/// `EX_USAGE`: the configuration is wrong, restarting will not help.
+const EXIT_CONFIG: u8 = 64;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("agentstate: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command {
+        Command::Serve(args) => {
+            let config = match Config::from_args(args) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("agentstate: {e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            match runtime.block_on(server::run(config, shutdown_signal(), |_| {})) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = format!("{e:#}"), "sidecar failed");
+                    eprintln!("agentstate: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+/// Logs to stderr; `RUST_LOG` sets the level (default `info`), `AGENTSTATE_LOG_FORMAT=json`
+/// switches to JSON lines.
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var(env::LOG_FORMAT).is_ok_and(|f| f == "json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::terminate(),
+        ) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch SIGTERM; only SIGINT stops the sidecar");
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,38 @@
+//! Start-up recovery: replay the WAL into the backlog, so every change that is not known
+//! to be in the backend is dirty again and will be (re-)flushed.
+//!
+//! Replay does not know which records the backend already has (segments are released
+//! only below the flushed watermark, but records above it may have been flushed just
+//! before a crash). That is fine: flushes are idempotent and never move a document to an
+//! older version, so re-flushing them changes nothing.
+
+use std::time::Instant;
+
+use anyhow::Context;
+
+use crate::backlog::Backlog;
+use crate::model::Op;
+use crate::wal::{ReplayStats, Wal, WalOptions};
+
+/// Opens the WAL, replaying it into `backlog`.
+pub fn replay(opts: WalOptions, backlog: &Backlog) -> anyhow::Result<(Wal, ReplayStats)> {
+    let started = Instant::now();
+    let dir = opts.dir.clone();
+    let (wal, stats) = Wal::open(opts, |lsn, body| {
+        let op = Op::decode(body).context("decode WAL operation")?;
+        backlog.apply(lsn, &op, body.len() as u64);
+        Ok(())
+    })
+    .with_context(|| format!("open the WAL in {}", dir.display()))?;
+    tracing::info!(
+        segments = stats.segments,
+        records = stats.records,
+        bytes = stats.bytes,
+        truncated_bytes = stats.truncated_bytes,
+        last_lsn = stats.last_lsn,
+        dirty_agents = backlog.stats().agents,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "WAL replayed"
+    );
+    Ok((wal, stats))
+}

@@ -1,0 +1,187 @@
+//! Wiring: opens the backend, serves HTTP, replays the WAL, runs the flusher, and on
+//! shutdown drains in order (stop accepting, finish requests, flush, close the WAL).
+//!
+//! The listener is up before replay so `/healthz` answers during a long replay;
+//! `/readyz` turns 200 only once replay is done.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+
+use crate::api::{self, App};
+use crate::backlog::Backlog;
+use crate::cache::StateCache;
+use crate::config::{redact_uri, Config};
+use crate::engine::{Engine, EngineOptions};
+use crate::store::{mongo::MongoStore, sqlite::SqliteStore, Backend, Store};
+use crate::wal::WalOptions;
+use crate::{flusher, recovery};
+
+/// Most connections served at once; more wait in the kernel's accept queue.
+const CONNECTIONS_MAX: usize = 1024;
+/// A client must send its request headers within this time.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs the sidecar until `shutdown` resolves. `on_listening` receives the bound address
+/// (tests bind port 0).
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+    on_listening: impl FnOnce(SocketAddr),
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("create data dir {}", config.data_dir.display()))?;
+
+    let backend = match &config.mongodb_uri {
+        Some(uri) => {
+            tracing::info!(uri = %redact_uri(uri), database = %config.database, "backend: MongoDB");
+            Backend::Mongo(
+                MongoStore::connect(uri, &config.database, config.backend_timeout)
+                    .await
+                    .context("invalid --mongodb-uri")?,
+            )
+        }
+        None => {
+            let path = config.sqlite_path();
+            tracing::info!(path = %path.display(), "backend: embedded SQLite");
+            Backend::Sqlite(
+                SqliteStore::open(&path).with_context(|| format!("open {}", path.display()))?,
+            )
+        }
+    };
+    let store = Store::new(backend, config.backend_timeout);
+
+    let app = Arc::new(App {
+        engine: Default::default(),
+        body_bytes_max: config.body_bytes_max,
+        backlog_bytes_max: config.backlog_bytes_max,
+    });
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listen on {} (--listen)", config.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "listening");
+    on_listening(addr);
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let server = tokio::spawn(serve(listener, app.clone(), stop_rx.clone()));
+
+    // Replay before anything else touches the WAL.
+    let wal_opts = WalOptions {
+        dir: config.wal_dir(),
+        segment_bytes_max: config.wal_segment_bytes_max,
+        fsync: config.wal_fsync,
+    };
+    let backlog_bytes_max = config.backlog_bytes_max;
+    let (wal, backlog) = tokio::task::spawn_blocking(move || {
+        let backlog = Backlog::new(backlog_bytes_max);
+        recovery::replay(wal_opts, &backlog).map(|(wal, _)| (wal, backlog))
+    })
+    .await
+    .context("WAL replay task")??;
+
+    let engine = Arc::new(Engine::new(
+        wal.clone(),
+        backlog,
+        StateCache::new(config.cache_entries_max),
+        store,
+        EngineOptions {
+            remote_timeout: config.remote_timeout,
+            flush_batch_max: config.flush_batch_max,
+        },
+    ));
+    let flusher = tokio::spawn(flusher::run(
+        engine.clone(),
+        config.flush_interval,
+        config.flush_batch_max,
+        stop_rx,
+    ));
+    let _ = app.engine.set(engine.clone());
+    engine.set_ready(true);
+    engine.flush_now.notify_one();
+    tracing::info!("ready");
+
+    shutdown.await;
+    tracing::info!(
+        grace_ms = config.shutdown_grace.as_millis() as u64,
+        "shutting down"
+    );
+    engine.set_ready(false);
+    let deadline = tokio::time::Instant::now() + config.shutdown_grace;
+    let _ = stop_tx.send(true);
+    // In-flight requests finish first (they may add to the backlog)...
+    let _ = tokio::time::timeout_at(deadline, server).await;
+    let _ = flusher.await;
+    // ...then one last flush, bounded by what is left of the grace period.
+    match tokio::time::timeout_at(
+        deadline,
+        flusher::flush_all(&engine, config.flush_batch_max),
+    )
+    .await
+    {
+        Ok(Ok(())) => tracing::info!("backlog flushed"),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "backlog not flushed; it stays in the WAL for the next start")
+        }
+        Err(_) => tracing::warn!("grace period over; the rest of the backlog stays in the WAL"),
+    }
+    tokio::task::spawn_blocking(move || wal.close()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Accepts connections until `stop`, then lets open ones finish their requests.
+async fn serve(listener: TcpListener, app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    let graceful = GracefulShutdown::new();
+    let permits = Arc::new(Semaphore::new(CONNECTIONS_MAX));
+    loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            _ = stopped(&mut stop) => break,
+        };
+        let (stream, _) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of file descriptors and the like: pause rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stopped(&mut stop) => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .serve_connection(
+                TokioIo::new(stream),
+                service_fn(move |req| api::handle(app.clone(), req)),
+            );
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _ = conn.await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+/// Resolves once `stop` turns true (or its sender is gone).
+pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}

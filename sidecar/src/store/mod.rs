@@ -1,0 +1,123 @@
+//! Backends: where flushed state lives. MongoDB in production, embedded SQLite when no
+//! `--mongodb-uri` is given.
+//!
+//! Both implement the same contract:
+//! - `flush` is idempotent and monotonic: a state is written only over an older version
+//!   (version-conditioned upserts), log entries are keyed so a second insert is a no-op,
+//!   a purge deletes only what is older than its tombstone. Replaying the WAL twice
+//!   therefore changes nothing.
+//! - Every call is bounded by the caller's timeout; errors say whether retrying helps.
+
+pub mod mongo;
+pub mod sqlite;
+
+use std::future::Future;
+use std::time::Duration;
+
+use agentstate_protocol::StateTransition;
+
+use crate::backlog::FlushItem;
+use crate::model::AgentRecord;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend cannot be reached or timed out; retrying later may succeed.
+    #[error("backend unavailable: {0}")]
+    Unavailable(String),
+    /// The backend refused the operation; retrying the same thing will not help.
+    #[error("backend refused the operation: {0}")]
+    Rejected(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The configured backend, with the timeout every call is bounded by.
+pub struct Store {
+    backend: Backend,
+    timeout: Duration,
+}
+
+/// An enum rather than a trait object: there are two, and matching keeps the async
+/// methods free of boxing.
+pub enum Backend {
+    Mongo(mongo::MongoStore),
+    Sqlite(sqlite::SqliteStore),
+}
+
+impl Store {
+    pub fn new(backend: Backend, timeout: Duration) -> Self {
+        Store { backend, timeout }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match &self.backend {
+            Backend::Mongo(_) => "mongodb",
+            Backend::Sqlite(_) => "sqlite",
+        }
+    }
+
+    async fn timed<T>(
+        &self,
+        what: &str,
+        f: impl Future<Output = StoreResult<T>>,
+    ) -> StoreResult<T> {
+        tokio::time::timeout(self.timeout, f)
+            .await
+            .unwrap_or_else(|_| {
+                Err(StoreError::Unavailable(format!(
+                    "{what} timed out after {} ms",
+                    self.timeout.as_millis()
+                )))
+            })
+    }
+
+    /// The agent's stored record; its `transition_seq` accounts for every logged
+    /// transition, refused ones included.
+    pub async fn load(&self, agent_id: &str) -> StoreResult<Option<AgentRecord>> {
+        self.timed("load agent", async {
+            match &self.backend {
+                Backend::Mongo(s) => s.load(agent_id).await,
+                Backend::Sqlite(s) => s.load(agent_id).await,
+            }
+        })
+        .await
+    }
+
+    /// Writes a batch of flush items.
+    pub async fn flush(&self, items: &[FlushItem]) -> StoreResult<()> {
+        self.timed("flush", async {
+            match &self.backend {
+                Backend::Mongo(s) => s.flush(items).await,
+                Backend::Sqlite(s) => s.flush(items).await,
+            }
+        })
+        .await
+    }
+
+    /// Logged transitions with `seq > after`, oldest first, at most `limit`.
+    pub async fn transitions(
+        &self,
+        agent_id: &str,
+        after: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<StateTransition>> {
+        self.timed("read transitions", async {
+            match &self.backend {
+                Backend::Mongo(s) => s.transitions(agent_id, after, limit).await,
+                Backend::Sqlite(s) => s.transitions(agent_id, after, limit).await,
+            }
+        })
+        .await
+    }
+
+    /// Cheap round trip proving the backend answers.
+    pub async fn ping(&self) -> StoreResult<()> {
+        self.timed("ping", async {
+            match &self.backend {
+                Backend::Mongo(s) => s.ping().await,
+                Backend::Sqlite(s) => s.ping().await,
+            }
+        })
+        .await
+    }
+}

@@ -1,0 +1,635 @@
+//! The write-ahead log: every change is appended here, and fsync'ed, before it is
+//! acknowledged.
+//!
+//! Layout: `<data-dir>/wal/<first-lsn, 20 digits>.wal` segment files, each a run of
+//! [`record`]s with consecutive LSNs. A single writer thread owns the open segment:
+//! appenders put encoded records in a shared buffer and wait; the writer takes everything
+//! waiting, writes it, and one `fdatasync` covers the whole batch (group commit).
+//!
+//! Hazards, and what this module does about them:
+//! - A crash mid-write leaves a torn tail: replay stops at the first bad record of the
+//!   last segment and truncates it, but only if no valid record follows (then it was the
+//!   tail, not damage in the middle).
+//! - Damage anywhere else (a flipped bit, a missing segment) is never skipped: opening
+//!   fails with [`WalError::Corrupt`] naming the file and offset.
+//! - A failed write (disk full) truncates the segment back to where the batch began and
+//!   fails that batch's waiters; the next batch starts with an "abandoned" record so the
+//!   LSN gap reads as deliberate. A failed fsync poisons the log: after it, the kernel may
+//!   have dropped the pages, and nothing written since can be trusted.
+//! - Segments are deleted only when every record in them is below the LSN the backend
+//!   has acknowledged ([`Wal::release_through`]).
+
+pub mod record;
+
+use std::collections::{BTreeSet, VecDeque};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread;
+
+use tokio::sync::oneshot;
+
+use record::{Decoded, KIND_ABANDONED, KIND_DATA};
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WalError {
+    #[error("WAL write failed: {0}")]
+    Write(String),
+    #[error("WAL is unusable after a failed fsync or truncate: {0}")]
+    Poisoned(String),
+    #[error("WAL is closed")]
+    Closed,
+    #[error("record of {0} bytes exceeds the WAL's record limit")]
+    TooLarge(usize),
+    #[error(
+        "corrupt WAL record in {file} at offset {offset}: {reason}. The sidecar will not \
+         start over damage in the middle of its log, because records after it were \
+         acknowledged; restore the segment from a copy, or move it and every later segment \
+         aside to start without them (their unflushed changes are then lost)"
+    )]
+    Corrupt {
+        file: PathBuf,
+        offset: u64,
+        reason: String,
+    },
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: Arc<io::Error>,
+    },
+}
+
+fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> WalError {
+    move |source| WalError::Io {
+        context: context.into(),
+        source: Arc::new(source),
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct WalOptions {
+    pub dir: PathBuf,
+    /// A segment is closed and a new one started once it reaches this size.
+    pub segment_bytes_max: u64,
+    /// `false` skips fdatasync (benchmarks only: acknowledged writes may be lost).
+    pub fsync: bool,
+}
+
+/// What `open` learned while replaying.
+#[derive(Debug, Default, Clone)]
+pub struct ReplayStats {
+    pub segments: u64,
+    pub records: u64,
+    pub bytes: u64,
+    /// Bytes cut from a torn tail, if any.
+    pub truncated_bytes: u64,
+    pub last_lsn: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Segment {
+    first_lsn: u64,
+    bytes: u64,
+}
+
+fn segment_path(dir: &Path, first_lsn: u64) -> PathBuf {
+    dir.join(format!("{first_lsn:020}.wal"))
+}
+
+/// Appends waiting for the writer, and the bookkeeping that must change with them.
+struct Pending {
+    next_lsn: u64,
+    buf: Vec<u8>,
+    first_lsn_in_buf: u64,
+    waiters: Vec<oneshot::Sender<Result<(), WalError>>>,
+    /// LSNs appended but not yet applied by the caller; see [`Wal::oldest_unapplied_lsn`].
+    unapplied: BTreeSet<u64>,
+    poisoned: Option<String>,
+    closing: bool,
+}
+
+struct Shared {
+    pending: Mutex<Pending>,
+    wake_writer: Condvar,
+    segments: Mutex<VecDeque<Segment>>,
+    opts: WalOptions,
+}
+
+/// Handle to the log; cheap to clone.
+#[derive(Clone)]
+pub struct Wal {
+    shared: Arc<Shared>,
+    writer: Arc<Mutex<Option<thread::JoinHandle<()>>>>,
+}
+
+/// An appended record. Until `applied` is called (or this is dropped) its LSN holds back
+/// the flushed watermark, so the segment holding it cannot be released.
+pub struct Appended {
+    pub lsn: u64,
+    /// Resolves once the record is on disk; `None` when the caller did not ask to wait.
+    pub durable: Option<oneshot::Receiver<Result<(), WalError>>>,
+    wal: Wal,
+}
+
+impl Appended {
+    /// Waits for the fsync covering this record.
+    pub async fn wait_durable(&mut self) -> Result<(), WalError> {
+        match self.durable.take() {
+            None => Ok(()),
+            Some(rx) => rx.await.unwrap_or(Err(WalError::Closed)),
+        }
+    }
+}
+
+impl Drop for Appended {
+    fn drop(&mut self) {
+        self.wal.lock_pending().unapplied.remove(&self.lsn);
+    }
+}
+
+impl Wal {
+    /// Opens the log in `opts.dir`, replaying every data record through `replay` in LSN
+    /// order, then starts the writer thread.
+    pub fn open(
+        opts: WalOptions,
+        mut replay: impl FnMut(u64, &[u8]) -> anyhow::Result<()>,
+    ) -> Result<(Wal, ReplayStats), WalError> {
+        fs::create_dir_all(&opts.dir).map_err(io_err(format!("create {}", opts.dir.display())))?;
+        let mut segments = list_segments(&opts.dir)?;
+        let mut stats = ReplayStats::default();
+        let mut expected_lsn: Option<u64> = None;
+        let count = segments.len();
+        for (i, seg) in segments.iter_mut().enumerate() {
+            let path = segment_path(&opts.dir, seg.first_lsn);
+            if let Some(expected) = expected_lsn {
+                if seg.first_lsn != expected {
+                    return Err(WalError::Corrupt {
+                        file: path,
+                        offset: 0,
+                        reason: format!(
+                            "segment starts at LSN {} but the previous one ends before {expected}: a segment is missing",
+                            seg.first_lsn
+                        ),
+                    });
+                }
+            }
+            let is_last = i + 1 == count;
+            let (valid_len, last_lsn) =
+                replay_segment(&path, seg.first_lsn, is_last, &mut replay, &mut stats)?;
+            let file_len = fs::metadata(&path)
+                .map_err(io_err("stat WAL segment"))?
+                .len();
+            if valid_len < file_len {
+                // Only the last segment gets here (replay_segment refuses otherwise).
+                tracing::warn!(
+                    file = %path.display(),
+                    offset = valid_len,
+                    cut_bytes = file_len - valid_len,
+                    "torn WAL tail truncated"
+                );
+                let f = OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(io_err("open WAL segment to truncate"))?;
+                f.set_len(valid_len)
+                    .map_err(io_err("truncate torn WAL tail"))?;
+                f.sync_all().map_err(io_err("sync truncated WAL segment"))?;
+                stats.truncated_bytes += file_len - valid_len;
+            }
+            seg.bytes = valid_len;
+            stats.bytes += valid_len;
+            expected_lsn = Some(last_lsn + 1);
+        }
+        stats.segments = segments.len() as u64;
+        let next_lsn = expected_lsn.unwrap_or(1);
+        stats.last_lsn = next_lsn - 1;
+
+        // The writer appends to the last segment, or to a fresh one.
+        if segments.is_empty() {
+            create_segment(&opts.dir, next_lsn)?;
+            segments.push_back(Segment {
+                first_lsn: next_lsn,
+                bytes: 0,
+            });
+        }
+        let active = *segments.back().expect("at least one segment");
+        let file = OpenOptions::new()
+            .append(true)
+            .open(segment_path(&opts.dir, active.first_lsn))
+            .map_err(io_err("open active WAL segment"))?;
+
+        let shared = Arc::new(Shared {
+            pending: Mutex::new(Pending {
+                next_lsn,
+                buf: Vec::with_capacity(1 << 16),
+                first_lsn_in_buf: next_lsn,
+                waiters: Vec::new(),
+                unapplied: BTreeSet::new(),
+                poisoned: None,
+                closing: false,
+            }),
+            wake_writer: Condvar::new(),
+            segments: Mutex::new(segments),
+            opts,
+        });
+        let writer_shared = shared.clone();
+        let handle = thread::Builder::new()
+            .name("wal-writer".into())
+            .spawn(move || Writer::new(writer_shared, file, active).run())
+            .map_err(io_err("spawn WAL writer thread"))?;
+        Ok((
+            Wal {
+                shared,
+                writer: Arc::new(Mutex::new(Some(handle))),
+            },
+            stats,
+        ))
+    }
+
+    fn lock_pending(&self) -> MutexGuard<'_, Pending> {
+        // A panic while holding this lock is a bug in this module; the data under it is
+        // plain bookkeeping, so carry on with it rather than cascade the panic.
+        self.shared
+            .pending
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Appends a data record. With `wait`, the returned [`Appended`] carries a receiver
+    /// that resolves after the fsync covering it.
+    pub fn append(&self, body: &[u8], wait: bool) -> Result<Appended, WalError> {
+        if body.len() > record::RECORD_BYTES_MAX {
+            return Err(WalError::TooLarge(body.len()));
+        }
+        let crc = record::body_crc(KIND_DATA, body);
+        let (tx, rx) = if wait {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        let mut p = self.lock_pending();
+        if let Some(why) = &p.poisoned {
+            return Err(WalError::Poisoned(why.clone()));
+        }
+        if p.closing {
+            return Err(WalError::Closed);
+        }
+        let lsn = p.next_lsn;
+        p.next_lsn += 1;
+        if p.buf.is_empty() {
+            p.first_lsn_in_buf = lsn;
+        }
+        record::encode_into(&mut p.buf, lsn, KIND_DATA, body, crc);
+        if let Some(tx) = tx {
+            p.waiters.push(tx);
+        }
+        p.unapplied.insert(lsn);
+        drop(p);
+        self.shared.wake_writer.notify_one();
+        Ok(Appended {
+            lsn,
+            durable: rx,
+            wal: self.clone(),
+        })
+    }
+
+    /// The oldest LSN appended but not yet applied, or the next LSN to be assigned.
+    /// Together with the caller's own unflushed LSNs this gives the flushed watermark.
+    pub fn oldest_unapplied_lsn(&self) -> u64 {
+        let p = self.lock_pending();
+        p.unapplied.first().copied().unwrap_or(p.next_lsn)
+    }
+
+    /// The LSN of the last record appended (0 if none ever was).
+    pub fn last_lsn(&self) -> u64 {
+        self.lock_pending().next_lsn - 1
+    }
+
+    /// `Some(reason)` once the log refuses writes for good.
+    pub fn poisoned(&self) -> Option<String> {
+        self.lock_pending().poisoned.clone()
+    }
+
+    /// Deletes every closed segment whose records all have LSN <= `lsn`.
+    pub fn release_through(&self, lsn: u64) -> Result<u64, WalError> {
+        let mut released = 0;
+        loop {
+            let victim = {
+                let segs = self
+                    .shared
+                    .segments
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                match (segs.front(), segs.get(1)) {
+                    // The next segment's first LSN bounds this one's last.
+                    (Some(first), Some(second)) if second.first_lsn <= lsn + 1 => *first,
+                    _ => break,
+                }
+            };
+            let path = segment_path(&self.shared.opts.dir, victim.first_lsn);
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(format!("delete {}", path.display()))(e)),
+            }
+            self.shared
+                .segments
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pop_front();
+            released += 1;
+        }
+        Ok(released)
+    }
+
+    /// `(segments, bytes)` currently on disk.
+    pub fn size(&self) -> (u64, u64) {
+        let segs = self
+            .shared
+            .segments
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        (segs.len() as u64, segs.iter().map(|s| s.bytes).sum())
+    }
+
+    /// Writes out what is pending, stops the writer and waits for it.
+    pub fn close(&self) {
+        self.lock_pending().closing = true;
+        self.shared.wake_writer.notify_one();
+        let handle = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
+}
+
+fn list_segments(dir: &Path) -> Result<VecDeque<Segment>, WalError> {
+    let mut firsts = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io_err(format!("list {}", dir.display())))? {
+        let entry = entry.map_err(io_err("list WAL directory"))?;
+        let name = entry.file_name();
+        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".wal")) else {
+            continue;
+        };
+        match stem.parse::<u64>() {
+            Ok(first) if stem.len() == 20 => firsts.push(first),
+            _ => tracing::warn!(file = ?name, "ignoring unexpected file in the WAL directory"),
+        }
+    }
+    firsts.sort_unstable();
+    Ok(firsts
+        .into_iter()
+        .map(|first_lsn| Segment {
+            first_lsn,
+            bytes: 0,
+        })
+        .collect())
+}
+
+/// Replays one segment; returns the length of its valid prefix and its last LSN
+/// (`first_lsn - 1` when empty).
+fn replay_segment(
+    path: &Path,
+    first_lsn: u64,
+    is_last: bool,
+    replay: &mut impl FnMut(u64, &[u8]) -> anyhow::Result<()>,
+    stats: &mut ReplayStats,
+) -> Result<(u64, u64), WalError> {
+    let data = fs::read(path).map_err(io_err(format!("read {}", path.display())))?;
+    let corrupt = |offset: usize, reason: String| WalError::Corrupt {
+        file: path.to_path_buf(),
+        offset: offset as u64,
+        reason,
+    };
+    let mut offset = 0usize;
+    let mut expected = first_lsn;
+    while offset < data.len() {
+        match record::decode(&data[offset..]) {
+            Decoded::Record {
+                lsn,
+                kind,
+                body,
+                encoded_len,
+            } => {
+                if kind == KIND_ABANDONED {
+                    let from = body
+                        .try_into()
+                        .map(u64::from_le_bytes)
+                        .map_err(|_| corrupt(offset, "malformed abandoned-range record".into()))?;
+                    if from != expected || lsn < from {
+                        return Err(corrupt(
+                            offset,
+                            format!(
+                                "abandoned range {from}..={lsn} does not follow LSN {}",
+                                expected - 1
+                            ),
+                        ));
+                    }
+                } else {
+                    if lsn != expected {
+                        return Err(corrupt(
+                            offset,
+                            format!("LSN {lsn} where {expected} was expected"),
+                        ));
+                    }
+                    replay(lsn, body).map_err(|e| {
+                        corrupt(offset, format!("cannot apply record {lsn}: {e:#}"))
+                    })?;
+                    stats.records += 1;
+                }
+                expected = lsn + 1;
+                offset += encoded_len;
+            }
+            bad => {
+                let reason = match bad {
+                    Decoded::Corrupt(r) => r.to_string(),
+                    _ => "record cut short".to_string(),
+                };
+                if !is_last || valid_record_follows(&data[offset + 1..], expected) {
+                    return Err(corrupt(offset, reason));
+                }
+                return Ok((offset as u64, expected - 1));
+            }
+        }
+    }
+    Ok((offset as u64, expected - 1))
+}
+
+/// Whether any valid record with an LSN at or after `expected` starts somewhere in `rest`:
+/// if one does, the bad bytes before it are damage in the middle, not a torn tail.
+fn valid_record_follows(rest: &[u8], expected: u64) -> bool {
+    (0..rest.len()).any(|i| {
+        let tail = &rest[i..];
+        if tail.len() < record::HEADER_LEN {
+            return false;
+        }
+        let lsn = u64::from_le_bytes(tail[8..16].try_into().expect("8 bytes"));
+        // Cheap filter first: only a plausible LSN is worth a CRC check.
+        lsn >= expected
+            && lsn < expected.saturating_add(1 << 24)
+            && matches!(record::decode(tail), Decoded::Record { .. })
+    })
+}
+
+fn create_segment(dir: &Path, first_lsn: u64) -> Result<File, WalError> {
+    let path = segment_path(dir, first_lsn);
+    // Not `create_new`: a roll that failed after creating the file retries the same name.
+    let f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(io_err(format!("create {}", path.display())))?;
+    // The new name must survive a crash too.
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("sync WAL directory"))?;
+    Ok(f)
+}
+
+/// The writer thread: takes batches, writes, syncs, wakes the waiters.
+struct Writer {
+    shared: Arc<Shared>,
+    file: File,
+    active: Segment,
+    /// A batch that failed to write left these LSNs out of the log; the next batch
+    /// records that first. `(from, through)`.
+    abandoned: Option<(u64, u64)>,
+}
+
+impl Writer {
+    fn new(shared: Arc<Shared>, file: File, active: Segment) -> Self {
+        Writer {
+            shared,
+            file,
+            active,
+            abandoned: None,
+        }
+    }
+
+    fn run(mut self) {
+        let mut batch = Vec::with_capacity(1 << 16);
+        loop {
+            let (first_lsn, last_lsn, waiters) = {
+                let mut p = self
+                    .shared
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                while p.buf.is_empty() && !p.closing {
+                    p = self
+                        .shared
+                        .wake_writer
+                        .wait(p)
+                        .unwrap_or_else(|e| e.into_inner());
+                }
+                if p.buf.is_empty() {
+                    return; // closing, nothing left
+                }
+                std::mem::swap(&mut p.buf, &mut batch);
+                (
+                    p.first_lsn_in_buf,
+                    p.next_lsn - 1,
+                    std::mem::take(&mut p.waiters),
+                )
+            };
+            let result = self.write_batch(&batch, first_lsn, last_lsn);
+            batch.clear();
+            if let Err(WalError::Poisoned(why)) = &result {
+                tracing::error!(error = %why, "WAL poisoned; refusing further writes");
+                self.shared
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .poisoned = Some(why.clone());
+            }
+            for w in waiters {
+                // A waiter that gave up (its request was cancelled) needs no answer.
+                let _ = w.send(result.clone());
+            }
+        }
+    }
+
+    fn write_batch(&mut self, batch: &[u8], first_lsn: u64, last_lsn: u64) -> Result<(), WalError> {
+        let result = self.try_write_batch(batch, first_lsn);
+        if let Err(WalError::Write(_)) = &result {
+            // The batch is not in the log; say so before the next one.
+            self.abandoned = Some(match self.abandoned {
+                Some((from, _)) => (from, last_lsn),
+                None => (first_lsn, last_lsn),
+            });
+        }
+        result
+    }
+
+    fn try_write_batch(&mut self, batch: &[u8], first_lsn: u64) -> Result<(), WalError> {
+        if self.active.bytes >= self.shared.opts.segment_bytes_max {
+            self.roll(first_lsn)?;
+        }
+        let start = self.active.bytes;
+        let mut out = Vec::new();
+        let to_write: &[u8] = match self.abandoned {
+            Some((from, through)) => {
+                let body = from.to_le_bytes();
+                record::encode_into(
+                    &mut out,
+                    through,
+                    KIND_ABANDONED,
+                    &body,
+                    record::body_crc(KIND_ABANDONED, &body),
+                );
+                out.extend_from_slice(batch);
+                &out
+            }
+            None => batch,
+        };
+        if let Err(e) = self.file.write_all(to_write) {
+            // Leave nothing half-written: cut back to where the batch began.
+            if let Err(t) = self.file.set_len(start) {
+                return Err(WalError::Poisoned(format!(
+                    "write failed ({e}) and truncating back failed ({t})"
+                )));
+            }
+            return Err(WalError::Write(e.to_string()));
+        }
+        if self.shared.opts.fsync {
+            if let Err(e) = self.file.sync_data() {
+                return Err(WalError::Poisoned(format!("fdatasync failed: {e}")));
+            }
+        }
+        self.abandoned = None;
+        self.active.bytes += to_write.len() as u64;
+        let mut segs = self
+            .shared
+            .segments
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(last) = segs.back_mut() {
+            last.bytes = self.active.bytes;
+        }
+        Ok(())
+    }
+
+    fn roll(&mut self, first_lsn: u64) -> Result<(), WalError> {
+        // The LSN the new segment starts with is the batch's first, or the abandoned
+        // range's, whichever comes first.
+        let first = self
+            .abandoned
+            .map_or(first_lsn, |(from, _)| from.min(first_lsn));
+        let file = create_segment(&self.shared.opts.dir, first)
+            .map_err(|e| WalError::Write(e.to_string()))?;
+        self.file = file;
+        self.active = Segment {
+            first_lsn: first,
+            bytes: 0,
+        };
+        self.shared
+            .segments
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push_back(self.active);
+        Ok(())
+    }
+}
