@@ -93,10 +93,11 @@ mod tests {
 
     #[test]
     fn both_codecs_round_trip_a_state() {
+        let state = sample();
         for codec in [Codec::MsgPack, Codec::Json] {
-            let bytes = codec.encode(&sample()).unwrap();
+            let bytes = codec.encode(&state).unwrap();
             let back: PersistedState = codec.decode(&bytes).unwrap();
-            assert_eq!(back, sample(), "{codec:?}");
+            assert_eq!(back, state, "{codec:?}");
         }
     }
 

@@ -1,0 +1,377 @@
+//! Harness for the black-box tests: the real `agentstate` binary, and a real
+//! MongoDB-wire server.
+//!
+//! MongoDB: with `MONGODB_URI` set, tests use that server (each test its own database).
+//! Otherwise they start SecantusDB (`secantusd-py`, PyPI) on a free loopback port,
+//! installing it on first use into `<workspace>/.venv-test`. If neither works the test
+//! fails and says what to run; it never passes without a server.
+
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::fs::{self, File};
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use agentstate_protocol::Client;
+use tempfile::TempDir;
+
+pub const SECANTUS_VERSION: &str = "0.7.0b3";
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("sidecar/ has a parent")
+        .to_path_buf()
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind an ephemeral port")
+        .port()
+}
+
+fn wait_for_port(addr: SocketAddr, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// A running `agentstate serve`, killed (SIGKILL) when dropped.
+pub struct Sidecar {
+    pub data_dir: PathBuf,
+    pub addr: SocketAddr,
+    pub extra_args: Vec<String>,
+    child: Option<Child>,
+    log_path: PathBuf,
+}
+
+impl Sidecar {
+    /// Starts a sidecar on `data_dir` with extra flags; waits until `/readyz` is 200.
+    pub async fn start(data_dir: &Path, extra_args: &[&str]) -> Sidecar {
+        let mut s = Sidecar {
+            data_dir: data_dir.to_path_buf(),
+            addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
+            child: None,
+            log_path: data_dir.with_extension("log"),
+        };
+        s.spawn().await;
+        s
+    }
+
+    async fn spawn(&mut self) {
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .expect("open sidecar log");
+        let child = Command::new(env!("CARGO_BIN_EXE_agentstate"))
+            .arg("serve")
+            .arg("--listen")
+            .arg(self.addr.to_string())
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(&self.extra_args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn the agentstate binary");
+        self.child = Some(child);
+        let client = self.client();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !client.ready().await {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("sidecar exited with {status} before ready; log:\n{}", self.log());
+            }
+            assert!(Instant::now() < deadline, "sidecar not ready after 30 s; log:\n{}", self.log());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn client(&self) -> Client {
+        Client::new(self.url()).with_timeout(Duration::from_secs(20))
+    }
+
+    pub fn log(&self) -> String {
+        let mut s = String::new();
+        let _ = File::open(&self.log_path).and_then(|mut f| f.read_to_string(&mut s));
+        s
+    }
+
+    /// `kill -9`: no chance to flush or sync anything.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("sidecar running");
+        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        c.wait().expect("wait for sidecar")
+    }
+
+    /// Starts again on the same data dir and port.
+    pub async fn restart(&mut self) {
+        self.kill9();
+        self.spawn().await;
+    }
+}
+
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A MongoDB-wire server for one test.
+pub struct Mongo {
+    pub uri: String,
+    pub database: String,
+    /// Set when this harness started the server (and so can stop it).
+    local: Option<LocalMongo>,
+}
+
+struct LocalMongo {
+    port: u16,
+    storage: TempDir,
+    child: Option<Child>,
+    log_path: PathBuf,
+}
+
+impl Mongo {
+    /// `MONGODB_URI` if set, else a fresh SecantusDB.
+    pub fn start(test_name: &str) -> Mongo {
+        let database = format!("agentstate_test_{test_name}_{}", std::process::id());
+        match std::env::var("MONGODB_URI") {
+            Ok(uri) if !uri.is_empty() => Mongo {
+                uri,
+                database,
+                local: None,
+            },
+            _ => Mongo::start_local(database),
+        }
+    }
+
+    /// Always a local SecantusDB, for tests that stop and restart the server.
+    pub fn start_local(database: String) -> Mongo {
+        let port = free_port();
+        let storage = tempfile::tempdir().expect("temp dir for SecantusDB");
+        let log_path = storage.path().with_extension("secantus.log");
+        let mut local = LocalMongo {
+            port,
+            storage,
+            child: None,
+            log_path,
+        };
+        local.spawn();
+        Mongo {
+            uri: format!("mongodb://127.0.0.1:{port}/?directConnection=true"),
+            database,
+            local: Some(local),
+        }
+    }
+
+    pub fn is_local(&self) -> bool {
+        self.local.is_some()
+    }
+
+    /// `kill -9` the server (local only).
+    pub fn kill9(&mut self) {
+        let local = self.local.as_mut().expect("only a local server can be stopped");
+        if let Some(mut c) = local.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the server again on the same port and storage.
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.local.as_mut().expect("local server").spawn();
+    }
+
+    pub async fn client(&self) -> mongodb::Client {
+        let mut opts = mongodb::options::ClientOptions::parse(&self.uri)
+            .await
+            .expect("parse MongoDB URI");
+        opts.server_selection_timeout = Some(Duration::from_secs(10));
+        mongodb::Client::with_options(opts).expect("MongoDB client")
+    }
+
+    pub async fn db(&self) -> mongodb::Database {
+        self.client().await.database(&self.database)
+    }
+
+    /// Flags that point a sidecar at this server.
+    pub fn sidecar_args(&self) -> Vec<String> {
+        vec![
+            "--mongodb-uri".into(),
+            self.uri.clone(),
+            "--database".into(),
+            self.database.clone(),
+        ]
+    }
+}
+
+impl LocalMongo {
+    fn spawn(&mut self) {
+        let bin = secantusd();
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .expect("open SecantusDB log");
+        let child = Command::new(&bin)
+            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
+            .arg("--storage-path")
+            .arg(self.storage.path())
+            .args(["--log-level", "WARNING"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        self.child = Some(child);
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        if !wait_for_port(addr, Duration::from_secs(60)) {
+            let mut log = String::new();
+            let _ = File::open(&self.log_path).and_then(|mut f| f.read_to_string(&mut log));
+            panic!("SecantusDB did not listen on {addr} within 60 s; its log:\n{log}");
+        }
+    }
+}
+
+impl Drop for LocalMongo {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Path of `secantusd-py`, installing SecantusDB into `.venv-test` on first use. Several
+/// test processes may get here at once; a lock file makes one of them install.
+fn secantusd() -> PathBuf {
+    let venv = workspace_root().join(".venv-test");
+    let bin = venv.join("bin").join("secantusd-py");
+    if bin.exists() {
+        return bin;
+    }
+    fs::create_dir_all(&venv).expect("create .venv-test");
+    let lock = File::create(venv.with_extension("lock")).expect("create install lock");
+    lock.lock().expect("take install lock");
+    if !bin.exists() {
+        let how = format!(
+            "Mongo-backed tests need a MongoDB-wire server. Either set MONGODB_URI to a running \
+             mongod, or let the tests install SecantusDB: python3 -m venv .venv-test && \
+             .venv-test/bin/pip install SecantusDB=={SECANTUS_VERSION}"
+        );
+        let ok = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .is_ok_and(|s| s.success())
+            && Command::new(venv.join("bin").join("pip"))
+                .args(["install", "--quiet", "--disable-pip-version-check"])
+                .arg(format!("SecantusDB=={SECANTUS_VERSION}"))
+                .status()
+                .is_ok_and(|s| s.success());
+        assert!(ok && bin.exists(), "installing SecantusDB failed. {how}");
+    }
+    bin
+}
+
+/// Polls `check` until it returns `Some`, or panics after `timeout` with `what`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A seed from `AGENTSTATE_TEST_SEED`, or a fresh one; printed so a failure can be replayed.
+pub fn seed(test: &str) -> u64 {
+    let seed = std::env::var("AGENTSTATE_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    eprintln!("{test}: seed {seed} (replay with AGENTSTATE_TEST_SEED={seed})");
+    seed
+}
+
+/// A raw HTTP exchange, for what the typed client will not send (bad bodies, odd headers).
+pub struct RawResponse {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: bytes::Bytes,
+}
+
+impl RawResponse {
+    /// The body as a JSON value, decoded by its content type (JSON or MessagePack).
+    pub fn json(&self) -> serde_json::Value {
+        let ct = self.headers.get("content-type").and_then(|v| v.to_str().ok());
+        match ct.and_then(agentstate_protocol::Codec::from_media_type) {
+            Some(codec) => codec
+                .decode(&self.body)
+                .unwrap_or_else(|e| panic!("undecodable {ct:?} body ({e}): {:?}", self.body)),
+            None => panic!("no known content type ({ct:?}): {:?}", self.body),
+        }
+    }
+
+    /// The `error.code` of an error body.
+    pub fn error_code(&self) -> String {
+        self.json()["error"]["code"].as_str().unwrap_or("").to_string()
+    }
+}
+
+pub async fn raw(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<bytes::Bytes>,
+) -> RawResponse {
+    use http_body_util::{BodyExt, Full};
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<bytes::Bytes>>();
+    let mut req = http::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = client
+        .request(req.body(Full::new(body.into())).expect("valid request"))
+        .await
+        .expect("sidecar answers");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.expect("read body").to_bytes();
+    RawResponse {
+        status,
+        headers,
+        body,
+    }
+}

@@ -1,0 +1,155 @@
+//! The sidecar against a real MongoDB-wire server: flushed states land as native BSON
+//! with the right versions; with MongoDB down, writes are still acknowledged, and after a
+//! `kill -9` of the sidecar, a restart and MongoDB's return, they all arrive.
+
+mod common;
+
+use std::time::Duration;
+
+use agentstate_protocol::{SaveStateRequest, StatePersistence, TransitionRequest};
+use common::{eventually, Mongo, Sidecar};
+use mongodb::bson::{doc, Document};
+use serde_json::json;
+
+fn save(state: &str, n: u64) -> SaveStateRequest {
+    SaveStateRequest {
+        agent_type: Some("greeter".into()),
+        state_name: state.into(),
+        state_data: Some(json!({ "n": n, "user": { "name": "ada" } })),
+        metadata: Some(json!({ "team": "a" }).as_object().unwrap().clone()),
+    }
+}
+
+async fn stored_version(db: &mongodb::Database, agent: &str) -> Option<Document> {
+    db.collection::<Document>("agent_states")
+        .find_one(doc! { "_id": agent })
+        .await
+        .ok()
+        .flatten()
+}
+
+#[tokio::test]
+async fn states_written_over_http_appear_in_mongodb() {
+    let mongo = Mongo::start("flush");
+    let dir = tempfile::tempdir().unwrap();
+    let args = mongo.sidecar_args();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let sidecar = Sidecar::start(&dir.path().join("data"), &args).await;
+    let client = sidecar.client();
+
+    for i in 0..10 {
+        let agent = format!("m{i}");
+        for n in 1..=3 {
+            client.save_state(&agent, &save("idle", n), None).await.unwrap();
+        }
+    }
+    client
+        .record_transition(
+            "m0",
+            &TransitionRequest { to_state: "greeting".into(), trigger: "user_message".into(), state_data: None },
+        )
+        .await
+        .unwrap();
+    // `remote` durability: acknowledged only once MongoDB has it.
+    let remote = sidecar.client().with_durability(agentstate_protocol::Durability::Remote);
+    let v = remote.save_state("m9", &save("done", 99), None).await.unwrap();
+    assert_eq!(v, 4);
+    let db = mongo.db().await;
+    let d = stored_version(&db, "m9").await.expect("remote write is in MongoDB on ack");
+    assert_eq!(d.get_i64("version").unwrap(), 4);
+
+    for i in 0..9 {
+        let agent = format!("m{i}");
+        let want = if i == 0 { 4 } else { 3 };
+        let d = eventually(Duration::from_secs(20), "flush to MongoDB", || {
+            let db = db.clone();
+            let agent = agent.clone();
+            async move { stored_version(&db, &agent).await.filter(|d| d.get_i64("version") == Ok(want)) }
+        })
+        .await;
+        // Native BSON, readable with mongosh.
+        assert_eq!(d.get_str("agent_type").unwrap(), "greeter");
+        assert_eq!(d.get_document("state_data").unwrap().get_document("user").unwrap().get_str("name").unwrap(), "ada");
+        assert!(d.get_datetime("updated_at").is_ok());
+    }
+    let t = db
+        .collection::<Document>("state_transitions")
+        .find_one(doc! { "agent_id": "m0" })
+        .await
+        .unwrap()
+        .expect("transition flushed");
+    assert_eq!((t.get_str("from_state").unwrap(), t.get_str("to_state").unwrap()), ("idle", "greeting"));
+    assert_eq!(t.get_i64("seq").unwrap(), 1);
+
+    // A cold read (a fresh sidecar with an empty WAL and cache) comes from MongoDB.
+    drop(sidecar);
+    let dir2 = tempfile::tempdir().unwrap();
+    let cold = Sidecar::start(&dir2.path().join("data"), &args).await;
+    let s = cold.client().load_state("m0").await.unwrap().unwrap();
+    assert_eq!((s.state_name.as_str(), s.version), ("greeting", 4));
+    let log = cold.client().get_transitions("m0", 0, 10).await.unwrap();
+    assert_eq!(log.len(), 1);
+}
+
+#[tokio::test]
+async fn writes_survive_a_mongodb_outage_and_a_sidecar_kill9() {
+    let mut mongo = Mongo::start_local("agentstate_outage".into());
+    let dir = tempfile::tempdir().unwrap();
+    let args = mongo.sidecar_args();
+    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+    args.extend(["--backend-timeout-ms", "1000", "--flush-interval-ms", "50"]);
+    let mut sidecar = Sidecar::start(&dir.path().join("data"), &args).await;
+    let client = sidecar.client();
+    for i in 0..5 {
+        client.save_state(&format!("o{i}"), &save("idle", 0), None).await.unwrap();
+    }
+    let db = mongo.db().await;
+    eventually(Duration::from_secs(20), "first flush", || {
+        let db = db.clone();
+        async move { stored_version(&db, "o4").await }
+    })
+    .await;
+
+    mongo.kill9();
+    // Writes keep being acknowledged while MongoDB is down.
+    let mut last = std::collections::HashMap::new();
+    for n in 1..=20 {
+        for i in 0..5 {
+            let agent = format!("o{i}");
+            let v = client.save_state(&agent, &save("working", n), None).await.unwrap();
+            last.insert(agent, (v, n));
+        }
+    }
+    let status = client.status().await.unwrap();
+    assert!(status.backlog_agents > 0, "backlog grows while MongoDB is down: {status:?}");
+
+    // The sidecar dies too, and comes back while MongoDB is still down.
+    sidecar.kill9();
+    sidecar.restart().await;
+    let client = sidecar.client();
+    for (agent, (v, n)) in &last {
+        let s = client.load_state(agent).await.unwrap().unwrap();
+        assert_eq!((s.version, s.state_data["n"].as_u64()), (*v, Some(*n)), "{agent} after restart");
+    }
+
+    mongo.restart();
+    let db = mongo.db().await;
+    for (agent, (v, n)) in &last {
+        let d = eventually(Duration::from_secs(30), "backlog drained into MongoDB", || {
+            let db = db.clone();
+            async move {
+                stored_version(&db, agent)
+                    .await
+                    .filter(|d| d.get_i64("version") == Ok(*v as i64))
+            }
+        })
+        .await;
+        assert_eq!(d.get_document("state_data").unwrap().get_i64("n").unwrap(), *n as i64);
+    }
+    let status = eventually(Duration::from_secs(10), "empty backlog", || {
+        let c = sidecar.client();
+        async move { c.status().await.ok().filter(|s| s.backlog_agents == 0) }
+    })
+    .await;
+    assert!(status.backend_reachable);
+}
