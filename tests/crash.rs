@@ -57,7 +57,10 @@ async fn write_until_killed(sidecar: &mut Sidecar, writers: usize, kill_after: D
 async fn assert_all_present(sidecar: &Sidecar, acked: &Acked) {
     let client = sidecar.client();
     let acked = acked.lock().unwrap().clone();
-    assert!(!acked.is_empty(), "some writes were acknowledged before the kill");
+    assert!(
+        !acked.is_empty(),
+        "some writes were acknowledged before the kill"
+    );
     for (agent, (n, version)) in acked {
         let state = client
             .load_state(&agent)
@@ -83,12 +86,16 @@ async fn kill9_loses_no_acknowledged_write() {
     let mut rng = StdRng::seed_from_u64(seed);
     let dir = tempfile::tempdir().unwrap();
     // A slow flush keeps most writes only in the WAL when the kill comes.
-    let mut sidecar = Sidecar::start(&dir.path().join("data"), &["--flush-interval-ms", "2000"]).await;
+    let mut sidecar =
+        Sidecar::start(&dir.path().join("data"), &["--flush-interval-ms", "2000"]).await;
     for round in 0..3 {
         let kill_after = Duration::from_millis(rng.gen_range(100..600));
         let acked = write_until_killed(&mut sidecar, 8, kill_after).await;
         sidecar.restart().await;
-        eprintln!("round {round}: killed after {kill_after:?}, checking {} agents", acked.lock().unwrap().len());
+        eprintln!(
+            "round {round}: killed after {kill_after:?}, checking {} agents",
+            acked.lock().unwrap().len()
+        );
         assert_all_present(&sidecar, &acked).await;
     }
 }
@@ -114,10 +121,20 @@ async fn torn_tail_is_truncated_and_acknowledged_writes_survive() {
     sidecar.restart().await;
     let state = sidecar.client().load_state("torn").await.unwrap().unwrap();
     assert_eq!((state.version, state.state_data), (20, json!({"n": 20})));
-    assert_eq!(std::fs::metadata(&segment).unwrap().len() as usize, len_before);
+    assert_eq!(
+        std::fs::metadata(&segment).unwrap().len() as usize,
+        len_before
+    );
     assert!(sidecar.log().contains("torn WAL tail truncated"));
     // And it keeps working after the cut.
-    assert_eq!(sidecar.client().save_state("torn", &save(21), None).await.unwrap(), 21);
+    assert_eq!(
+        sidecar
+            .client()
+            .save_state("torn", &save(21), None)
+            .await
+            .unwrap(),
+        21
+    );
 }
 
 #[tokio::test]
@@ -144,7 +161,10 @@ async fn corruption_in_the_middle_stops_startup_with_file_and_offset() {
     assert!(!out.status.success(), "must not start over a corrupt WAL");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("corrupt WAL record"), "{stderr}");
-    assert!(stderr.contains(&segment.display().to_string()), "names the file: {stderr}");
+    assert!(
+        stderr.contains(&segment.display().to_string()),
+        "names the file: {stderr}"
+    );
     assert!(stderr.contains("offset"), "names the offset: {stderr}");
 }
 

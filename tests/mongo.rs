@@ -40,22 +40,36 @@ async fn states_written_over_http_appear_in_mongodb() {
     for i in 0..10 {
         let agent = format!("m{i}");
         for n in 1..=3 {
-            client.save_state(&agent, &save("idle", n), None).await.unwrap();
+            client
+                .save_state(&agent, &save("idle", n), None)
+                .await
+                .unwrap();
         }
     }
     client
         .record_transition(
             "m0",
-            &TransitionRequest { to_state: "greeting".into(), trigger: "user_message".into(), state_data: None },
+            &TransitionRequest {
+                to_state: "greeting".into(),
+                trigger: "user_message".into(),
+                state_data: None,
+            },
         )
         .await
         .unwrap();
     // `remote` durability: acknowledged only once MongoDB has it.
-    let remote = sidecar.client().with_durability(agentstate_protocol::Durability::Remote);
-    let v = remote.save_state("m9", &save("done", 99), None).await.unwrap();
+    let remote = sidecar
+        .client()
+        .with_durability(agentstate_protocol::Durability::Remote);
+    let v = remote
+        .save_state("m9", &save("done", 99), None)
+        .await
+        .unwrap();
     assert_eq!(v, 4);
     let db = mongo.db().await;
-    let d = stored_version(&db, "m9").await.expect("remote write is in MongoDB on ack");
+    let d = stored_version(&db, "m9")
+        .await
+        .expect("remote write is in MongoDB on ack");
     assert_eq!(d.get_i64("version").unwrap(), 4);
 
     for i in 0..9 {
@@ -64,12 +78,24 @@ async fn states_written_over_http_appear_in_mongodb() {
         let d = eventually(Duration::from_secs(20), "flush to MongoDB", || {
             let db = db.clone();
             let agent = agent.clone();
-            async move { stored_version(&db, &agent).await.filter(|d| d.get_i64("version") == Ok(want)) }
+            async move {
+                stored_version(&db, &agent)
+                    .await
+                    .filter(|d| d.get_i64("version") == Ok(want))
+            }
         })
         .await;
         // Native BSON, readable with mongosh.
         assert_eq!(d.get_str("agent_type").unwrap(), "greeter");
-        assert_eq!(d.get_document("state_data").unwrap().get_document("user").unwrap().get_str("name").unwrap(), "ada");
+        assert_eq!(
+            d.get_document("state_data")
+                .unwrap()
+                .get_document("user")
+                .unwrap()
+                .get_str("name")
+                .unwrap(),
+            "ada"
+        );
         assert!(d.get_datetime("updated_at").is_ok());
     }
     let t = db
@@ -78,7 +104,13 @@ async fn states_written_over_http_appear_in_mongodb() {
         .await
         .unwrap()
         .expect("transition flushed");
-    assert_eq!((t.get_str("from_state").unwrap(), t.get_str("to_state").unwrap()), ("idle", "greeting"));
+    assert_eq!(
+        (
+            t.get_str("from_state").unwrap(),
+            t.get_str("to_state").unwrap()
+        ),
+        ("idle", "greeting")
+    );
     assert_eq!(t.get_i64("seq").unwrap(), 1);
 
     // A cold read (a fresh sidecar with an empty WAL and cache) comes from MongoDB.
@@ -101,7 +133,10 @@ async fn writes_survive_a_mongodb_outage_and_a_sidecar_kill9() {
     let mut sidecar = Sidecar::start(&dir.path().join("data"), &args).await;
     let client = sidecar.client();
     for i in 0..5 {
-        client.save_state(&format!("o{i}"), &save("idle", 0), None).await.unwrap();
+        client
+            .save_state(&format!("o{i}"), &save("idle", 0), None)
+            .await
+            .unwrap();
     }
     let db = mongo.db().await;
     eventually(Duration::from_secs(20), "first flush", || {
@@ -116,12 +151,18 @@ async fn writes_survive_a_mongodb_outage_and_a_sidecar_kill9() {
     for n in 1..=20 {
         for i in 0..5 {
             let agent = format!("o{i}");
-            let v = client.save_state(&agent, &save("working", n), None).await.unwrap();
+            let v = client
+                .save_state(&agent, &save("working", n), None)
+                .await
+                .unwrap();
             last.insert(agent, (v, n));
         }
     }
     let status = client.status().await.unwrap();
-    assert!(status.backlog_agents > 0, "backlog grows while MongoDB is down: {status:?}");
+    assert!(
+        status.backlog_agents > 0,
+        "backlog grows while MongoDB is down: {status:?}"
+    );
 
     // The sidecar dies too, and comes back while MongoDB is still down.
     sidecar.kill9();
@@ -129,22 +170,33 @@ async fn writes_survive_a_mongodb_outage_and_a_sidecar_kill9() {
     let client = sidecar.client();
     for (agent, (v, n)) in &last {
         let s = client.load_state(agent).await.unwrap().unwrap();
-        assert_eq!((s.version, s.state_data["n"].as_u64()), (*v, Some(*n)), "{agent} after restart");
+        assert_eq!(
+            (s.version, s.state_data["n"].as_u64()),
+            (*v, Some(*n)),
+            "{agent} after restart"
+        );
     }
 
     mongo.restart();
     let db = mongo.db().await;
     for (agent, (v, n)) in &last {
-        let d = eventually(Duration::from_secs(30), "backlog drained into MongoDB", || {
-            let db = db.clone();
-            async move {
-                stored_version(&db, agent)
-                    .await
-                    .filter(|d| d.get_i64("version") == Ok(*v as i64))
-            }
-        })
+        let d = eventually(
+            Duration::from_secs(30),
+            "backlog drained into MongoDB",
+            || {
+                let db = db.clone();
+                async move {
+                    stored_version(&db, agent)
+                        .await
+                        .filter(|d| d.get_i64("version") == Ok(*v as i64))
+                }
+            },
+        )
         .await;
-        assert_eq!(d.get_document("state_data").unwrap().get_i64("n").unwrap(), *n as i64);
+        assert_eq!(
+            d.get_document("state_data").unwrap().get_i64("n").unwrap(),
+            *n as i64
+        );
     }
     let status = eventually(Duration::from_secs(10), "empty backlog", || {
         let c = sidecar.client();

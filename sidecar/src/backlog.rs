@@ -212,3 +212,76 @@ impl Backlog {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::AgentRecord;
+    use agentstate_protocol::PersistedState;
+    use chrono::Utc;
+
+    fn put(agent: &str, version: u64) -> Op {
+        let now = Utc::now();
+        Op::Put {
+            record: AgentRecord {
+                state: PersistedState {
+                    agent_id: agent.into(),
+                    agent_type: None,
+                    state_name: "s".into(),
+                    state_data: serde_json::Value::Null,
+                    conversation_context: serde_json::Value::Null,
+                    created_at: now,
+                    updated_at: now,
+                    version,
+                    metadata: Default::default(),
+                },
+                transition_seq: 0,
+            },
+        }
+    }
+
+    #[test]
+    fn latest_state_wins_and_bytes_are_accounted() {
+        let b = Backlog::new(1 << 20);
+        for (lsn, v) in [(1, 1), (2, 2), (3, 3)] {
+            b.apply(lsn, &put("a", v), 100);
+        }
+        b.apply(4, &put("b", 1), 50);
+        assert_eq!(b.get("a").unwrap().version(), 3);
+        let s = b.stats();
+        assert_eq!((s.agents, s.bytes), (2, 350));
+        assert_eq!(b.oldest_lsn(), Some(1));
+
+        let batch = b.take_batch(10);
+        assert_eq!(batch.len(), 2);
+        b.ack(&batch);
+        assert_eq!((b.stats().agents, b.stats().bytes), (0, 0));
+        assert_eq!(b.oldest_lsn(), None);
+    }
+
+    #[test]
+    fn changes_after_a_snapshot_survive_its_ack() {
+        let b = Backlog::new(1 << 20);
+        b.apply(1, &put("a", 1), 100);
+        let batch = b.take_batch(10);
+        b.apply(2, &put("a", 2), 100);
+        b.ack(&batch);
+        assert_eq!(b.get("a").unwrap().version(), 2, "v2 still dirty");
+        assert_eq!(b.oldest_lsn(), Some(2));
+        assert_eq!(b.stats().bytes, 100);
+    }
+
+    #[test]
+    fn batches_take_the_oldest_first_and_respect_the_bound() {
+        let b = Backlog::new(1000);
+        for i in 0..10u64 {
+            b.apply(10 - i, &put(&format!("a{i}"), 1), 10);
+        }
+        let batch = b.take_batch(3);
+        let mut lsns: Vec<u64> = batch.iter().map(|i| i.last_lsn).collect();
+        lsns.sort();
+        assert_eq!(lsns, [1, 2, 3]);
+        assert!(!b.would_overflow(900));
+        assert!(b.would_overflow(901));
+    }
+}

@@ -90,10 +90,21 @@ impl Sidecar {
         let client = self.client();
         let deadline = Instant::now() + Duration::from_secs(30);
         while !client.ready().await {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("sidecar exited with {status} before ready; log:\n{}", self.log());
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "sidecar exited with {status} before ready; log:\n{}",
+                    self.log()
+                );
             }
-            assert!(Instant::now() < deadline, "sidecar not ready after 30 s; log:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "sidecar not ready after 30 s; log:\n{}",
+                self.log()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -123,7 +134,10 @@ impl Sidecar {
     /// SIGTERM, then waits for the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let mut c = self.child.take().expect("sidecar running");
-        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
         c.wait().expect("wait for sidecar")
     }
 
@@ -194,7 +208,10 @@ impl Mongo {
 
     /// `kill -9` the server (local only).
     pub fn kill9(&mut self) {
-        let local = self.local.as_mut().expect("only a local server can be stopped");
+        let local = self
+            .local
+            .as_mut()
+            .expect("only a local server can be stopped");
         if let Some(mut c) = local.child.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -309,7 +326,10 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -334,7 +354,10 @@ pub struct RawResponse {
 impl RawResponse {
     /// The body as a JSON value, decoded by its content type (JSON or MessagePack).
     pub fn json(&self) -> serde_json::Value {
-        let ct = self.headers.get("content-type").and_then(|v| v.to_str().ok());
+        let ct = self
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok());
         match ct.and_then(agentstate_protocol::Codec::from_media_type) {
             Some(codec) => codec
                 .decode(&self.body)
@@ -345,7 +368,10 @@ impl RawResponse {
 
     /// The `error.code` of an error body.
     pub fn error_code(&self) -> String {
-        self.json()["error"]["code"].as_str().unwrap_or("").to_string()
+        self.json()["error"]["code"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
     }
 }
 
@@ -368,7 +394,12 @@ pub async fn raw(
         .expect("sidecar answers");
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
-    let body = resp.into_body().collect().await.expect("read body").to_bytes();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .expect("read body")
+        .to_bytes();
     RawResponse {
         status,
         headers,

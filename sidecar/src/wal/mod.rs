@@ -20,6 +20,8 @@
 //!   has acknowledged ([`Wal::release_through`]).
 
 pub mod record;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeSet, VecDeque};
 use std::fs::{self, File, OpenOptions};
@@ -111,6 +113,9 @@ struct Pending {
 }
 
 struct Shared {
+    /// Batches written (each one write and one fdatasync): records / batches is the
+    /// group-commit factor.
+    batches: std::sync::atomic::AtomicU64,
     pending: Mutex<Pending>,
     wake_writer: Condvar,
     segments: Mutex<VecDeque<Segment>>,
@@ -221,6 +226,7 @@ impl Wal {
             .map_err(io_err("open active WAL segment"))?;
 
         let shared = Arc::new(Shared {
+            batches: Default::default(),
             pending: Mutex::new(Pending {
                 next_lsn,
                 buf: Vec::with_capacity(1 << 16),
@@ -343,6 +349,13 @@ impl Wal {
             released += 1;
         }
         Ok(released)
+    }
+
+    /// Batches written so far (one fdatasync each).
+    pub fn batches(&self) -> u64 {
+        self.shared
+            .batches
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// `(segments, bytes)` currently on disk.
@@ -600,6 +613,9 @@ impl Writer {
             }
         }
         self.abandoned = None;
+        self.shared
+            .batches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.active.bytes += to_write.len() as u64;
         let mut segs = self
             .shared

@@ -1,0 +1,278 @@
+use std::path::Path;
+
+use super::*;
+
+fn opts(dir: &Path) -> WalOptions {
+    WalOptions {
+        dir: dir.to_path_buf(),
+        segment_bytes_max: 64 * 1024,
+        fsync: true,
+    }
+}
+
+type Replayed = Vec<(u64, Vec<u8>)>;
+
+/// Opens the WAL and collects every replayed record.
+fn open_collect(o: WalOptions) -> Result<(Wal, Replayed), WalError> {
+    let mut seen = Vec::new();
+    let (wal, _) = Wal::open(o, |lsn, body| {
+        seen.push((lsn, body.to_vec()));
+        Ok(())
+    })?;
+    Ok((wal, seen))
+}
+
+fn body(i: u64) -> Vec<u8> {
+    format!("record number {i}").into_bytes()
+}
+
+fn segments(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn appends_replay_in_order_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, seen) = open_collect(opts(dir.path())).unwrap();
+    assert!(seen.is_empty());
+    for i in 1..=100 {
+        let mut a = wal.append(&body(i), true).unwrap();
+        assert_eq!(a.lsn, i);
+        a.wait_durable().await.unwrap();
+    }
+    wal.close();
+    let (wal, seen) = open_collect(opts(dir.path())).unwrap();
+    assert_eq!(seen.len(), 100);
+    for (i, (lsn, b)) in seen.iter().enumerate() {
+        assert_eq!(
+            (*lsn, b.as_slice()),
+            (i as u64 + 1, body(i as u64 + 1).as_slice())
+        );
+    }
+    assert_eq!(wal.append(b"next", false).unwrap().lsn, 101);
+    wal.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_commit_covers_many_writers_with_one_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) = open_collect(opts(dir.path())).unwrap();
+    let writers = 64;
+    let per_writer = 20;
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let wal = wal.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..per_writer {
+                let mut a = wal.append(&body(w * 1000 + i), true).unwrap();
+                a.wait_durable().await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let records = writers * per_writer;
+    let batches = wal.batches();
+    eprintln!("{records} records in {batches} batches");
+    // Every writer waits for its fsync before its next append, so with 64 writers a
+    // batch holds many records: far fewer syncs than records.
+    assert!(
+        batches * 4 <= records,
+        "{records} records took {batches} batches"
+    );
+    wal.close();
+    let (_, seen) = open_collect(opts(dir.path())).unwrap();
+    assert_eq!(seen.len() as u64, records);
+}
+
+#[tokio::test]
+async fn a_torn_tail_at_any_byte_is_cut_back_to_the_last_whole_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) = open_collect(opts(dir.path())).unwrap();
+    for i in 1..=3 {
+        wal.append(&body(i), true)
+            .unwrap()
+            .wait_durable()
+            .await
+            .unwrap();
+    }
+    wal.close();
+    let seg = segments(dir.path()).pop().unwrap();
+    let full = fs::read(&seg).unwrap();
+    let two_records = {
+        let mut off = 0;
+        for _ in 0..2 {
+            match record::decode(&full[off..]) {
+                Decoded::Record { encoded_len, .. } => off += encoded_len,
+                other => panic!("{other:?}"),
+            }
+        }
+        off
+    };
+    for cut in two_records..full.len() {
+        let case = tempfile::tempdir().unwrap();
+        fs::write(case.path().join(seg.file_name().unwrap()), &full[..cut]).unwrap();
+        let (wal, seen) = open_collect(opts(case.path())).unwrap();
+        assert_eq!(seen.len(), 2, "cut at {cut}");
+        // The log goes on from the cut, with the next LSN.
+        assert_eq!(wal.append(b"after", true).unwrap().lsn, 3);
+        wal.close();
+        assert_eq!(
+            fs::metadata(case.path().join(seg.file_name().unwrap()))
+                .unwrap()
+                .len() as usize,
+            two_records + record::HEADER_LEN + 1 + 5,
+            "cut at {cut}: truncated, then one record appended"
+        );
+    }
+}
+
+#[tokio::test]
+async fn damage_before_valid_records_is_refused_with_file_and_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) = open_collect(opts(dir.path())).unwrap();
+    for i in 1..=10 {
+        wal.append(&body(i), true)
+            .unwrap()
+            .wait_durable()
+            .await
+            .unwrap();
+    }
+    wal.close();
+    let seg = segments(dir.path()).pop().unwrap();
+    let mut bytes = fs::read(&seg).unwrap();
+    let at = bytes.len() / 3;
+    bytes[at] ^= 0x01;
+    fs::write(&seg, &bytes).unwrap();
+    match open_collect(opts(dir.path())) {
+        Err(WalError::Corrupt { file, offset, .. }) => {
+            assert_eq!(file, seg);
+            assert!(offset as usize <= at);
+        }
+        Err(other) => panic!("wrong error: {other}"),
+        Ok(_) => panic!("a flipped bit in the middle must not be skipped"),
+    }
+    // Nothing was truncated by the refused open.
+    assert_eq!(fs::read(&seg).unwrap(), bytes);
+}
+
+#[tokio::test]
+async fn segments_roll_and_are_released_only_below_the_watermark() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) = open_collect(opts(dir.path())).unwrap();
+    let big = vec![7u8; 10_000];
+    for _ in 0..40 {
+        wal.append(&big, true)
+            .unwrap()
+            .wait_durable()
+            .await
+            .unwrap();
+    }
+    let before = segments(dir.path());
+    assert!(before.len() > 3, "rolled into several segments: {before:?}");
+    // Nothing is released below LSN 1.
+    assert_eq!(wal.release_through(0).unwrap(), 0);
+    // Releasing through LSN 20 deletes only segments whose records are all <= 20.
+    wal.release_through(20).unwrap();
+    let after = segments(dir.path());
+    assert!(after.len() < before.len());
+    wal.close();
+    let (_, seen) = open_collect(opts(dir.path())).unwrap();
+    let first = seen.first().unwrap().0;
+    assert!(
+        first <= 21,
+        "record 21 is still there (first replayed: {first})"
+    );
+    assert_eq!(seen.last().unwrap().0, 40);
+    // The active segment is never released.
+    let (wal, _) = open_collect(opts(dir.path())).unwrap();
+    wal.release_through(u64::MAX - 1).unwrap();
+    assert_eq!(segments(dir.path()).len(), 1);
+    wal.close();
+}
+
+#[tokio::test]
+async fn a_missing_segment_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) = open_collect(opts(dir.path())).unwrap();
+    let big = vec![1u8; 20_000];
+    for _ in 0..20 {
+        wal.append(&big, true)
+            .unwrap()
+            .wait_durable()
+            .await
+            .unwrap();
+    }
+    wal.close();
+    let segs = segments(dir.path());
+    assert!(segs.len() >= 3);
+    fs::remove_file(&segs[1]).unwrap();
+    match open_collect(opts(dir.path())) {
+        Err(WalError::Corrupt { reason, .. }) => assert!(reason.contains("missing"), "{reason}"),
+        other => panic!(
+            "expected a missing-segment error, got {:?}",
+            other.map(|_| ())
+        ),
+    }
+}
+
+#[tokio::test]
+async fn an_abandoned_range_replays_as_a_deliberate_gap() {
+    // What the writer leaves after a failed batch: records 1-2, an abandoned marker for
+    // 3-4, then record 5.
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = Vec::new();
+    for lsn in 1..=2 {
+        let b = body(lsn);
+        record::encode_into(
+            &mut bytes,
+            lsn,
+            KIND_DATA,
+            &b,
+            record::body_crc(KIND_DATA, &b),
+        );
+    }
+    let from = 3u64.to_le_bytes();
+    record::encode_into(
+        &mut bytes,
+        4,
+        KIND_ABANDONED,
+        &from,
+        record::body_crc(KIND_ABANDONED, &from),
+    );
+    let b = body(5);
+    record::encode_into(
+        &mut bytes,
+        5,
+        KIND_DATA,
+        &b,
+        record::body_crc(KIND_DATA, &b),
+    );
+    fs::write(segment_path(dir.path(), 1), &bytes).unwrap();
+    let (wal, seen) = open_collect(opts(dir.path())).unwrap();
+    let lsns: Vec<u64> = seen.iter().map(|(l, _)| *l).collect();
+    assert_eq!(lsns, [1, 2, 5]);
+    assert_eq!(wal.append(b"x", false).unwrap().lsn, 6);
+    wal.close();
+}
+
+#[tokio::test]
+async fn the_watermark_waits_for_unapplied_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) = open_collect(opts(dir.path())).unwrap();
+    let a = wal.append(b"one", false).unwrap();
+    let b = wal.append(b"two", false).unwrap();
+    assert_eq!(wal.oldest_unapplied_lsn(), 1);
+    drop(a);
+    assert_eq!(wal.oldest_unapplied_lsn(), 2);
+    drop(b);
+    assert_eq!(wal.oldest_unapplied_lsn(), 3);
+    wal.close();
+}
