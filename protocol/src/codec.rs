@@ -88,6 +88,7 @@ mod tests {
             updated_at: now,
             version: 3,
             metadata: json!({"k": "v"}).as_object().unwrap().clone(),
+            pending_transition: None,
         }
     }
 

@@ -9,6 +9,7 @@
 //! - [`codec`]: MessagePack (maps with field names, so other languages can read them) and
 //!   JSON, chosen by content type.
 //! - [`persistence`]: the `StatePersistence` trait agents program against.
+//! - [`validator`]: the `StateValidator` trait and its error.
 //! - [`client`]: an async HTTP client that implements `StatePersistence`.
 
 pub mod client;
@@ -16,9 +17,11 @@ pub mod codec;
 pub mod error;
 pub mod persistence;
 pub mod types;
+pub mod validator;
 
 pub use client::{Client, ClientError};
 pub use codec::{Codec, CodecError};
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use persistence::StatePersistence;
 pub use types::*;
+pub use validator::{StateValidator, ValidationError, ValidationRule};

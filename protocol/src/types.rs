@@ -30,6 +30,23 @@ pub struct PersistedState {
     pub version: u64,
     #[serde(default)]
     pub metadata: Metadata,
+    /// A multi-step transition begun and neither completed nor aborted. An agent that
+    /// finds one on restore decides: `complete` or `abort` it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_transition: Option<PendingTransition>,
+}
+
+/// A transition in progress (`POST .../transitions/begin`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingTransition {
+    pub id: String,
+    pub from_state: String,
+    pub to_state: String,
+    pub trigger: String,
+    pub started_at: DateTime<Utc>,
+    /// Data to set when it completes, unless `complete` brings its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_data: Option<Value>,
 }
 
 /// One entry of an agent's transition log.
@@ -46,6 +63,9 @@ pub struct StateTransition {
     pub success: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The `state_data` the transition set, if it set one; replay re-applies it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_data: Option<Value>,
 }
 
 /// One message of an agent's conversation.
@@ -95,6 +115,221 @@ pub struct TransitionResponse {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TransitionsPage {
     pub transitions: Vec<StateTransition>,
+}
+
+/// Body of `POST .../transitions/{id}/complete`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteTransitionRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_data: Option<Value>,
+}
+
+/// Body of `POST .../transitions/{id}/abort`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AbortTransitionRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Answer to `begin`: the pending transition and the agent's version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BeginTransitionResponse {
+    pub pending_transition: PendingTransition,
+    pub version: u64,
+}
+
+/// A message as an agent sends it; the sidecar assigns `seq` and `timestamp`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewMessage {
+    pub role: String,
+    pub content: String,
+    #[serde(default)]
+    pub metadata: Metadata,
+}
+
+/// Body of `POST /v1/agents/{id}/messages`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppendMessagesRequest {
+    pub messages: Vec<NewMessage>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppendMessagesResponse {
+    pub seqs: Vec<u64>,
+    pub version: u64,
+}
+
+/// A page of the conversation (`GET /v1/agents/{id}/messages`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessagesPage {
+    pub messages: Vec<Message>,
+}
+
+/// A snapshot of an agent to roll back or replay from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub checkpoint_id: String,
+    pub agent_id: String,
+    /// The agent's version when the checkpoint was taken.
+    pub version: u64,
+    pub state: PersistedState,
+    /// The transition log up to this `seq` is reflected in `state`.
+    pub transition_seq: u64,
+    /// The conversation up to this `seq` had happened.
+    pub message_seq: u64,
+    pub created_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+}
+
+/// Body of `POST /v1/agents/{id}/checkpoints` (may be empty).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointResponse {
+    pub checkpoint_id: String,
+    pub version: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointsPage {
+    pub checkpoints: Vec<Checkpoint>,
+}
+
+/// Body of `POST /v1/agents/{id}/rollback`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackRequest {
+    pub checkpoint_id: String,
+}
+
+/// Body of `POST /v1/agents/{id}/replay`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayRequest {
+    pub checkpoint_id: String,
+    /// Make the recomputed state current (a new version); otherwise a dry run.
+    #[serde(default)]
+    pub apply: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplayResponse {
+    /// The state recomputed from the checkpoint and the log.
+    pub state: PersistedState,
+    /// Successful transitions re-applied on top of the checkpoint.
+    pub transitions_applied: u64,
+    pub applied: bool,
+    /// The agent's version after the call (unchanged on a dry run).
+    pub version: u64,
+}
+
+/// Body of `POST /v1/transfers`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransferRequest {
+    /// Chosen by the caller; the same id again returns the first result.
+    pub transfer_id: String,
+    pub from_agent: String,
+    pub to_agent: String,
+    /// Transition of the source agent (validated against its type).
+    pub trigger: String,
+    /// Transition of the target agent, if it should move too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_trigger: Option<String>,
+    /// Type of the target when it does not exist yet: it is created in the type's
+    /// initial state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_agent_type: Option<String>,
+    /// The context handed over; default: the source's `state_data`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<Value>,
+    /// Copy at most this many of the latest messages (default: all, up to the limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages_max: Option<u32>,
+}
+
+/// A transfer's record (`GET /v1/transfers/{id}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Transfer {
+    pub transfer_id: String,
+    pub from_agent: String,
+    pub to_agent: String,
+    pub trigger: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_trigger: Option<String>,
+    pub context: Value,
+    pub messages_copied: u64,
+    /// Versions of both agents right after the transfer.
+    pub from_version: u64,
+    pub to_version: u64,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One operation of `POST /v1/batch`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum BatchOperation {
+    Put {
+        agent_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        if_match: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        agent_type: Option<String>,
+        state_name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        state_data: Option<Value>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        metadata: Option<Metadata>,
+    },
+    Delete {
+        agent_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        if_match: Option<u64>,
+    },
+    Transition {
+        agent_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        if_match: Option<u64>,
+        to_state: String,
+        trigger: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        state_data: Option<Value>,
+    },
+    Messages {
+        agent_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        if_match: Option<u64>,
+        messages: Vec<NewMessage>,
+    },
+}
+
+/// Body of `POST /v1/batch`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    pub operations: Vec<BatchOperation>,
+}
+
+/// Per operation, in order: the agent and its version after the batch step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchResult {
+    pub agent_id: String,
+    pub version: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchResponse {
+    pub results: Vec<BatchResult>,
 }
 
 /// Answer to a mutating call: the agent's version after it.

@@ -7,20 +7,23 @@
 //! Its size is bounded by `backlog_bytes_max` (the bytes of the WAL records behind it);
 //! past that the engine refuses writes with 503 until the backend catches up.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use agentstate_protocol::StateTransition;
+use agentstate_protocol::{Checkpoint, Message, StateTransition, Transfer};
 
-use crate::model::{Current, Op, Tombstone};
+use crate::model::{Current, Effect, Op, Tombstone};
 
 /// Unflushed changes of one agent.
 #[derive(Debug, Clone)]
 struct DirtyAgent {
-    current: Current,
-    /// Transitions logged since the last flush, in `seq` order.
+    /// The latest record, if an unflushed op changed it (a checkpoint alone does not).
+    current: Option<Current>,
+    /// Log entries and messages since the last flush, in `seq` order.
     transitions: Vec<StateTransition>,
+    messages: Vec<Message>,
+    checkpoints: Vec<Checkpoint>,
     /// A delete to apply in the backend before anything else of this agent.
     purge: Option<Tombstone>,
     /// Oldest and newest WAL LSN whose effect is not yet in the backend.
@@ -35,11 +38,70 @@ struct DirtyAgent {
 #[derive(Debug, Clone)]
 pub struct FlushItem {
     pub agent_id: String,
-    pub current: Current,
+    pub current: Option<Current>,
     pub transitions: Vec<StateTransition>,
+    pub messages: Vec<Message>,
+    pub checkpoints: Vec<Checkpoint>,
     pub purge: Option<Tombstone>,
     pub last_lsn: u64,
     bytes: u64,
+}
+
+/// A transfer waiting to be flushed as one backend transaction.
+#[derive(Debug, Clone)]
+pub struct PendingTransfer {
+    pub lsn: u64,
+    /// The whole `Op::Transfer`, so the backend can write every part of it at once.
+    pub op: std::sync::Arc<Op>,
+}
+
+impl PendingTransfer {
+    pub fn transfer(&self) -> &Transfer {
+        match &*self.op {
+            Op::Transfer { transfer, .. } => transfer,
+            _ => unreachable!("pending transfers hold Op::Transfer"),
+        }
+    }
+}
+
+/// What one flush writes.
+#[derive(Debug, Clone, Default)]
+pub struct FlushBatch {
+    /// Written first, each atomically.
+    pub transfers: Vec<PendingTransfer>,
+    pub items: Vec<FlushItem>,
+}
+
+impl FlushBatch {
+    pub fn is_empty(&self) -> bool {
+        self.transfers.is_empty() && self.items.is_empty()
+    }
+}
+
+/// The agent's dirty entry, created if needed, with `lsn` accounted.
+fn dirty_entry<'m>(
+    agents: &'m mut HashMap<String, DirtyAgent>,
+    agent_id: &str,
+    lsn: u64,
+    bytes_left: &mut u64,
+) -> &'m mut DirtyAgent {
+    let e = agents
+        .entry(agent_id.to_string())
+        .or_insert_with(|| DirtyAgent {
+            current: None,
+            transitions: Vec::new(),
+            messages: Vec::new(),
+            checkpoints: Vec::new(),
+            purge: None,
+            first_lsn: lsn,
+            last_lsn: lsn,
+            bytes: 0,
+            since: Instant::now(),
+        });
+    e.last_lsn = e.last_lsn.max(lsn);
+    e.first_lsn = e.first_lsn.min(lsn);
+    e.bytes += std::mem::take(bytes_left);
+    e
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -52,6 +114,9 @@ pub struct BacklogStats {
 #[derive(Default)]
 struct Inner {
     agents: HashMap<String, DirtyAgent>,
+    /// Unflushed transfers by LSN, and their ids for idempotent retries.
+    transfers: BTreeMap<u64, PendingTransfer>,
+    transfer_ids: HashMap<String, u64>,
     bytes: u64,
 }
 
@@ -82,95 +147,146 @@ impl Backlog {
         self.lock().bytes.saturating_add(bytes) > self.bytes_max
     }
 
-    /// The agent's latest unflushed state, if it has one.
+    /// The agent's latest unflushed record, if it has one.
     pub fn get(&self, agent_id: &str) -> Option<Current> {
-        self.lock().agents.get(agent_id).map(|d| d.current.clone())
+        self.lock()
+            .agents
+            .get(agent_id)
+            .and_then(|d| d.current.clone())
     }
 
-    /// Unflushed transitions of the agent with `seq > after`, and the purge pending for it.
-    pub fn transitions(
-        &self,
-        agent_id: &str,
-        after: u64,
-    ) -> (Vec<StateTransition>, Option<Tombstone>) {
+    /// The pending purge of the agent, if a delete is not yet flushed.
+    pub fn purge(&self, agent_id: &str) -> Option<Tombstone> {
+        self.lock().agents.get(agent_id).and_then(|d| d.purge)
+    }
+
+    /// Unflushed transitions of the agent with `seq > after`.
+    pub fn transitions(&self, agent_id: &str, after: u64) -> Vec<StateTransition> {
         let inner = self.lock();
-        match inner.agents.get(agent_id) {
-            None => (Vec::new(), None),
-            Some(d) => (
-                d.transitions
-                    .iter()
-                    .filter(|t| t.seq > after)
-                    .cloned()
-                    .collect(),
-                d.purge,
-            ),
-        }
+        inner.agents.get(agent_id).map_or_else(Vec::new, |d| {
+            d.transitions
+                .iter()
+                .filter(|t| t.seq > after)
+                .cloned()
+                .collect()
+        })
+    }
+
+    /// Unflushed messages of the agent with `seq > after`.
+    pub fn messages(&self, agent_id: &str, after: u64) -> Vec<Message> {
+        let inner = self.lock();
+        inner.agents.get(agent_id).map_or_else(Vec::new, |d| {
+            d.messages
+                .iter()
+                .filter(|m| m.seq > after)
+                .cloned()
+                .collect()
+        })
+    }
+
+    /// Unflushed checkpoints of the agent.
+    pub fn checkpoints(&self, agent_id: &str) -> Vec<Checkpoint> {
+        let inner = self.lock();
+        inner
+            .agents
+            .get(agent_id)
+            .map_or_else(Vec::new, |d| d.checkpoints.clone())
+    }
+
+    /// An unflushed transfer by id.
+    pub fn transfer(&self, transfer_id: &str) -> Option<Transfer> {
+        let inner = self.lock();
+        let lsn = inner.transfer_ids.get(transfer_id)?;
+        inner.transfers.get(lsn).map(|p| p.transfer().clone())
     }
 
     /// Records the effect of `op` (WAL record `lsn`, `bytes` long).
     pub fn apply(&self, lsn: u64, op: &Op, bytes: u64) {
-        let mut inner = self.lock();
+        let mut guard = self.lock();
+        let inner = &mut *guard;
         inner.bytes += bytes;
-        let agent_id = op.agent_id();
-        let current = op.resulting();
-        let (purge, transition) = match op {
-            Op::Put { .. } => (None, None),
-            Op::Delete { tombstone, .. } => (Some(*tombstone), None),
-            Op::Transition { transition, .. } => (None, Some(transition.clone())),
-        };
-        let entry = inner
-            .agents
-            .entry(agent_id.to_string())
-            .or_insert_with(|| DirtyAgent {
-                current: current.clone(),
-                transitions: Vec::new(),
-                purge: None,
-                first_lsn: lsn,
-                last_lsn: lsn,
-                bytes: 0,
-                since: Instant::now(),
-            });
-        entry.current = current;
-        entry.last_lsn = entry.last_lsn.max(lsn);
-        entry.first_lsn = entry.first_lsn.min(lsn);
-        entry.bytes += bytes;
-        if let Some(t) = purge {
-            // Everything logged before the delete goes with it.
-            entry.transitions.clear();
-            entry.purge = Some(t);
-        }
-        if let Some(t) = transition {
-            entry.transitions.push(t);
+        // The record's bytes are charged to the first agent it touches.
+        let mut bytes_left = bytes;
+        let agents = &mut inner.agents;
+        op.for_each_effect(&mut |effect| match effect {
+            Effect::Record(r) => {
+                let e = dirty_entry(agents, &r.state.agent_id, lsn, &mut bytes_left);
+                e.current = Some(Current::Live(r.clone().into()));
+            }
+            Effect::Delete(id, t) => {
+                let e = dirty_entry(agents, id, lsn, &mut bytes_left);
+                e.current = Some(Current::Deleted(t));
+                // Everything logged before the delete goes with it.
+                e.transitions.clear();
+                e.messages.clear();
+                e.checkpoints.clear();
+                e.purge = Some(t);
+            }
+            Effect::Transition(t) => {
+                dirty_entry(agents, &t.agent_id, lsn, &mut bytes_left)
+                    .transitions
+                    .push(t.clone());
+            }
+            Effect::Message(id, m) => {
+                dirty_entry(agents, id, lsn, &mut bytes_left)
+                    .messages
+                    .push(m.clone());
+            }
+            Effect::Checkpoint(c) => {
+                dirty_entry(agents, &c.agent_id, lsn, &mut bytes_left)
+                    .checkpoints
+                    .push(c.clone());
+            }
+        });
+        if let Op::Transfer { transfer, .. } = op {
+            inner.transfer_ids.insert(transfer.transfer_id.clone(), lsn);
+            inner.transfers.insert(
+                lsn,
+                PendingTransfer {
+                    lsn,
+                    op: std::sync::Arc::new(op.clone()),
+                },
+            );
         }
     }
 
-    /// Snapshots up to `max` agents, those waiting longest first.
-    pub fn take_batch(&self, max: usize) -> Vec<FlushItem> {
+    /// Snapshots the pending transfers and up to `max` agents, those waiting longest first.
+    pub fn take_batch(&self, max: usize) -> FlushBatch {
         let inner = self.lock();
         let mut oldest: Vec<(&String, &DirtyAgent)> = inner.agents.iter().collect();
         if oldest.len() > max {
             oldest.select_nth_unstable_by_key(max, |(_, d)| d.first_lsn);
             oldest.truncate(max);
         }
-        oldest
-            .into_iter()
-            .map(|(id, d)| FlushItem {
-                agent_id: id.clone(),
-                current: d.current.clone(),
-                transitions: d.transitions.clone(),
-                purge: d.purge,
-                last_lsn: d.last_lsn,
-                bytes: d.bytes,
-            })
-            .collect()
+        FlushBatch {
+            transfers: inner.transfers.values().take(max).cloned().collect(),
+            items: oldest
+                .into_iter()
+                .map(|(id, d)| FlushItem {
+                    agent_id: id.clone(),
+                    current: d.current.clone(),
+                    transitions: d.transitions.clone(),
+                    messages: d.messages.clone(),
+                    checkpoints: d.checkpoints.clone(),
+                    purge: d.purge,
+                    last_lsn: d.last_lsn,
+                    bytes: d.bytes,
+                })
+                .collect(),
+        }
     }
 
-    /// Forgets what `items` held, now that the backend has it. Changes made after the
+    /// Forgets what `batch` held, now that the backend has it. Changes made after the
     /// snapshot stay.
-    pub fn ack(&self, items: &[FlushItem]) {
-        let mut inner = self.lock();
+    pub fn ack(&self, batch: &FlushBatch) {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        for t in &batch.transfers {
+            inner.transfers.remove(&t.lsn);
+            inner.transfer_ids.remove(&t.transfer().transfer_id);
+        }
         let mut freed = 0;
-        for item in items {
+        for item in &batch.items {
             let Some(d) = inner.agents.get_mut(&item.agent_id) else {
                 continue;
             };
@@ -180,10 +296,22 @@ impl Backlog {
                 continue;
             }
             // Changed since the snapshot: keep what is newer.
-            let flushed_seq = item.transitions.last().map_or(0, |t| t.seq);
             if d.purge == item.purge {
                 d.purge = None;
-                d.transitions.retain(|t| t.seq > flushed_seq);
+                let t_seq = item.transitions.last().map_or(0, |t| t.seq);
+                let m_seq = item.messages.last().map_or(0, |m| m.seq);
+                d.transitions.retain(|t| t.seq > t_seq);
+                d.messages.retain(|m| m.seq > m_seq);
+                d.checkpoints.retain(|c| {
+                    !item
+                        .checkpoints
+                        .iter()
+                        .any(|f| f.checkpoint_id == c.checkpoint_id)
+                });
+            }
+            if d.current == item.current {
+                // Still the same record; the backend has it now.
+                d.current = None;
             }
             d.first_lsn = item.last_lsn + 1;
             d.bytes -= item.bytes.min(d.bytes);
@@ -195,7 +323,13 @@ impl Backlog {
 
     /// The oldest LSN not yet in the backend, if any.
     pub fn oldest_lsn(&self) -> Option<u64> {
-        self.lock().agents.values().map(|d| d.first_lsn).min()
+        let inner = self.lock();
+        let agents = inner.agents.values().map(|d| d.first_lsn).min();
+        let transfers = inner.transfers.keys().next().copied();
+        match (agents, transfers) {
+            (Some(a), Some(t)) => Some(a.min(t)),
+            (a, t) => a.or(t),
+        }
     }
 
     pub fn stats(&self) -> BacklogStats {
@@ -216,27 +350,11 @@ impl Backlog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::AgentRecord;
-    use agentstate_protocol::PersistedState;
-    use chrono::Utc;
+    use crate::model::tests::record;
 
     fn put(agent: &str, version: u64) -> Op {
-        let now = Utc::now();
         Op::Put {
-            record: AgentRecord {
-                state: PersistedState {
-                    agent_id: agent.into(),
-                    agent_type: None,
-                    state_name: "s".into(),
-                    state_data: serde_json::Value::Null,
-                    conversation_context: serde_json::Value::Null,
-                    created_at: now,
-                    updated_at: now,
-                    version,
-                    metadata: Default::default(),
-                },
-                transition_seq: 0,
-            },
+            record: record(agent, version),
         }
     }
 
@@ -253,7 +371,7 @@ mod tests {
         assert_eq!(b.oldest_lsn(), Some(1));
 
         let batch = b.take_batch(10);
-        assert_eq!(batch.len(), 2);
+        assert_eq!(batch.items.len(), 2);
         b.ack(&batch);
         assert_eq!((b.stats().agents, b.stats().bytes), (0, 0));
         assert_eq!(b.oldest_lsn(), None);
@@ -267,6 +385,7 @@ mod tests {
         b.apply(2, &put("a", 2), 100);
         b.ack(&batch);
         assert_eq!(b.get("a").unwrap().version(), 2, "v2 still dirty");
+        assert!(b.take_batch(10).items[0].current.is_some());
         assert_eq!(b.oldest_lsn(), Some(2));
         assert_eq!(b.stats().bytes, 100);
     }
@@ -278,7 +397,7 @@ mod tests {
             b.apply(10 - i, &put(&format!("a{i}"), 1), 10);
         }
         let batch = b.take_batch(3);
-        let mut lsns: Vec<u64> = batch.iter().map(|i| i.last_lsn).collect();
+        let mut lsns: Vec<u64> = batch.items.iter().map(|i| i.last_lsn).collect();
         lsns.sort();
         assert_eq!(lsns, [1, 2, 3]);
         assert!(!b.would_overflow(900));

@@ -7,8 +7,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
+
+use crate::ops::Limits;
+use crate::validate::AgentTypes;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -45,6 +50,10 @@ pub mod env {
     pub const REMOTE_TIMEOUT_MS: &str = "AGENTSTATE_REMOTE_TIMEOUT_MS";
     pub const SHUTDOWN_GRACE_MS: &str = "AGENTSTATE_SHUTDOWN_GRACE_MS";
     pub const LOG_FORMAT: &str = "AGENTSTATE_LOG_FORMAT";
+    pub const MESSAGES_PER_REQUEST_MAX: &str = "AGENTSTATE_MESSAGES_PER_REQUEST_MAX";
+    pub const MESSAGE_BYTES_MAX: &str = "AGENTSTATE_MESSAGE_BYTES_MAX";
+    pub const BATCH_OPERATIONS_MAX: &str = "AGENTSTATE_BATCH_OPERATIONS_MAX";
+    pub const TRANSFER_MESSAGES_MAX: &str = "AGENTSTATE_TRANSFER_MESSAGES_MAX";
 }
 
 #[derive(Debug, Clone, Args)]
@@ -95,6 +104,18 @@ pub struct ServeArgs {
     /// On SIGTERM: time to finish requests and flush the backlog before exiting.
     #[arg(long, env = env::SHUTDOWN_GRACE_MS, default_value_t = 10_000)]
     pub shutdown_grace_ms: u64,
+    /// Most messages one append (or one batch operation) may carry.
+    #[arg(long, env = env::MESSAGES_PER_REQUEST_MAX, default_value_t = 100)]
+    pub messages_per_request_max: usize,
+    /// Largest message content, in bytes.
+    #[arg(long, env = env::MESSAGE_BYTES_MAX, default_value_t = 64 * 1024)]
+    pub message_bytes_max: usize,
+    /// Most operations in one `POST /v1/batch`.
+    #[arg(long, env = env::BATCH_OPERATIONS_MAX, default_value_t = 100)]
+    pub batch_operations_max: usize,
+    /// Most messages a transfer copies to its target (the latest ones).
+    #[arg(long, env = env::TRANSFER_MESSAGES_MAX, default_value_t = 1000)]
+    pub transfer_messages_max: u32,
 }
 
 /// A configuration error: names the flag and what is wrong with it.
@@ -119,7 +140,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub mongodb_uri: Option<String>,
     pub database: String,
-    pub agent_types: AgentTypesFile,
+    /// Compiled agent types (schemas included).
+    pub agent_types: Arc<AgentTypes>,
+    pub limits: Limits,
     pub flush_interval: Duration,
     pub flush_batch_max: usize,
     pub backlog_bytes_max: u64,
@@ -172,9 +195,23 @@ impl Config {
                 format!("{:?} is not a valid MongoDB database name", a.database),
             ));
         }
-        let agent_types = match &a.config {
+        let file = match &a.config {
             None => AgentTypesFile::default(),
             Some(path) => AgentTypesFile::load(path).map_err(|m| bad("--config", m))?,
+        };
+        let agent_types = Arc::new(AgentTypes::compile(&file).map_err(|m| bad("--config", m))?);
+        positive(
+            "--messages-per-request-max",
+            a.messages_per_request_max as u64,
+        )?;
+        positive("--message-bytes-max", a.message_bytes_max as u64)?;
+        positive("--batch-operations-max", a.batch_operations_max as u64)?;
+        let limits = Limits {
+            messages_per_request_max: a.messages_per_request_max,
+            message_bytes_max: a.message_bytes_max,
+            batch_operations_max: a.batch_operations_max,
+            transfer_messages_max: a.transfer_messages_max,
+            ..Limits::default()
         };
         Ok(Config {
             listen: a.listen,
@@ -182,6 +219,7 @@ impl Config {
             mongodb_uri: a.mongodb_uri,
             database: a.database,
             agent_types,
+            limits,
             flush_interval: Duration::from_millis(a.flush_interval_ms),
             flush_batch_max: a.flush_batch_max,
             backlog_bytes_max: a.backlog_bytes_max,

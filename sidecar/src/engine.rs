@@ -1,26 +1,34 @@
 //! The write path and the read path: everything between the HTTP handlers and the
 //! WAL, backlog, cache and backend.
 //!
-//! A mutating call runs, under its agent's lock:
-//! validate -> read the current record -> build the [`Op`] -> append it to the WAL ->
+//! A mutating call runs, under the locks of the agents it touches:
+//! read the current records -> validate and build one [`Op`] -> append it to the WAL ->
 //! wait for the fsync (`local`) -> apply it to the backlog and the cache -> release the
-//! lock -> (`remote`: wait until the flusher has it in the backend) -> acknowledge.
+//! locks -> (`remote`: wait until the flusher has it in the backend) -> acknowledge.
+//! Operations are built by the pure functions in [`crate::ops`]; this module holds the
+//! locking, reading and logging around them.
 //!
 //! Hazards:
 //! - A request whose client goes away must not stop half-way (the record would be in the
 //!   WAL but not in memory), so the critical section runs in its own task.
 //! - The version of an agent this sidecar has never seen comes from the backend; if the
 //!   backend is down, such a write is refused with 503 rather than guessed.
-//! - Per-agent locks are striped (a fixed array), so their memory is bounded.
+//! - Per-agent locks are striped (a fixed array), so their memory is bounded; several
+//!   are always taken in stripe order, so two multi-agent calls cannot deadlock.
 
 use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
+use std::future::Future;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use agentstate_protocol::{
-    Durability, PersistedState, SaveStateRequest, StateTransition, TransitionRequest,
+    AbortTransitionRequest, AppendMessagesResponse, BatchRequest, BatchResponse, BatchResult,
+    BeginTransitionResponse, Checkpoint, CheckpointRequest, CheckpointResponse,
+    CompleteTransitionRequest, Durability, Message, NewMessage, PersistedState, ReplayResponse,
+    SaveStateRequest, StateTransition, Transfer, TransferRequest, TransitionRequest,
     TransitionResponse,
 };
 use chrono::{DateTime, SubsecRound, Utc};
@@ -28,17 +36,20 @@ use tokio::sync::{watch, Notify, OwnedMutexGuard};
 
 use crate::backlog::Backlog;
 use crate::cache::StateCache;
-use crate::model::{AgentRecord, Current, Op, Tombstone};
+use crate::model::{AgentRecord, Current, Op};
+use crate::ops::{self, Built, Limits};
 use crate::store::{Store, StoreError};
-use crate::validate;
+use crate::validate::{self, AgentTypes};
 use crate::wal::{Wal, WalError};
 
 /// Seconds a client is told to wait (`Retry-After`) when the sidecar is overloaded.
 pub const RETRY_AFTER_SECS: u64 = 1;
 /// Number of lock stripes; a power of two well above the expected concurrency.
 const LOCK_STRIPES: usize = 1024;
-/// Longest page of the transition log.
+/// Longest page of a log read.
 pub const PAGE_LIMIT_MAX: u32 = 1000;
+/// Most log entries a replay walks through.
+const REPLAY_TRANSITIONS_MAX: usize = 100_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -46,6 +57,8 @@ pub enum EngineError {
     NotFound(String),
     #[error("version conflict: expected version {expected}, current is {current}")]
     VersionConflict { expected: String, current: u64 },
+    #[error("{0}")]
+    Conflict(String),
     #[error("{0}")]
     Validation(String),
     #[error("{0}")]
@@ -87,7 +100,11 @@ pub enum Precondition {
 }
 
 impl Precondition {
-    fn check(self, current: Option<&Current>) -> EngineResult<()> {
+    pub fn from_if_match(v: Option<u64>) -> Self {
+        v.map_or(Precondition::None, Precondition::Version)
+    }
+
+    pub fn check(self, current: Option<&Current>) -> EngineResult<()> {
         let live_version = current.and_then(Current::live).map(|r| r.state.version);
         let ok = match self {
             Precondition::None => true,
@@ -111,6 +128,7 @@ impl Precondition {
 pub struct EngineOptions {
     pub remote_timeout: Duration,
     pub flush_batch_max: usize,
+    pub limits: Limits,
 }
 
 /// What the flusher last saw of the backend.
@@ -126,6 +144,7 @@ pub struct Engine {
     pub(crate) backlog: Backlog,
     pub(crate) cache: StateCache,
     pub(crate) store: Store,
+    pub(crate) types: Arc<AgentTypes>,
     locks: Vec<Arc<tokio::sync::Mutex<()>>>,
     /// Every WAL record at or below this LSN is in the backend.
     pub(crate) flushed_tx: watch::Sender<u64>,
@@ -142,12 +161,22 @@ pub fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(3)
 }
 
+/// A random 128-bit id, hex.
+pub fn new_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+fn not_found(agent_id: &str) -> EngineError {
+    EngineError::NotFound(format!("agent {agent_id} not found"))
+}
+
 impl Engine {
     pub fn new(
         wal: Wal,
         backlog: Backlog,
         cache: StateCache,
         store: Store,
+        types: Arc<AgentTypes>,
         opts: EngineOptions,
     ) -> Self {
         let flushed = wal.oldest_unapplied_lsn().saturating_sub(1);
@@ -156,6 +185,7 @@ impl Engine {
             backlog,
             cache,
             store,
+            types,
             locks: (0..LOCK_STRIPES)
                 .map(|_| Arc::new(tokio::sync::Mutex::new(())))
                 .collect(),
@@ -190,11 +220,23 @@ impl Engine {
         *self.flushed_tx.borrow()
     }
 
-    async fn lock(&self, agent_id: &str) -> OwnedMutexGuard<()> {
-        let mut h = DefaultHasher::new();
-        agent_id.hash(&mut h);
-        let stripe = (h.finish() as usize) % LOCK_STRIPES;
-        self.locks[stripe].clone().lock_owned().await
+    /// Locks every key's stripe, in stripe order.
+    async fn lock(&self, keys: &[&str]) -> Vec<OwnedMutexGuard<()>> {
+        let mut stripes: Vec<usize> = keys
+            .iter()
+            .map(|k| {
+                let mut h = DefaultHasher::new();
+                k.hash(&mut h);
+                (h.finish() as usize) % LOCK_STRIPES
+            })
+            .collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        let mut guards = Vec::with_capacity(stripes.len());
+        for s in stripes {
+            guards.push(self.locks[s].clone().lock_owned().await);
+        }
+        guards
     }
 
     /// The agent as this sidecar knows it: unflushed changes first, then the cache, then
@@ -220,229 +262,82 @@ impl Engine {
         Ok(current)
     }
 
-    /// `GET /v1/agents/{id}`.
-    pub async fn get(&self, agent_id: &str) -> EngineResult<PersistedState> {
-        let fast = match self.backlog.get(agent_id) {
-            Some(c) => Some(c),
-            None => self.cache.get(agent_id),
-        };
-        let current = match fast {
-            Some(c) => Some(c),
+    /// The agent's live record, or `NotFound`.
+    async fn live(&self, agent_id: &str) -> EngineResult<Arc<AgentRecord>> {
+        match self.current(agent_id).await? {
+            Some(Current::Live(r)) => Ok(r),
+            _ => Err(not_found(agent_id)),
+        }
+    }
+
+    /// Reads without taking the lock when memory has the answer.
+    async fn read_live(&self, agent_id: &str) -> EngineResult<Arc<AgentRecord>> {
+        let fast = self
+            .backlog
+            .get(agent_id)
+            .or_else(|| self.cache.get(agent_id));
+        match fast {
+            Some(Current::Live(r)) => Ok(r),
+            Some(Current::Deleted(_)) => Err(not_found(agent_id)),
             None => {
-                let _guard = self.lock(agent_id).await;
-                self.current(agent_id).await?
+                let _guard = self.lock(&[agent_id]).await;
+                self.live(agent_id).await
             }
-        };
-        match current {
-            Some(Current::Live(r)) => Ok(r.state.clone()),
-            _ => Err(EngineError::NotFound(format!("agent {agent_id} not found"))),
         }
     }
 
-    /// `PUT /v1/agents/{id}`: returns the new version.
-    pub async fn save(
+    /// Logs `op` and applies it: the heart of the write path. Call under the locks of
+    /// every agent it touches. Returns its LSN.
+    async fn log(&self, op: &Op, durability: Durability) -> EngineResult<u64> {
+        let body = op
+            .encode()
+            .map_err(|e| EngineError::Internal(format!("encode WAL record: {e}")))?;
+        if body.len() > self.opts.limits.record_bytes_max {
+            return Err(EngineError::Validation(format!(
+                "the change is {} bytes, more than the {} a single change may take",
+                body.len(),
+                self.opts.limits.record_bytes_max
+            )));
+        }
+        if self.backlog.would_overflow(body.len() as u64) {
+            return Err(EngineError::Unavailable(format!(
+                "backlog is full ({} bytes max) while the backend catches up",
+                self.backlog.bytes_max()
+            )));
+        }
+        let mut appended = self.wal.append(&body, durability != Durability::Memory)?;
+        appended.wait_durable().await?;
+        self.backlog.apply(appended.lsn, op, body.len() as u64);
+        for agent in op.agents() {
+            if let Some(c) = op.resulting(agent) {
+                self.cache.insert(agent, c);
+            }
+        }
+        Ok(appended.lsn)
+    }
+
+    /// Runs `work` (which locks, reads, logs) in its own task, so that once started it
+    /// finishes even if the caller goes away; then waits as `durability` asks.
+    async fn critical<T: Send + 'static>(
         self: &Arc<Self>,
-        agent_id: String,
-        req: SaveStateRequest,
-        cond: Precondition,
         durability: Durability,
-    ) -> EngineResult<u64> {
-        validate::name("state_name", &req.state_name).map_err(EngineError::Validation)?;
-        if let Some(t) = &req.agent_type {
-            validate::name("agent_type", t).map_err(EngineError::Validation)?;
-        }
-        if let Some(d) = &req.state_data {
-            validate::document("state_data", d).map_err(EngineError::Validation)?;
-        }
-        if let Some(m) = &req.metadata {
-            validate::document("metadata", &serde_json::Value::Object(m.clone()))
-                .map_err(EngineError::Validation)?;
-        }
-        self.mutate(agent_id, durability, move |agent_id, current| {
-            cond.check(current)?;
-            let now = now();
-            let prev = current.and_then(Current::live);
-            let record = AgentRecord {
-                state: PersistedState {
-                    agent_id: agent_id.to_string(),
-                    agent_type: req
-                        .agent_type
-                        .or_else(|| prev.and_then(|p| p.state.agent_type.clone())),
-                    state_name: req.state_name,
-                    state_data: req.state_data.unwrap_or(serde_json::Value::Null),
-                    conversation_context: prev.map_or(serde_json::Value::Null, |p| {
-                        p.state.conversation_context.clone()
-                    }),
-                    created_at: prev.map_or(now, |p| p.state.created_at),
-                    updated_at: now,
-                    version: current.map_or(0, Current::version) + 1,
-                    metadata: req.metadata.unwrap_or_default(),
-                },
-                transition_seq: current.map_or(0, Current::transition_seq),
-            };
-            Ok(Op::Put { record })
-        })
-        .await
-        .map(|(op, _)| match op {
-            Op::Put { record } => record.state.version,
-            _ => unreachable!("save builds a Put"),
-        })
-    }
-
-    /// `DELETE /v1/agents/{id}`: `Ok(None)` if there was nothing to delete.
-    pub async fn delete(
-        self: &Arc<Self>,
-        agent_id: String,
-        cond: Precondition,
-        durability: Durability,
-    ) -> EngineResult<Option<u64>> {
-        let result = self
-            .mutate(agent_id, durability, move |agent_id, current| {
-                cond.check(current)?;
-                match current {
-                    Some(Current::Live(r)) => Ok(Op::Delete {
-                        agent_id: agent_id.to_string(),
-                        tombstone: Tombstone {
-                            version: r.state.version + 1,
-                            transition_seq: r.transition_seq,
-                        },
-                        at: now(),
-                    }),
-                    _ => Err(EngineError::NotFound(format!("agent {agent_id} not found"))),
-                }
-            })
-            .await;
-        match result {
-            Ok((Op::Delete { tombstone, .. }, _)) => Ok(Some(tombstone.version)),
-            Ok(_) => unreachable!("delete builds a Delete"),
-            Err(EngineError::NotFound(_)) if cond == Precondition::None => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// `POST /v1/agents/{id}/transitions`. A refused transition is logged too, and
-    /// answered with `Validation` naming the reason.
-    pub async fn transition(
-        self: &Arc<Self>,
-        agent_id: String,
-        req: TransitionRequest,
-        cond: Precondition,
-        durability: Durability,
-    ) -> EngineResult<TransitionResponse> {
-        validate::name("to_state", &req.to_state).map_err(EngineError::Validation)?;
-        validate::name("trigger", &req.trigger).map_err(EngineError::Validation)?;
-        if let Some(d) = &req.state_data {
-            validate::document("state_data", d).map_err(EngineError::Validation)?;
-        }
-        let (op, _) = self
-            .mutate(agent_id, durability, move |agent_id, current| {
-                cond.check(current)?;
-                let Some(prev) = current.and_then(Current::live) else {
-                    return Err(EngineError::NotFound(format!(
-                        "agent {agent_id} not found; save a state before its first transition"
-                    )));
-                };
-                let now = now();
-                let seq = prev.transition_seq + 1;
-                let transition = StateTransition {
-                    id: new_id(),
-                    seq,
-                    agent_id: agent_id.to_string(),
-                    from_state: prev.state.state_name.clone(),
-                    to_state: req.to_state.clone(),
-                    trigger: req.trigger,
-                    timestamp: now,
-                    success: true,
-                    error: None,
-                };
-                let mut state = prev.state.clone();
-                state.state_name = req.to_state;
-                if let Some(d) = req.state_data {
-                    state.state_data = d;
-                }
-                state.version += 1;
-                state.updated_at = now;
-                Ok(Op::Transition {
-                    record: AgentRecord {
-                        state,
-                        transition_seq: seq,
-                    },
-                    transition,
-                })
-            })
-            .await?;
-        match op {
-            Op::Transition { record, transition } => Ok(TransitionResponse {
-                transition,
-                version: record.state.version,
-            }),
-            _ => unreachable!("transition builds a Transition"),
-        }
-    }
-
-    /// `GET /v1/agents/{id}/transitions`: backend page merged with unflushed entries.
-    pub async fn transitions(
-        &self,
-        agent_id: &str,
-        after: u64,
-        limit: u32,
-    ) -> EngineResult<Vec<StateTransition>> {
-        let limit = limit.clamp(1, PAGE_LIMIT_MAX);
-        if self.get(agent_id).await.is_err() {
-            return Err(EngineError::NotFound(format!("agent {agent_id} not found")));
-        }
-        let (pending, purge) = self.backlog.transitions(agent_id, after);
-        // Entries a pending delete will purge are gone already, as far as readers know.
-        let floor = purge.map_or(after, |t| after.max(t.transition_seq));
-        let mut out = self.store.transitions(agent_id, floor, limit).await?;
-        let last = out.last().map_or(0, |t| t.seq);
-        out.extend(pending.into_iter().filter(|t| t.seq > last));
-        out.truncate(limit as usize);
-        Ok(out)
-    }
-
-    /// Runs `build` on the agent's current state under its lock, logs the resulting op,
-    /// applies it and waits as `durability` asks. Returns the op and its LSN.
-    async fn mutate(
-        self: &Arc<Self>,
-        agent_id: String,
-        durability: Durability,
-        build: impl FnOnce(&str, Option<&Current>) -> EngineResult<Op> + Send + 'static,
-    ) -> EngineResult<(Op, u64)> {
+        work: impl Future<Output = EngineResult<(T, Option<u64>)>> + Send + 'static,
+    ) -> EngineResult<T> {
         if !self.is_ready() {
             return Err(EngineError::Unavailable("sidecar is not ready".into()));
         }
-        let engine = self.clone();
-        // Its own task: once started, it finishes even if the caller goes away.
-        let (op, lsn) = tokio::spawn(async move {
-            let _guard = engine.lock(&agent_id).await;
-            let current = engine.current(&agent_id).await?;
-            let op = build(&agent_id, current.as_ref())?;
-            let body = op
-                .encode()
-                .map_err(|e| EngineError::Internal(format!("encode WAL record: {e}")))?;
-            if engine.backlog.would_overflow(body.len() as u64) {
-                return Err(EngineError::Unavailable(format!(
-                    "backlog is full ({} bytes max) while the backend catches up",
-                    engine.backlog.bytes_max()
-                )));
+        let (value, lsn) = tokio::spawn(work)
+            .await
+            .map_err(|e| EngineError::Internal(format!("write task failed: {e}")))??;
+        if let Some(lsn) = lsn {
+            if self.backlog.stats().agents >= self.opts.flush_batch_max as u64 {
+                self.flush_now.notify_one();
             }
-            let mut appended = engine.wal.append(&body, durability != Durability::Memory)?;
-            appended.wait_durable().await?;
-            engine.backlog.apply(appended.lsn, &op, body.len() as u64);
-            engine.cache.insert(&agent_id, op.resulting());
-            Ok((op, appended.lsn))
-        })
-        .await
-        .map_err(|e| EngineError::Internal(format!("write task failed: {e}")))??;
-
-        if self.backlog.stats().agents >= self.opts.flush_batch_max as u64 {
-            self.flush_now.notify_one();
+            if durability == Durability::Remote {
+                self.wait_flushed(lsn).await?;
+            }
         }
-        if durability == Durability::Remote {
-            self.wait_flushed(lsn).await?;
-        }
-        Ok((op, lsn))
+        Ok(value)
     }
 
     async fn wait_flushed(&self, lsn: u64) -> EngineResult<()> {
@@ -458,9 +353,588 @@ impl Engine {
             ))),
         }
     }
+
+    /// Logs a built op; a refusal that must be logged is logged, then returned.
+    async fn log_built(&self, built: Built, durability: Durability) -> EngineResult<(Op, u64)> {
+        match built {
+            Built::Ok(op) => {
+                let lsn = self.log(&op, durability).await?;
+                Ok((op, lsn))
+            }
+            Built::Refused(op, err) => {
+                self.log(&op, durability).await?;
+                Err(err)
+            }
+        }
+    }
+
+    /// `GET /v1/agents/{id}`.
+    pub async fn get(&self, agent_id: &str) -> EngineResult<PersistedState> {
+        Ok(self.read_live(agent_id).await?.state.clone())
+    }
+
+    /// `PUT /v1/agents/{id}`: returns the new version.
+    pub async fn save(
+        self: &Arc<Self>,
+        agent_id: String,
+        req: SaveStateRequest,
+        cond: Precondition,
+        durability: Durability,
+    ) -> EngineResult<u64> {
+        let engine = self.clone();
+        self.critical(durability, async move {
+            let _g = engine.lock(&[&agent_id]).await;
+            let current = engine.current(&agent_id).await?;
+            let op = ops::put(&engine.types, &agent_id, current.as_ref(), req, cond, now())?;
+            let lsn = engine.log(&op, durability).await?;
+            Ok((ops::version_of(&op, &agent_id), Some(lsn)))
+        })
+        .await
+    }
+
+    /// `DELETE /v1/agents/{id}`: `Ok(None)` if there was nothing to delete.
+    pub async fn delete(
+        self: &Arc<Self>,
+        agent_id: String,
+        cond: Precondition,
+        durability: Durability,
+    ) -> EngineResult<Option<u64>> {
+        let engine = self.clone();
+        self.critical(durability, async move {
+            let _g = engine.lock(&[&agent_id]).await;
+            let current = engine.current(&agent_id).await?;
+            match ops::delete(&agent_id, current.as_ref(), cond, now()) {
+                Ok(op) => {
+                    let lsn = engine.log(&op, durability).await?;
+                    Ok((Some(ops::version_of(&op, &agent_id)), Some(lsn)))
+                }
+                Err(EngineError::NotFound(_)) if cond == Precondition::None => Ok((None, None)),
+                Err(e) => Err(e),
+            }
+        })
+        .await
+    }
+
+    /// `POST /v1/agents/{id}/transitions`. A refused transition is logged too, and
+    /// answered with `Validation` naming the rule.
+    pub async fn transition(
+        self: &Arc<Self>,
+        agent_id: String,
+        req: TransitionRequest,
+        cond: Precondition,
+        durability: Durability,
+    ) -> EngineResult<TransitionResponse> {
+        let engine = self.clone();
+        self.critical(durability, async move {
+            let _g = engine.lock(&[&agent_id]).await;
+            let current = engine.current(&agent_id).await?;
+            let built =
+                ops::transition(&engine.types, &agent_id, current.as_ref(), req, cond, now())?;
+            let (op, lsn) = engine.log_built(built, durability).await?;
+            Ok((ops::transition_response(&op), Some(lsn)))
+        })
+        .await
+    }
+
+    /// `POST /v1/agents/{id}/transitions/begin`: the first step of a multi-step
+    /// transition, recorded as the agent's `pending_transition`.
+    pub async fn begin_transition(
+        self: &Arc<Self>,
+        agent_id: String,
+        req: TransitionRequest,
+        cond: Precondition,
+        durability: Durability,
+    ) -> EngineResult<BeginTransitionResponse> {
+        let engine = self.clone();
+        self.critical(durability, async move {
+            let _g = engine.lock(&[&agent_id]).await;
+            let current = engine.current(&agent_id).await?;
+            let built = ops::begin(&engine.types, &agent_id, current.as_ref(), req, cond, now())?;
+            let (op, lsn) = engine.log_built(built, durability).await?;
+            let Op::Put { record } = op else {
+                unreachable!("begin builds a Put")
+            };
+            let pending = record
+                .state
+                .pending_transition
+                .clone()
+                .expect("begin sets the pending transition");
+            Ok((
+                BeginTransitionResponse {
+                    pending_transition: pending,
+                    version: record.state.version,
+                },
+                Some(lsn),
+            ))
+        })
+        .await
+    }
+
+    /// `POST .../transitions/{tid}/complete` or `.../abort`.
+    pub async fn finish_transition(
+        self: &Arc<Self>,
+        agent_id: String,
+        transition_id: String,
+        finish: ops::Finish,
+        cond: Precondition,
+        durability: Durability,
+    ) -> EngineResult<TransitionResponse> {
+        let engine = self.clone();
+        self.critical(durability, async move {
+            let _g = engine.lock(&[&agent_id]).await;
+            let current = engine.current(&agent_id).await?;
+            let op = ops::finish(
+                &engine.types,
+                &agent_id,
+                current.as_ref(),
+                &transition_id,
+                finish,
+                cond,
+                now(),
+            )?;
+            let lsn = engine.log(&op, durability).await?;
+            Ok((ops::transition_response(&op), Some(lsn)))
+        })
+        .await
+    }
+
+    /// Convenience for the API: complete with the given data.
+    pub fn complete(req: CompleteTransitionRequest) -> ops::Finish {
+        ops::Finish::Complete(req.state_data)
+    }
+
+    /// Convenience for the API: abort with the given reason.
+    pub fn abort(req: AbortTransitionRequest) -> ops::Finish {
+        ops::Finish::Abort(req.error)
+    }
+
+    /// `GET /v1/agents/{id}/transitions`: backend page merged with unflushed entries.
+    pub async fn transitions(
+        &self,
+        agent_id: &str,
+        after: u64,
+        limit: u32,
+    ) -> EngineResult<Vec<StateTransition>> {
+        self.read_live(agent_id).await?;
+        let limit = limit.clamp(1, PAGE_LIMIT_MAX);
+        // Entries a pending delete will purge are gone already, as far as readers know.
+        let floor = self
+            .backlog
+            .purge(agent_id)
+            .map_or(after, |t| after.max(t.transition_seq));
+        let pending = self.backlog.transitions(agent_id, floor);
+        let stored = self.store.transitions(agent_id, floor, limit).await?;
+        Ok(merge_by_seq(stored, pending, |t| t.seq, limit))
+    }
+
+    /// `POST /v1/agents/{id}/messages`: returns the new messages' sequence numbers.
+    pub async fn append_messages(
+        self: &Arc<Self>,
+        agent_id: String,
+        messages: Vec<NewMessage>,
+        cond: Precondition,
+        durability: Durability,
+    ) -> EngineResult<AppendMessagesResponse> {
+        ops::check_messages(&messages, &self.opts.limits)?;
+        let engine = self.clone();
+        self.critical(durability, async move {
+            let _g = engine.lock(&[&agent_id]).await;
+            let current = engine.current(&agent_id).await?;
+            let op = ops::messages(&agent_id, current.as_ref(), messages, cond, now())?;
+            let lsn = engine.log(&op, durability).await?;
+            let Op::Messages { record, messages } = &op else {
+                unreachable!("messages builds Messages")
+            };
+            Ok((
+                AppendMessagesResponse {
+                    seqs: messages.iter().map(|m| m.seq).collect(),
+                    version: record.state.version,
+                },
+                Some(lsn),
+            ))
+        })
+        .await
+    }
+
+    /// `GET /v1/agents/{id}/messages`.
+    pub async fn messages(
+        &self,
+        agent_id: &str,
+        after: u64,
+        limit: u32,
+    ) -> EngineResult<Vec<Message>> {
+        self.read_live(agent_id).await?;
+        let limit = limit.clamp(1, PAGE_LIMIT_MAX);
+        let floor = self
+            .backlog
+            .purge(agent_id)
+            .map_or(after, |t| after.max(t.message_seq));
+        let pending = self.backlog.messages(agent_id, floor);
+        let stored = self.store.messages(agent_id, floor, limit).await?;
+        Ok(merge_by_seq(stored, pending, |m| m.seq, limit))
+    }
+
+    /// The latest `n` messages with `seq <= upto`, oldest first.
+    async fn recent_messages(
+        &self,
+        agent_id: &str,
+        upto: u64,
+        n: u32,
+    ) -> EngineResult<Vec<Message>> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let floor = self.backlog.purge(agent_id).map_or(0, |t| t.message_seq);
+        let pending: Vec<Message> = self
+            .backlog
+            .messages(agent_id, floor)
+            .into_iter()
+            .filter(|m| m.seq <= upto)
+            .collect();
+        let stored_upto = pending.first().map_or(upto, |m| m.seq - 1);
+        let mut out: Vec<Message> = if stored_upto > floor {
+            self.store
+                .last_messages(agent_id, stored_upto, n)
+                .await?
+                .into_iter()
+                .filter(|m| m.seq > floor)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        out.extend(pending);
+        let skip = out.len().saturating_sub(n as usize);
+        Ok(out.split_off(skip))
+    }
+
+    /// `POST /v1/agents/{id}/checkpoints`.
+    pub async fn checkpoint(
+        self: &Arc<Self>,
+        agent_id: String,
+        req: CheckpointRequest,
+        durability: Durability,
+    ) -> EngineResult<CheckpointResponse> {
+        if let Some(label) = &req.label {
+            validate::name("label", label).map_err(EngineError::Validation)?;
+        }
+        let engine = self.clone();
+        self.critical(durability, async move {
+            let _g = engine.lock(&[&agent_id]).await;
+            let record = engine.live(&agent_id).await?;
+            let checkpoint = Checkpoint {
+                checkpoint_id: new_id(),
+                agent_id: agent_id.clone(),
+                version: record.state.version,
+                state: record.state.clone(),
+                transition_seq: record.transition_seq,
+                message_seq: record.message_seq,
+                created_at: now(),
+                label: req.label,
+            };
+            let resp = CheckpointResponse {
+                checkpoint_id: checkpoint.checkpoint_id.clone(),
+                version: checkpoint.version,
+            };
+            let lsn = engine
+                .log(&Op::Checkpoint { checkpoint }, durability)
+                .await?;
+            Ok((resp, Some(lsn)))
+        })
+        .await
+    }
+
+    /// `GET /v1/agents/{id}/checkpoints`, oldest first.
+    pub async fn checkpoints(&self, agent_id: &str) -> EngineResult<Vec<Checkpoint>> {
+        self.read_live(agent_id).await?;
+        self.all_checkpoints(agent_id).await
+    }
+
+    async fn all_checkpoints(&self, agent_id: &str) -> EngineResult<Vec<Checkpoint>> {
+        let floor = self.backlog.purge(agent_id).map_or(0, |t| t.version);
+        let mut all: Vec<Checkpoint> = self
+            .store
+            .checkpoints(agent_id)
+            .await?
+            .into_iter()
+            .filter(|c| c.version >= floor)
+            .collect();
+        for c in self.backlog.checkpoints(agent_id) {
+            if !all.iter().any(|s| s.checkpoint_id == c.checkpoint_id) {
+                all.push(c);
+            }
+        }
+        all.sort_by_key(|c| (c.created_at, c.version));
+        Ok(all)
+    }
+
+    async fn find_checkpoint(
+        &self,
+        agent_id: &str,
+        checkpoint_id: &str,
+    ) -> EngineResult<Checkpoint> {
+        self.all_checkpoints(agent_id)
+            .await?
+            .into_iter()
+            .find(|c| c.checkpoint_id == checkpoint_id)
+            .ok_or_else(|| {
+                EngineError::NotFound(format!(
+                    "agent {agent_id} has no checkpoint {checkpoint_id}"
+                ))
+            })
+    }
+
+    /// `POST /v1/agents/{id}/rollback`: restores a checkpoint as a new version, logged as
+    /// a transition with trigger `rollback`.
+    pub async fn rollback(
+        self: &Arc<Self>,
+        agent_id: String,
+        checkpoint_id: String,
+        cond: Precondition,
+        durability: Durability,
+    ) -> EngineResult<TransitionResponse> {
+        let engine = self.clone();
+        self.critical(durability, async move {
+            let _g = engine.lock(&[&agent_id]).await;
+            let record = engine.live(&agent_id).await?;
+            cond.check(Some(&Current::Live(record.clone())))?;
+            let checkpoint = engine.find_checkpoint(&agent_id, &checkpoint_id).await?;
+            let op = ops::restore(&record, &checkpoint.state, "rollback", now());
+            let lsn = engine.log(&op, durability).await?;
+            Ok((ops::transition_response(&op), Some(lsn)))
+        })
+        .await
+    }
+
+    /// `POST /v1/agents/{id}/replay`: recomputes the state from a checkpoint and the
+    /// successful transitions logged after it; with `apply`, makes it current (a new
+    /// version, logged with trigger `replay`).
+    pub async fn replay(
+        self: &Arc<Self>,
+        agent_id: String,
+        checkpoint_id: String,
+        apply: bool,
+        cond: Precondition,
+        durability: Durability,
+    ) -> EngineResult<ReplayResponse> {
+        let engine = self.clone();
+        self.critical(durability, async move {
+            let _g = engine.lock(&[&agent_id]).await;
+            let record = engine.live(&agent_id).await?;
+            cond.check(Some(&Current::Live(record.clone())))?;
+            let checkpoint = engine.find_checkpoint(&agent_id, &checkpoint_id).await?;
+            let mut state = checkpoint.state.clone();
+            let mut applied = 0u64;
+            let mut after = checkpoint.transition_seq;
+            let mut walked = 0usize;
+            loop {
+                let page = engine.transitions(&agent_id, after, PAGE_LIMIT_MAX).await?;
+                let Some(last) = page.last() else { break };
+                after = last.seq;
+                walked += page.len();
+                if walked > REPLAY_TRANSITIONS_MAX {
+                    return Err(EngineError::Validation(format!(
+                        "more than {REPLAY_TRANSITIONS_MAX} transitions after the checkpoint; take a newer checkpoint"
+                    )));
+                }
+                for t in page.iter().filter(|t| t.success && t.seq <= record.transition_seq) {
+                    state.state_name = t.to_state.clone();
+                    if let Some(d) = &t.state_data {
+                        state.state_data = d.clone();
+                    }
+                    applied += 1;
+                }
+            }
+            if !apply {
+                return Ok((
+                    ReplayResponse {
+                        state,
+                        transitions_applied: applied,
+                        applied: false,
+                        version: record.state.version,
+                    },
+                    None,
+                ));
+            }
+            let op = ops::restore(&record, &state, "replay", now());
+            let lsn = engine.log(&op, durability).await?;
+            let Op::Transition { record: after_record, .. } = &op else {
+                unreachable!("restore builds a Transition")
+            };
+            Ok((
+                ReplayResponse {
+                    state: after_record.state.clone(),
+                    transitions_applied: applied,
+                    applied: true,
+                    version: after_record.state.version,
+                },
+                Some(lsn),
+            ))
+        })
+        .await
+    }
+
+    /// `POST /v1/transfers`: hands the conversation and context of one agent to another,
+    /// atomically; the same `transfer_id` again returns the first result.
+    pub async fn transfer(
+        self: &Arc<Self>,
+        req: TransferRequest,
+        durability: Durability,
+    ) -> EngineResult<Transfer> {
+        ops::check_transfer_request(&req)?;
+        if let Some(t) = self.existing_transfer(&req).await? {
+            return Ok(t);
+        }
+        let engine = self.clone();
+        self.critical(durability, async move {
+            let transfer_key = format!("transfer:{}", req.transfer_id);
+            let _g = engine
+                .lock(&[&req.from_agent, &req.to_agent, &transfer_key])
+                .await;
+            // Again under the locks: a concurrent retry may have just done it.
+            if let Some(t) = engine.existing_transfer(&req).await? {
+                return Ok((t, None));
+            }
+            let source = engine.current(&req.from_agent).await?;
+            let target = engine.current(&req.to_agent).await?;
+            let Some(Current::Live(src)) = &source else {
+                return Err(not_found(&req.from_agent));
+            };
+            let wanted = req
+                .messages_max
+                .unwrap_or(engine.opts.limits.transfer_messages_max)
+                .min(engine.opts.limits.transfer_messages_max);
+            let history = engine
+                .recent_messages(&req.from_agent, src.message_seq, wanted)
+                .await?;
+            let built = ops::transfer(
+                &engine.types,
+                &req,
+                source.as_ref(),
+                target.as_ref(),
+                history,
+                now(),
+            )?;
+            let (op, lsn) = engine.log_built(built, durability).await?;
+            let Op::Transfer { transfer, .. } = op else {
+                unreachable!("transfer builds a Transfer")
+            };
+            Ok((transfer, Some(lsn)))
+        })
+        .await
+    }
+
+    /// The transfer with this id, if it happened; 409 if the id was used for others.
+    async fn existing_transfer(&self, req: &TransferRequest) -> EngineResult<Option<Transfer>> {
+        let found = match self.backlog.transfer(&req.transfer_id) {
+            Some(t) => Some(t),
+            None => self.store.transfer(&req.transfer_id).await?,
+        };
+        match found {
+            Some(t) if t.from_agent != req.from_agent || t.to_agent != req.to_agent => {
+                Err(EngineError::Conflict(format!(
+                    "transfer {} was made from {} to {}, not from {} to {}",
+                    t.transfer_id, t.from_agent, t.to_agent, req.from_agent, req.to_agent
+                )))
+            }
+            other => Ok(other),
+        }
+    }
+
+    /// `GET /v1/transfers/{id}`.
+    pub async fn get_transfer(&self, transfer_id: &str) -> EngineResult<Transfer> {
+        let found = match self.backlog.transfer(transfer_id) {
+            Some(t) => Some(t),
+            None => self.store.transfer(transfer_id).await?,
+        };
+        found.ok_or_else(|| EngineError::NotFound(format!("transfer {transfer_id} not found")))
+    }
+
+    /// `POST /v1/batch`: every operation or none; one WAL record.
+    pub async fn batch(
+        self: &Arc<Self>,
+        req: BatchRequest,
+        durability: Durability,
+    ) -> EngineResult<BatchResponse> {
+        ops::check_batch(&req, &self.opts.limits)?;
+        let engine = self.clone();
+        self.critical(durability, async move {
+            let ids: Vec<String> = req
+                .operations
+                .iter()
+                .map(|o| ops::batch_agent(o).to_string())
+                .collect();
+            let keys: Vec<&str> = ids.iter().map(String::as_str).collect();
+            let _g = engine.lock(&keys).await;
+            let mut overlay: HashMap<String, Option<Current>> = HashMap::new();
+            for id in &ids {
+                if !overlay.contains_key(id) {
+                    overlay.insert(id.clone(), engine.current(id).await?);
+                }
+            }
+            let at = now();
+            let mut built = Vec::with_capacity(req.operations.len());
+            let mut results = Vec::with_capacity(req.operations.len());
+            for (i, operation) in req.operations.into_iter().enumerate() {
+                let id = ops::batch_agent(&operation).to_string();
+                let current = overlay.get(&id).cloned().flatten();
+                let op = ops::batch_op(&engine.types, operation, current.as_ref(), at)
+                    .map_err(|e| prefix_error(e, &format!("operation {i} ({id})")))?;
+                if let Some(c) = op.resulting(&id) {
+                    overlay.insert(id.clone(), Some(c));
+                }
+                results.push(BatchResult {
+                    version: ops::version_of(&op, &id),
+                    agent_id: id,
+                });
+                built.push(op);
+            }
+            let lsn = engine.log(&Op::Batch { ops: built }, durability).await?;
+            Ok((BatchResponse { results }, Some(lsn)))
+        })
+        .await
+    }
 }
 
-/// A random 128-bit id, hex.
-pub fn new_id() -> String {
-    format!("{:032x}", rand::random::<u128>())
+/// The same error, its message prefixed with where it happened.
+fn prefix_error(e: EngineError, at: &str) -> EngineError {
+    match e {
+        EngineError::NotFound(m) => EngineError::NotFound(format!("{at}: {m}")),
+        EngineError::Conflict(m) => EngineError::Conflict(format!("{at}: {m}")),
+        EngineError::Validation(m) => EngineError::Validation(format!("{at}: {m}")),
+        EngineError::Malformed(m) => EngineError::Malformed(format!("{at}: {m}")),
+        other => other,
+    }
+}
+
+/// One page of a log: stored entries with unflushed ones merged in by `seq`.
+///
+/// Unflushed entries may also be missing from the middle of what is stored (a transfer
+/// is flushed ahead of the target's older messages), so they are merged, not appended.
+/// When the stored page is full, unflushed entries past its end belong to a later page.
+fn merge_by_seq<T>(stored: Vec<T>, pending: Vec<T>, seq: impl Fn(&T) -> u64, limit: u32) -> Vec<T> {
+    let full = stored.len() >= limit as usize;
+    let last = stored.last().map_or(0, &seq);
+    let mut all = stored;
+    all.extend(pending.into_iter().filter(|p| !full || seq(p) <= last));
+    all.sort_by_key(|t| seq(t));
+    all.dedup_by_key(|t| seq(t));
+    all.truncate(limit as usize);
+    all
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_merge_stored_and_unflushed_entries() {
+        // Unflushed 5 is missing from the middle of what is stored.
+        let page = merge_by_seq(vec![1, 2, 3, 4, 6, 7], vec![5, 6, 7, 8], |s| *s, 100);
+        assert_eq!(page, [1, 2, 3, 4, 5, 6, 7, 8]);
+        // A full stored page keeps later unflushed entries for the next page.
+        let page = merge_by_seq(vec![1, 2, 3], vec![2, 9], |s| *s, 3);
+        assert_eq!(page, [1, 2, 3]);
+        let page = merge_by_seq(vec![], vec![4, 5], |s| *s, 1);
+        assert_eq!(page, [4]);
+    }
 }

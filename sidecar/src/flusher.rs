@@ -77,7 +77,11 @@ pub async fn flush_all(engine: &Engine, batch_max: usize) -> Result<(), String> 
                 drop(st);
                 let wal_low = engine.wal.oldest_unapplied_lsn();
                 advance(engine, wal_low);
-                tracing::debug!(agents = batch.len(), "flushed batch");
+                tracing::debug!(
+                    agents = batch.items.len(),
+                    transfers = batch.transfers.len(),
+                    "flushed batch"
+                );
             }
             Err(e) => {
                 let mut st = engine

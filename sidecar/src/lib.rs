@@ -5,6 +5,7 @@ pub mod config;
 pub mod engine;
 pub mod flusher;
 pub mod model;
+pub mod ops;
 pub mod recovery;
 pub mod server;
 pub mod store;

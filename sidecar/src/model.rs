@@ -1,12 +1,13 @@
 //! What the sidecar keeps per agent, and the operations it logs in the WAL.
 //!
-//! An [`Op`] records the *effect* of one logical operation (the new state, the log entry
-//! with its assigned sequence number), never the request: replay re-applies effects
-//! without re-validating, so it is deterministic, and applying one twice changes nothing.
+//! An [`Op`] records the *effect* of one logical operation (new records, log entries with
+//! their assigned sequence numbers), never the request: replay re-applies effects without
+//! re-validating, so it is deterministic, and applying one twice changes nothing. One
+//! operation is one WAL record, so a crash never leaves half of one.
 
 use std::sync::Arc;
 
-use agentstate_protocol::{PersistedState, StateTransition};
+use agentstate_protocol::{Checkpoint, Message, PersistedState, StateTransition, Transfer};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +18,9 @@ pub struct AgentRecord {
     /// Sequence number of the last transition logged for this agent.
     #[serde(default)]
     pub transition_seq: u64,
+    /// Sequence number of the last message of its conversation.
+    #[serde(default)]
+    pub message_seq: u64,
 }
 
 /// What is known about an agent: live, or deleted at some version.
@@ -32,6 +36,8 @@ pub enum Current {
 pub struct Tombstone {
     pub version: u64,
     pub transition_seq: u64,
+    #[serde(default)]
+    pub message_seq: u64,
 }
 
 impl Current {
@@ -49,6 +55,13 @@ impl Current {
         }
     }
 
+    pub fn message_seq(&self) -> u64 {
+        match self {
+            Current::Live(r) => r.message_seq,
+            Current::Deleted(t) => t.message_seq,
+        }
+    }
+
     pub fn live(&self) -> Option<&Arc<AgentRecord>> {
         match self {
             Current::Live(r) => Some(r),
@@ -61,7 +74,7 @@ impl Current {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Op {
-    /// The agent's record after a save.
+    /// The agent's record after a save (also: begin of a multi-step transition).
     Put { record: AgentRecord },
     /// The agent and its history were deleted.
     Delete {
@@ -75,27 +88,109 @@ pub enum Op {
         record: AgentRecord,
         transition: StateTransition,
     },
+    /// Messages appended to the conversation, and the record that counts them.
+    Messages {
+        record: AgentRecord,
+        messages: Vec<Message>,
+    },
+    /// A checkpoint taken; the agent's record does not change.
+    Checkpoint { checkpoint: Checkpoint },
+    /// A hand-over between two agents: both records, their log entries, the messages
+    /// copied to the target, and the transfer's own record. All or nothing.
+    Transfer {
+        transfer: Transfer,
+        records: Vec<AgentRecord>,
+        transitions: Vec<StateTransition>,
+        /// Appended to the target's conversation.
+        messages: Vec<Message>,
+    },
+    /// Several operations on several agents, all or nothing.
+    Batch { ops: Vec<Op> },
+}
+
+/// One piece of an operation's effect, on one agent (or, for a transfer record, none).
+#[derive(Debug, Clone, Copy)]
+pub enum Effect<'a> {
+    Record(&'a AgentRecord),
+    Delete(&'a str, Tombstone),
+    Transition(&'a StateTransition),
+    /// A message of the given agent.
+    Message(&'a str, &'a Message),
+    Checkpoint(&'a Checkpoint),
 }
 
 impl Op {
-    pub fn agent_id(&self) -> &str {
+    /// Calls `f` with every effect, in the order they must be applied.
+    pub fn for_each_effect<'a>(&'a self, f: &mut impl FnMut(Effect<'a>)) {
         match self {
-            Op::Put { record } | Op::Transition { record, .. } => &record.state.agent_id,
-            Op::Delete { agent_id, .. } => agent_id,
-        }
-    }
-
-    /// What the agent is after this op.
-    pub fn resulting(&self) -> Current {
-        match self {
-            Op::Put { record } | Op::Transition { record, .. } => {
-                Current::Live(Arc::new(record.clone()))
+            Op::Put { record } => f(Effect::Record(record)),
+            Op::Delete {
+                agent_id,
+                tombstone,
+                ..
+            } => f(Effect::Delete(agent_id, *tombstone)),
+            Op::Transition { record, transition } => {
+                f(Effect::Record(record));
+                f(Effect::Transition(transition));
             }
-            Op::Delete { tombstone, .. } => Current::Deleted(*tombstone),
+            Op::Messages { record, messages } => {
+                f(Effect::Record(record));
+                for m in messages {
+                    f(Effect::Message(&record.state.agent_id, m));
+                }
+            }
+            Op::Checkpoint { checkpoint } => f(Effect::Checkpoint(checkpoint)),
+            Op::Transfer {
+                transfer,
+                records,
+                transitions,
+                messages,
+            } => {
+                for r in records {
+                    f(Effect::Record(r));
+                }
+                for t in transitions {
+                    f(Effect::Transition(t));
+                }
+                for m in messages {
+                    f(Effect::Message(&transfer.to_agent, m));
+                }
+            }
+            Op::Batch { ops } => ops.iter().for_each(|op| op.for_each_effect(f)),
         }
     }
 
-    /// MessagePack with field names: readable by `agentstate dump` and other languages.
+    /// Agents this op changes, in order of first appearance.
+    pub fn agents(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        self.for_each_effect(&mut |e| {
+            let id = match e {
+                Effect::Record(r) => r.state.agent_id.as_str(),
+                Effect::Delete(id, _) | Effect::Message(id, _) => id,
+                Effect::Transition(t) => t.agent_id.as_str(),
+                Effect::Checkpoint(c) => c.agent_id.as_str(),
+            };
+            if !out.contains(&id) {
+                out.push(id);
+            }
+        });
+        out
+    }
+
+    /// What `agent_id` is after this op, if the op changes its record.
+    pub fn resulting(&self, agent_id: &str) -> Option<Current> {
+        let mut last = None;
+        self.for_each_effect(&mut |e| match e {
+            Effect::Record(r) if r.state.agent_id == agent_id => {
+                last = Some(Current::Live(Arc::new(r.clone())))
+            }
+            Effect::Delete(id, t) if id == agent_id => last = Some(Current::Deleted(t)),
+            _ => {}
+        });
+        last
+    }
+
+    /// MessagePack with field names: readable by other languages and debugging tools.
     pub fn encode(&self) -> Result<Vec<u8>, rmp_serde::encode::Error> {
         rmp_serde::to_vec_named(self)
     }
@@ -106,56 +201,98 @@ impl Op {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
-    #[test]
-    fn ops_round_trip_through_msgpack() {
+    pub(crate) fn record(agent: &str, version: u64) -> AgentRecord {
         let now = Utc::now();
-        let record = AgentRecord {
+        AgentRecord {
             state: PersistedState {
-                agent_id: "a".into(),
+                agent_id: agent.into(),
                 agent_type: None,
                 state_name: "idle".into(),
                 state_data: json!({"x": [1, 2]}),
                 conversation_context: json!(null),
                 created_at: now,
                 updated_at: now,
-                version: 2,
+                version,
                 metadata: Default::default(),
+                pending_transition: None,
             },
             transition_seq: 1,
+            message_seq: 0,
+        }
+    }
+
+    #[test]
+    fn ops_round_trip_through_msgpack() {
+        let now = Utc::now();
+        let rec = record("a", 2);
+        let transition = StateTransition {
+            id: "t".into(),
+            seq: 1,
+            agent_id: "a".into(),
+            from_state: "idle".into(),
+            to_state: "busy".into(),
+            trigger: "go".into(),
+            timestamp: now,
+            success: true,
+            error: None,
+            state_data: Some(json!({"k": 1})),
         };
-        let ops = [
+        let message = Message {
+            seq: 1,
+            role: "user".into(),
+            content: "hi".into(),
+            timestamp: now,
+            metadata: Default::default(),
+        };
+        let ops = vec![
             Op::Put {
-                record: record.clone(),
+                record: rec.clone(),
             },
             Op::Delete {
                 agent_id: "a".into(),
                 tombstone: Tombstone {
                     version: 3,
                     transition_seq: 1,
+                    message_seq: 0,
                 },
                 at: now,
             },
             Op::Transition {
-                record,
-                transition: StateTransition {
-                    id: "t".into(),
-                    seq: 1,
-                    agent_id: "a".into(),
-                    from_state: "idle".into(),
-                    to_state: "busy".into(),
-                    trigger: "go".into(),
-                    timestamp: now,
-                    success: true,
-                    error: None,
-                },
+                record: rec.clone(),
+                transition: transition.clone(),
+            },
+            Op::Messages {
+                record: rec.clone(),
+                messages: vec![message.clone()],
             },
         ];
-        for op in ops {
+        let batch = Op::Batch { ops: ops.clone() };
+        for op in ops.into_iter().chain([batch]) {
             assert_eq!(Op::decode(&op.encode().unwrap()).unwrap(), op);
         }
+    }
+
+    #[test]
+    fn effects_name_their_agents() {
+        let op = Op::Batch {
+            ops: vec![
+                Op::Put {
+                    record: record("a", 1),
+                },
+                Op::Put {
+                    record: record("b", 1),
+                },
+                Op::Put {
+                    record: record("a", 2),
+                },
+            ],
+        };
+        assert_eq!(op.agents(), ["a", "b"]);
+        assert_eq!(op.resulting("a").unwrap().version(), 2);
+        assert!(op.resulting("c").is_none());
     }
 }

@@ -93,9 +93,11 @@ pub async fn run(
         backlog,
         StateCache::new(config.cache_entries_max),
         store,
+        config.agent_types.clone(),
         EngineOptions {
             remote_timeout: config.remote_timeout,
             flush_batch_max: config.flush_batch_max,
+            limits: config.limits.clone(),
         },
     ));
     let flusher = tokio::spawn(flusher::run(

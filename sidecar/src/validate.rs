@@ -1,10 +1,19 @@
 //! Checks on what agents send, before anything is logged.
 //!
-//! A change that the backend would refuse must be refused here, at the door: once in the
-//! WAL it would be retried by the flusher forever. So documents are checked against
-//! BSON's limits (integer range, nesting depth, `$`-prefixed keys) as well as ours.
+//! Two kinds of checks:
+//! - shape: ids, names and documents. A change that the backend would refuse must be
+//!   refused here, at the door: once in the WAL it would be retried by the flusher
+//!   forever. So documents are checked against BSON's limits (integer range, nesting
+//!   depth, `$`-prefixed keys) as well as ours.
+//! - meaning: [`AgentTypes`], the agent types of the `--config` file, compiled once at
+//!   start-up (JSON Schemas included), implementing the protocol's `StateValidator`.
 
+use std::collections::{BTreeMap, HashSet};
+
+use agentstate_protocol::{StateValidator, ValidationError, ValidationRule};
 use serde_json::Value;
+
+use crate::config::{AgentTypesFile, TransitionDef};
 
 /// Deepest nesting accepted in `state_data` / `metadata` (BSON allows about 100).
 pub const DEPTH_MAX: usize = 64;
@@ -80,10 +89,280 @@ pub fn document(field: &str, value: &Value) -> Result<(), String> {
     walk(value, 0, &mut path)
 }
 
+/// The agent types of the configuration, ready to check against.
+#[derive(Default)]
+pub struct AgentTypes {
+    /// Refuse agents whose type is not declared.
+    strict: bool,
+    types: BTreeMap<String, AgentType>,
+}
+
+struct AgentType {
+    initial_state: String,
+    states: HashSet<String>,
+    transitions: Vec<TransitionDef>,
+    schemas: BTreeMap<String, jsonschema::Validator>,
+}
+
+impl std::fmt::Debug for AgentTypes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentTypes")
+            .field("strict", &self.strict)
+            .field("types", &self.types.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl AgentTypes {
+    /// Compiles the file's schemas; a bad schema is a configuration error.
+    pub fn compile(file: &AgentTypesFile) -> Result<Self, String> {
+        let mut types = BTreeMap::new();
+        for (name, def) in &file.agent_types {
+            let mut schemas = BTreeMap::new();
+            for (state, schema) in &def.state_schemas {
+                let schema = serde_json::to_value(schema)
+                    .map_err(|e| format!("agent type {name:?} state {state:?}: {e}"))?;
+                let validator = jsonschema::validator_for(&schema).map_err(|e| {
+                    format!("agent type {name:?}: state_schemas.{state} is not a valid JSON Schema: {e}")
+                })?;
+                schemas.insert(state.clone(), validator);
+            }
+            types.insert(
+                name.clone(),
+                AgentType {
+                    initial_state: def.initial_state.clone(),
+                    states: def.states.iter().cloned().collect(),
+                    transitions: def.transitions.clone(),
+                    schemas,
+                },
+            );
+        }
+        Ok(AgentTypes {
+            strict: file.strict,
+            types,
+        })
+    }
+
+    /// The type's definition, `None` for an agent checked by nothing; refuses an
+    /// undeclared type when strict.
+    fn lookup(&self, agent_type: Option<&str>) -> Result<Option<&AgentType>, ValidationError> {
+        match agent_type.and_then(|t| self.types.get(t)) {
+            Some(t) => Ok(Some(t)),
+            None if self.strict => Err(ValidationError::new(
+                ValidationRule::UnknownAgentType,
+                match agent_type {
+                    Some(t) => {
+                        format!("agent type {t:?} is not declared, and the configuration is strict")
+                    }
+                    None => "an agent type is required: the configuration is strict".to_string(),
+                },
+            )),
+            None => Ok(None),
+        }
+    }
+
+    pub fn is_declared(&self, agent_type: &str) -> bool {
+        self.types.contains_key(agent_type)
+    }
+
+    pub fn initial_state(&self, agent_type: &str) -> Option<&str> {
+        self.types.get(agent_type).map(|t| t.initial_state.as_str())
+    }
+
+    /// A save: the state is declared and the data fits its schema.
+    pub fn check_save(
+        &self,
+        agent_type: Option<&str>,
+        state_name: &str,
+        data: &Value,
+    ) -> Result<(), ValidationError> {
+        let (Some(name), Some(_)) = (agent_type, self.lookup(agent_type)?) else {
+            return Ok(());
+        };
+        self.validate_state(name, state_name)?;
+        self.validate_data(name, state_name, data)
+    }
+
+    /// A transition: declared, and the data after it fits the target's schema.
+    pub fn check_transition(
+        &self,
+        agent_type: Option<&str>,
+        from: &str,
+        to: &str,
+        trigger: &str,
+        data_after: &Value,
+    ) -> Result<(), ValidationError> {
+        let (Some(name), Some(_)) = (agent_type, self.lookup(agent_type)?) else {
+            return Ok(());
+        };
+        self.validate_transition(name, from, to, trigger)?;
+        self.validate_data(name, to, data_after)
+    }
+
+    /// Where `trigger` leads from `from`, for a typed agent; `Ok(None)` when untyped.
+    pub fn next_state(
+        &self,
+        agent_type: Option<&str>,
+        from: &str,
+        trigger: &str,
+    ) -> Result<Option<String>, ValidationError> {
+        let Some(t) = self.lookup(agent_type)? else {
+            return Ok(None);
+        };
+        t.transitions
+            .iter()
+            .find(|d| d.from == from && d.trigger == trigger)
+            .map(|d| Some(d.to.clone()))
+            .ok_or_else(|| {
+                ValidationError::new(
+                    ValidationRule::TransitionNotAllowed,
+                    format!(
+                        "agent type {:?} has no transition from {from:?} on trigger {trigger:?}",
+                        agent_type.unwrap_or_default()
+                    ),
+                )
+            })
+    }
+}
+
+impl StateValidator for AgentTypes {
+    fn validate_state(&self, agent_type: &str, state_name: &str) -> Result<(), ValidationError> {
+        match self.types.get(agent_type) {
+            Some(t) if !t.states.contains(state_name) => Err(ValidationError::new(
+                ValidationRule::UnknownState,
+                format!("state {state_name:?} is not a state of agent type {agent_type:?}"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    fn validate_transition(
+        &self,
+        agent_type: &str,
+        from: &str,
+        to: &str,
+        trigger: &str,
+    ) -> Result<(), ValidationError> {
+        let Some(t) = self.types.get(agent_type) else {
+            return Ok(());
+        };
+        self.validate_state(agent_type, to)?;
+        if t.transitions
+            .iter()
+            .any(|d| d.from == from && d.to == to && d.trigger == trigger)
+        {
+            Ok(())
+        } else {
+            Err(ValidationError::new(
+                ValidationRule::TransitionNotAllowed,
+                format!(
+                    "agent type {agent_type:?} does not allow {from:?} -> {to:?} on trigger {trigger:?}"
+                ),
+            ))
+        }
+    }
+
+    fn validate_data(
+        &self,
+        agent_type: &str,
+        state_name: &str,
+        data: &Value,
+    ) -> Result<(), ValidationError> {
+        let Some(schema) = self
+            .types
+            .get(agent_type)
+            .and_then(|t| t.schemas.get(state_name))
+        else {
+            return Ok(());
+        };
+        let problems: Vec<String> = schema
+            .iter_errors(data)
+            .take(3)
+            .map(|e| {
+                let at = e.instance_path().to_string();
+                if at.is_empty() {
+                    e.to_string()
+                } else {
+                    format!("{e} (at {at})")
+                }
+            })
+            .collect();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ValidationError::new(
+                ValidationRule::SchemaMismatch,
+                format!(
+                    "state_data does not match the schema of {agent_type:?} state {state_name:?}: {}",
+                    problems.join("; ")
+                ),
+            ))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    const GREETER: &str = r#"
+        [agent_types.greeter]
+        initial_state = "idle"
+        states = ["idle", "greeting", "transferring", "done"]
+        transitions = [
+          { from = "idle", to = "greeting", trigger = "user_message" },
+          { from = "greeting", to = "transferring", trigger = "handoff" },
+        ]
+        [agent_types.greeter.state_schemas]
+        greeting = { type = "object", required = ["user_name"] }
+    "#;
+
+    fn types(text: &str) -> AgentTypes {
+        AgentTypes::compile(&AgentTypesFile::parse(text).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn transitions_states_and_schemas_are_checked() {
+        let t = types(GREETER);
+        let g = Some("greeter");
+        let ok = json!({"user_name": "ada"});
+        assert!(t
+            .check_transition(g, "idle", "greeting", "user_message", &ok)
+            .is_ok());
+        let e = t
+            .check_transition(g, "idle", "done", "user_message", &ok)
+            .unwrap_err();
+        assert_eq!(e.rule, ValidationRule::TransitionNotAllowed);
+        let e = t
+            .check_transition(g, "idle", "greeting", "user_message", &json!({}))
+            .unwrap_err();
+        assert_eq!(e.rule, ValidationRule::SchemaMismatch);
+        assert!(e.message.contains("user_name"), "{}", e.message);
+        let e = t.check_save(g, "sleeping", &json!(null)).unwrap_err();
+        assert_eq!(e.rule, ValidationRule::UnknownState);
+        assert_eq!(
+            t.next_state(g, "greeting", "handoff").unwrap().as_deref(),
+            Some("transferring")
+        );
+        // Undeclared types pass unless strict.
+        assert!(t.check_save(Some("other"), "anything", &json!(1)).is_ok());
+        assert!(t.check_save(None, "anything", &json!(1)).is_ok());
+        let strict = types(&format!("strict = true\n{GREETER}"));
+        let e = strict
+            .check_save(Some("other"), "x", &json!(1))
+            .unwrap_err();
+        assert_eq!(e.rule, ValidationRule::UnknownAgentType);
+    }
+
+    #[test]
+    fn a_bad_schema_is_a_config_error() {
+        let bad = GREETER.replace("type = \"object\"", "type = 7");
+        let err = AgentTypes::compile(&AgentTypesFile::parse(&bad).unwrap())
+            .err()
+            .unwrap();
+        assert!(err.contains("not a valid JSON Schema"), "{err}");
+    }
 
     #[test]
     fn agent_ids() {

@@ -44,6 +44,7 @@ impl From<EngineError> for ApiError {
                 current_version: Some(current),
                 ..ApiError::new(ErrorCode::VersionConflict, message)
             },
+            EngineError::Conflict(_) => ApiError::new(ErrorCode::Conflict, message),
             EngineError::Validation(_) => ApiError::new(ErrorCode::ValidationFailed, message),
             EngineError::Malformed(_) => ApiError::new(ErrorCode::Malformed, message),
             EngineError::Unavailable(_) => ApiError::new(ErrorCode::Unavailable, message),

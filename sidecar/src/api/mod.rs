@@ -11,8 +11,9 @@ use std::convert::Infallible;
 use std::sync::{Arc, OnceLock};
 
 use agentstate_protocol::{
-    Codec, Durability, ErrorCode, SaveStateRequest, StatusResponse, TransitionRequest,
-    TransitionsPage, VersionResponse,
+    AppendMessagesRequest, BatchRequest, CheckpointRequest, CheckpointsPage, Codec, Durability,
+    ErrorCode, MessagesPage, ReplayRequest, RollbackRequest, SaveStateRequest, StatusResponse,
+    TransferRequest, TransitionRequest, TransitionsPage, VersionResponse,
 };
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
@@ -68,53 +69,162 @@ async fn route(app: &App, req: Request<Incoming>, codec: Codec) -> Result<HttpRe
             None => plain(StatusCode::SERVICE_UNAVAILABLE, "replaying WAL\n"),
         }),
         (&Method::GET, ["v1", "status"]) => status(app, codec),
+        (&Method::POST, ["v1", "transfers"]) => {
+            let engine = engine(app)?;
+            let durability = durability(&req)?;
+            let body: TransferRequest = decode_body(app, req).await?;
+            let transfer = engine.transfer(body, durability).await?;
+            encode(StatusCode::OK, codec, &transfer)
+        }
+        (&Method::GET, ["v1", "transfers", id]) => {
+            validate::agent_id(id).map_err(|e| ApiError::malformed(format!("transfer id: {e}")))?;
+            let transfer = engine(app)?.get_transfer(id).await?;
+            encode(StatusCode::OK, codec, &transfer)
+        }
+        (&Method::POST, ["v1", "batch"]) => {
+            let engine = engine(app)?;
+            let durability = durability(&req)?;
+            let body: BatchRequest = decode_body(app, req).await?;
+            let resp = engine.batch(body, durability).await?;
+            encode(StatusCode::OK, codec, &resp)
+        }
         (_, ["v1", "agents", id, rest @ ..]) => {
             validate::agent_id(id).map_err(ApiError::malformed)?;
             let engine = engine(app)?;
-            let id = id.to_string();
-            match (req.method().clone(), rest) {
-                (Method::GET, []) => {
-                    let state = engine.get(&id).await?;
-                    let mut resp = encode(StatusCode::OK, codec, &state)?;
-                    set_etag(&mut resp, state.version);
-                    Ok(resp)
-                }
-                (Method::PUT, []) => {
-                    let (cond, durability) = (precondition(req.headers())?, durability(&req)?);
-                    let body: SaveStateRequest = decode_body(app, req).await?;
-                    let version = engine.save(id, body, cond, durability).await?;
-                    let mut resp = encode(StatusCode::OK, codec, &VersionResponse { version })?;
-                    set_etag(&mut resp, version);
-                    Ok(resp)
-                }
-                (Method::DELETE, []) => {
-                    let (cond, durability) = (precondition(req.headers())?, durability(&req)?);
-                    engine.delete(id, cond, durability).await?;
-                    Ok(empty(StatusCode::NO_CONTENT))
-                }
-                (Method::POST, ["transitions"]) => {
-                    let (cond, durability) = (precondition(req.headers())?, durability(&req)?);
-                    let body: TransitionRequest = decode_body(app, req).await?;
-                    let resp = engine.transition(id, body, cond, durability).await?;
-                    let version = resp.version;
-                    let mut resp = encode(StatusCode::OK, codec, &resp)?;
-                    set_etag(&mut resp, version);
-                    Ok(resp)
-                }
-                (Method::GET, ["transitions"]) => {
-                    let q = Query::parse(req.uri().query())?;
-                    let transitions = engine.transitions(&id, q.after, q.limit).await?;
-                    encode(StatusCode::OK, codec, &TransitionsPage { transitions })
-                }
-                (_, [] | ["transitions"]) => Err(ApiError::new(
-                    ErrorCode::MethodNotAllowed,
-                    format!("{} is not allowed on {path}", req.method()),
-                )),
-                _ => Err(not_found(&path)),
-            }
+            agent_route(app, engine, id.to_string(), rest, req, codec).await
         }
+        (_, ["v1", "transfers"] | ["v1", "batch"]) => Err(method_not_allowed(req.method(), &path)),
         _ => Err(not_found(&path)),
     }
+}
+
+/// Routes under `/v1/agents/{id}`.
+async fn agent_route(
+    app: &App,
+    engine: &Arc<Engine>,
+    id: String,
+    rest: &[&str],
+    req: Request<Incoming>,
+    codec: Codec,
+) -> Result<HttpResponse, ApiError> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    // Mutating calls all take If-Match and a durability.
+    let (cond, durability) = if method == Method::GET {
+        (Precondition::None, Durability::default())
+    } else {
+        (precondition(req.headers())?, durability(&req)?)
+    };
+    match (method.clone(), rest) {
+        (Method::GET, []) => {
+            let state = engine.get(&id).await?;
+            with_etag(encode(StatusCode::OK, codec, &state), state.version)
+        }
+        (Method::PUT, []) => {
+            let body: SaveStateRequest = decode_body(app, req).await?;
+            let version = engine.save(id, body, cond, durability).await?;
+            with_etag(
+                encode(StatusCode::OK, codec, &VersionResponse { version }),
+                version,
+            )
+        }
+        (Method::DELETE, []) => {
+            engine.delete(id, cond, durability).await?;
+            Ok(empty(StatusCode::NO_CONTENT))
+        }
+        (Method::POST, ["transitions"]) => {
+            let body: TransitionRequest = decode_body(app, req).await?;
+            let resp = engine.transition(id, body, cond, durability).await?;
+            let version = resp.version;
+            with_etag(encode(StatusCode::OK, codec, &resp), version)
+        }
+        (Method::GET, ["transitions"]) => {
+            let q = Query::parse(req.uri().query())?;
+            let transitions = engine.transitions(&id, q.after, q.limit).await?;
+            encode(StatusCode::OK, codec, &TransitionsPage { transitions })
+        }
+        (Method::POST, ["transitions", "begin"]) => {
+            let body: TransitionRequest = decode_body(app, req).await?;
+            let resp = engine.begin_transition(id, body, cond, durability).await?;
+            let version = resp.version;
+            with_etag(encode(StatusCode::OK, codec, &resp), version)
+        }
+        (Method::POST, ["transitions", tid, action @ ("complete" | "abort")]) => {
+            let finish = if *action == "complete" {
+                Engine::complete(decode_optional_body(app, req).await?)
+            } else {
+                Engine::abort(decode_optional_body(app, req).await?)
+            };
+            let resp = engine
+                .finish_transition(id, tid.to_string(), finish, cond, durability)
+                .await?;
+            let version = resp.version;
+            with_etag(encode(StatusCode::OK, codec, &resp), version)
+        }
+        (Method::POST, ["messages"]) => {
+            let body: AppendMessagesRequest = decode_body(app, req).await?;
+            let resp = engine
+                .append_messages(id, body.messages, cond, durability)
+                .await?;
+            let version = resp.version;
+            with_etag(encode(StatusCode::OK, codec, &resp), version)
+        }
+        (Method::GET, ["messages"]) => {
+            let q = Query::parse(req.uri().query())?;
+            let messages = engine.messages(&id, q.after, q.limit).await?;
+            encode(StatusCode::OK, codec, &MessagesPage { messages })
+        }
+        (Method::POST, ["checkpoints"]) => {
+            let body: CheckpointRequest = decode_optional_body(app, req).await?;
+            let resp = engine.checkpoint(id, body, durability).await?;
+            encode(StatusCode::OK, codec, &resp)
+        }
+        (Method::GET, ["checkpoints"]) => {
+            let checkpoints = engine.checkpoints(&id).await?;
+            encode(StatusCode::OK, codec, &CheckpointsPage { checkpoints })
+        }
+        (Method::POST, ["rollback"]) => {
+            let body: RollbackRequest = decode_body(app, req).await?;
+            let resp = engine
+                .rollback(id, body.checkpoint_id, cond, durability)
+                .await?;
+            let version = resp.version;
+            with_etag(encode(StatusCode::OK, codec, &resp), version)
+        }
+        (Method::POST, ["replay"]) => {
+            let body: ReplayRequest = decode_body(app, req).await?;
+            let resp = engine
+                .replay(id, body.checkpoint_id, body.apply, cond, durability)
+                .await?;
+            let version = resp.version;
+            with_etag(encode(StatusCode::OK, codec, &resp), version)
+        }
+        (
+            _,
+            []
+            | ["transitions"]
+            | ["messages"]
+            | ["checkpoints"]
+            | ["rollback"]
+            | ["replay"]
+            | ["transitions", "begin"]
+            | ["transitions", _, "complete" | "abort"],
+        ) => Err(method_not_allowed(&method, &path)),
+        _ => Err(not_found(&path)),
+    }
+}
+
+fn method_not_allowed(method: &Method, path: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        format!("{method} is not allowed on {path}"),
+    )
+}
+
+fn with_etag(resp: Result<HttpResponse, ApiError>, version: u64) -> Result<HttpResponse, ApiError> {
+    let mut resp = resp?;
+    set_etag(&mut resp, version);
+    Ok(resp)
 }
 
 fn not_found(path: &str) -> ApiError {
@@ -168,10 +278,36 @@ fn response_codec(headers: &HeaderMap) -> Codec {
         .unwrap_or(Codec::Json)
 }
 
+/// A body that may be absent: empty means the type's default.
+async fn decode_optional_body<T: DeserializeOwned + Default>(
+    app: &App,
+    req: Request<Incoming>,
+) -> Result<T, ApiError> {
+    let (codec, bytes) = read_body(app, req).await?;
+    if bytes.is_empty() {
+        return Ok(T::default());
+    }
+    codec
+        .decode(&bytes)
+        .map_err(|e| ApiError::malformed(e.to_string()))
+}
+
 async fn decode_body<T: DeserializeOwned>(
     app: &App,
     req: Request<Incoming>,
 ) -> Result<T, ApiError> {
+    let (codec, bytes) = read_body(app, req).await?;
+    if bytes.is_empty() {
+        return Err(ApiError::malformed("request body is empty"));
+    }
+    codec
+        .decode(&bytes)
+        .map_err(|e| ApiError::malformed(e.to_string()))
+}
+
+/// The body's codec (from `Content-Type`; JSON when absent) and bytes, read through the
+/// size limit.
+async fn read_body(app: &App, req: Request<Incoming>) -> Result<(Codec, Bytes), ApiError> {
     let codec = match req.headers().get(header::CONTENT_TYPE) {
         None => Codec::Json,
         Some(v) => v.to_str().ok().and_then(Codec::from_media_type).ok_or_else(|| {
@@ -211,12 +347,7 @@ async fn decode_body<T: DeserializeOwned>(
             }
         })?
         .to_bytes();
-    if bytes.is_empty() {
-        return Err(ApiError::malformed("request body is empty"));
-    }
-    codec
-        .decode(&bytes)
-        .map_err(|e| ApiError::malformed(e.to_string()))
+    Ok((codec, bytes))
 }
 
 /// `If-Match: "3"` (or `3`) and `If-None-Match: *`.

@@ -14,9 +14,9 @@ pub mod sqlite;
 use std::future::Future;
 use std::time::Duration;
 
-use agentstate_protocol::StateTransition;
+use agentstate_protocol::{Checkpoint, Message, StateTransition, Transfer};
 
-use crate::backlog::FlushItem;
+use crate::backlog::FlushBatch;
 use crate::model::AgentRecord;
 
 #[derive(Debug, thiserror::Error)]
@@ -71,8 +71,8 @@ impl Store {
             })
     }
 
-    /// The agent's stored record; its `transition_seq` accounts for every logged
-    /// transition, refused ones included.
+    /// The agent's stored record; its `transition_seq` and `message_seq` account for
+    /// every stored log entry and message.
     pub async fn load(&self, agent_id: &str) -> StoreResult<Option<AgentRecord>> {
         self.timed("load agent", async {
             match &self.backend {
@@ -83,12 +83,66 @@ impl Store {
         .await
     }
 
-    /// Writes a batch of flush items.
-    pub async fn flush(&self, items: &[FlushItem]) -> StoreResult<()> {
+    /// Writes a flush batch: each transfer atomically, then the agents' changes.
+    pub async fn flush(&self, batch: &FlushBatch) -> StoreResult<()> {
         self.timed("flush", async {
             match &self.backend {
-                Backend::Mongo(s) => s.flush(items).await,
-                Backend::Sqlite(s) => s.flush(items).await,
+                Backend::Mongo(s) => s.flush(batch).await,
+                Backend::Sqlite(s) => s.flush(batch).await,
+            }
+        })
+        .await
+    }
+
+    /// Stored messages with `seq > after`, oldest first, at most `limit`.
+    pub async fn messages(
+        &self,
+        agent_id: &str,
+        after: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<Message>> {
+        self.timed("read messages", async {
+            match &self.backend {
+                Backend::Mongo(s) => s.messages(agent_id, after, limit).await,
+                Backend::Sqlite(s) => s.messages(agent_id, after, limit).await,
+            }
+        })
+        .await
+    }
+
+    /// The latest `limit` stored messages with `seq <= before`, oldest first.
+    pub async fn last_messages(
+        &self,
+        agent_id: &str,
+        before: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<Message>> {
+        self.timed("read messages", async {
+            match &self.backend {
+                Backend::Mongo(s) => s.last_messages(agent_id, before, limit).await,
+                Backend::Sqlite(s) => s.last_messages(agent_id, before, limit).await,
+            }
+        })
+        .await
+    }
+
+    /// Stored checkpoints of the agent, oldest first.
+    pub async fn checkpoints(&self, agent_id: &str) -> StoreResult<Vec<Checkpoint>> {
+        self.timed("read checkpoints", async {
+            match &self.backend {
+                Backend::Mongo(s) => s.checkpoints(agent_id).await,
+                Backend::Sqlite(s) => s.checkpoints(agent_id).await,
+            }
+        })
+        .await
+    }
+
+    /// A stored transfer by id.
+    pub async fn transfer(&self, transfer_id: &str) -> StoreResult<Option<Transfer>> {
+        self.timed("read transfer", async {
+            match &self.backend {
+                Backend::Mongo(s) => s.transfer(transfer_id).await,
+                Backend::Sqlite(s) => s.transfer(transfer_id).await,
             }
         })
         .await

@@ -1,37 +1,51 @@
 //! The MongoDB backend, on the official driver.
 //!
-//! Collections (database `--database`, default `agentstate`): `agent_states` (one document
-//! per agent, `_id` = agent id) and `state_transitions` (one document per log entry,
-//! unique on `agent_id, seq`). Documents are native BSON (dates as BSON dates, state data
-//! as embedded documents) so operators can query and index them with mongosh.
+//! Collections (database `--database`, default `agentstate`):
+//! - `agent_states`: one document per agent, `_id` = agent id;
+//! - `state_transitions`: one per log entry, unique on `agent_id, seq`;
+//! - `conversation_history`: one per message (`_id` = `<agent>:<seq>`, unique on
+//!   `agent_id, seq`): a conversation never grows a document, so no 16 MB limit, and an
+//!   append writes only its own messages;
+//! - `checkpoints` (`_id` = checkpoint id) and `transfers` (`_id` = transfer id).
+//!
+//! Documents are native BSON (dates as BSON dates, data as embedded documents) so
+//! operators can query and index them with mongosh.
 //!
 //! Flushes use the plain `delete`/`update`/`insert` commands with many statements each and
-//! `ordered: false`: one round trip per kind per batch, and they work on any MongoDB
-//! version. Writes use `w: "majority", j: true`, because the WAL is truncated once a flush
-//! is acknowledged: an acknowledgement that a failover could roll back would lose data.
+//! `ordered: false`: one round trip per kind per batch, on any MongoDB version. Writes use
+//! `w: "majority", j: true`, because the WAL is truncated once a flush is acknowledged: an
+//! acknowledgement that a failover could roll back would lose data. A transfer is written
+//! in one multi-document transaction.
 //!
 //! Idempotence: a state is written with filter `{_id, version: {$lt: v}}` and upsert; when
 //! the stored version is already `v` or newer the filter misses and the upsert collides
 //! on `_id` (duplicate key, 11000), which here means "already there" and is not an error.
+//! Log entries and messages collide the same way when inserted twice.
 
 use std::time::Duration;
 
-use agentstate_protocol::{PersistedState, StateTransition};
+use agentstate_protocol::{
+    Checkpoint, Message, PendingTransition, PersistedState, StateTransition, Transfer,
+};
 use mongodb::bson::{self, doc, Bson, Document};
-use mongodb::options::ClientOptions;
-use mongodb::{Client, Database};
+use mongodb::options::{Acknowledgment, ClientOptions, WriteConcern};
+use mongodb::{Client, ClientSession, Database};
 use tokio::sync::OnceCell;
 
 use super::{StoreError, StoreResult};
-use crate::backlog::FlushItem;
-use crate::model::{AgentRecord, Current};
+use crate::backlog::{FlushBatch, FlushItem};
+use crate::model::{AgentRecord, Current, Effect, Op};
 
 pub const AGENT_STATES: &str = "agent_states";
 pub const STATE_TRANSITIONS: &str = "state_transitions";
+pub const CONVERSATION_HISTORY: &str = "conversation_history";
+pub const CHECKPOINTS: &str = "checkpoints";
+pub const TRANSFERS: &str = "transfers";
 
 const DUPLICATE_KEY: i32 = 11000;
 
 pub struct MongoStore {
+    client: Client,
     db: Database,
     /// Indexes are created on the first successful contact, so a sidecar can start while
     /// MongoDB is down.
@@ -40,6 +54,9 @@ pub struct MongoStore {
 
 fn driver_err(e: mongodb::error::Error) -> StoreError {
     use mongodb::error::ErrorKind;
+    if e.contains_label(mongodb::error::TRANSIENT_TRANSACTION_ERROR) {
+        return StoreError::Unavailable(e.to_string());
+    }
     match *e.kind {
         ErrorKind::Command(_) | ErrorKind::Write(_) | ErrorKind::InvalidArgument { .. } => {
             StoreError::Rejected(e.to_string())
@@ -50,6 +67,84 @@ fn driver_err(e: mongodb::error::Error) -> StoreError {
 
 fn bson_err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Rejected(format!("cannot convert to BSON: {e}"))
+}
+
+/// Statements of one kind, gathered for one multi-statement command.
+#[derive(Default)]
+struct Writes {
+    purge_states: Vec<Document>,
+    purge_transitions: Vec<Document>,
+    purge_messages: Vec<Document>,
+    purge_checkpoints: Vec<Document>,
+    upserts: Vec<Document>,
+    transitions: Vec<Document>,
+    messages: Vec<Document>,
+    checkpoints: Vec<Document>,
+    transfers: Vec<Document>,
+}
+
+impl Writes {
+    fn record(&mut self, rec: &AgentRecord) -> StoreResult<()> {
+        self.upserts.push(doc! {
+            "q": { "_id": &rec.state.agent_id, "version": { "$lt": rec.state.version as i64 } },
+            "u": record_to_doc(rec)?,
+            "upsert": true,
+        });
+        Ok(())
+    }
+
+    fn item(&mut self, item: &FlushItem) -> StoreResult<()> {
+        let id = &item.agent_id;
+        if let Some(t) = item.purge {
+            self.purge_states.push(doc! {
+                "q": { "_id": id, "version": { "$lt": t.version as i64 } }, "limit": 1,
+            });
+            self.purge_transitions.push(doc! {
+                "q": { "agent_id": id, "seq": { "$lte": t.transition_seq as i64 } }, "limit": 0,
+            });
+            self.purge_messages.push(doc! {
+                "q": { "agent_id": id, "seq": { "$lte": t.message_seq as i64 } }, "limit": 0,
+            });
+            self.purge_checkpoints.push(doc! {
+                "q": { "agent_id": id, "version": { "$lt": t.version as i64 } }, "limit": 0,
+            });
+        }
+        if let Some(Current::Live(rec)) = &item.current {
+            self.record(rec)?;
+        }
+        for t in &item.transitions {
+            self.transitions.push(transition_to_doc(t)?);
+        }
+        for m in &item.messages {
+            self.messages.push(message_to_doc(id, m)?);
+        }
+        for c in &item.checkpoints {
+            self.checkpoints.push(checkpoint_to_doc(c)?);
+        }
+        Ok(())
+    }
+
+    fn transfer(&mut self, op: &Op) -> StoreResult<()> {
+        let Op::Transfer { transfer, .. } = op else {
+            return Ok(());
+        };
+        let mut result = Ok(());
+        op.for_each_effect(&mut |e| {
+            if result.is_ok() {
+                result = match e {
+                    Effect::Record(r) => self.record(r),
+                    Effect::Transition(t) => transition_to_doc(t).map(|d| self.transitions.push(d)),
+                    Effect::Message(agent, m) => {
+                        message_to_doc(agent, m).map(|d| self.messages.push(d))
+                    }
+                    Effect::Delete(..) | Effect::Checkpoint(_) => Ok(()),
+                };
+            }
+        });
+        result?;
+        self.transfers.push(transfer_to_doc(transfer)?);
+        Ok(())
+    }
 }
 
 impl MongoStore {
@@ -63,6 +158,7 @@ impl MongoStore {
         let client = Client::with_options(opts)?;
         Ok(MongoStore {
             db: client.database(database),
+            client,
             schema: OnceCell::new(),
         })
     }
@@ -70,15 +166,22 @@ impl MongoStore {
     async fn ensure_schema(&self) -> StoreResult<()> {
         self.schema
             .get_or_try_init(|| async {
-                self.db
-                    .run_command(doc! {
-                        "createIndexes": STATE_TRANSITIONS,
-                        "indexes": [
-                            { "key": { "agent_id": 1, "seq": 1 }, "name": "agent_seq", "unique": true },
-                        ],
-                    })
-                    .await
-                    .map_err(driver_err)?;
+                let unique_seq = |name: &str| {
+                    doc! { "key": { "agent_id": 1, "seq": 1 }, "name": name, "unique": true }
+                };
+                for (collection, index) in [
+                    (STATE_TRANSITIONS, unique_seq("agent_seq")),
+                    (CONVERSATION_HISTORY, unique_seq("agent_seq")),
+                    (
+                        CHECKPOINTS,
+                        doc! { "key": { "agent_id": 1, "created_at": 1 }, "name": "agent_created" },
+                    ),
+                ] {
+                    self.db
+                        .run_command(doc! { "createIndexes": collection, "indexes": [index] })
+                        .await
+                        .map_err(driver_err)?;
+                }
                 Ok(())
             })
             .await
@@ -86,73 +189,88 @@ impl MongoStore {
     }
 
     pub async fn load(&self, agent_id: &str) -> StoreResult<Option<AgentRecord>> {
-        let states = self.db.collection::<Document>(AGENT_STATES);
-        let Some(d) = states
+        let Some(d) = self
+            .db
+            .collection::<Document>(AGENT_STATES)
             .find_one(doc! { "_id": agent_id })
             .await
             .map_err(driver_err)?
         else {
             return Ok(None);
         };
+        let mut record = record_from_doc(agent_id, &d)?;
+        record.transition_seq = record
+            .transition_seq
+            .max(self.max_seq(STATE_TRANSITIONS, agent_id).await?);
+        record.message_seq = record
+            .message_seq
+            .max(self.max_seq(CONVERSATION_HISTORY, agent_id).await?);
+        Ok(Some(record))
+    }
+
+    async fn max_seq(&self, collection: &str, agent_id: &str) -> StoreResult<u64> {
         let last = self
             .db
-            .collection::<Document>(STATE_TRANSITIONS)
+            .collection::<Document>(collection)
             .find_one(doc! { "agent_id": agent_id })
             .sort(doc! { "seq": -1 })
             .projection(doc! { "seq": 1 })
             .await
             .map_err(driver_err)?;
-        let max_seq = last.map_or(Ok(0), |t| get_u64(&t, "seq"))?;
-        let mut record = record_from_doc(agent_id, &d)?;
-        record.transition_seq = record.transition_seq.max(max_seq);
-        Ok(Some(record))
+        last.map_or(Ok(0), |t| get_u64(&t, "seq"))
     }
 
-    pub async fn flush(&self, items: &[FlushItem]) -> StoreResult<()> {
+    pub async fn flush(&self, batch: &FlushBatch) -> StoreResult<()> {
         self.ensure_schema().await?;
-        let wc = doc! { "w": "majority", "j": true };
+        // Transfers first, each in its own transaction: all of one or none of it.
+        for t in &batch.transfers {
+            let mut w = Writes::default();
+            w.transfer(&t.op)?;
+            let mut session = self.client.start_session().await.map_err(driver_err)?;
+            session
+                .start_transaction()
+                .write_concern(majority())
+                .await
+                .map_err(driver_err)?;
+            self.write_all(w, Some(&mut session)).await?;
+            session.commit_transaction().await.map_err(driver_err)?;
+        }
+        let mut w = Writes::default();
+        for item in &batch.items {
+            w.item(item)?;
+        }
+        self.write_all(w, None).await
+    }
 
-        let mut purge_states = Vec::new();
-        let mut purge_log = Vec::new();
-        let mut upserts = Vec::new();
-        let mut inserts = Vec::new();
-        for item in items {
-            if let Some(t) = item.purge {
-                purge_states.push(doc! {
-                    "q": { "_id": &item.agent_id, "version": { "$lt": t.version as i64 } },
-                    "limit": 1,
-                });
-                purge_log.push(doc! {
-                    "q": { "agent_id": &item.agent_id, "seq": { "$lte": t.transition_seq as i64 } },
-                    "limit": 0,
-                });
+    /// Writes every statement; purges first, so a delete followed by a re-creation in one
+    /// batch leaves the new incarnation.
+    async fn write_all(
+        &self,
+        w: Writes,
+        mut session: Option<&mut ClientSession>,
+    ) -> StoreResult<()> {
+        let steps = [
+            ("delete", AGENT_STATES, "deletes", w.purge_states),
+            ("delete", STATE_TRANSITIONS, "deletes", w.purge_transitions),
+            ("delete", CONVERSATION_HISTORY, "deletes", w.purge_messages),
+            ("delete", CHECKPOINTS, "deletes", w.purge_checkpoints),
+            ("update", AGENT_STATES, "updates", w.upserts),
+            ("insert", STATE_TRANSITIONS, "documents", w.transitions),
+            ("insert", CONVERSATION_HISTORY, "documents", w.messages),
+            ("insert", CHECKPOINTS, "documents", w.checkpoints),
+            ("insert", TRANSFERS, "documents", w.transfers),
+        ];
+        for (command, collection, field, statements) in steps {
+            if !statements.is_empty() {
+                self.write(
+                    command,
+                    collection,
+                    field,
+                    statements,
+                    session.as_deref_mut(),
+                )
+                .await?;
             }
-            if let Current::Live(rec) = &item.current {
-                upserts.push(doc! {
-                    "q": { "_id": &item.agent_id, "version": { "$lt": rec.state.version as i64 } },
-                    "u": record_to_doc(rec)?,
-                    "upsert": true,
-                });
-            }
-            for t in &item.transitions {
-                inserts.push(transition_to_doc(t));
-            }
-        }
-        // Purges first: a delete followed by a re-creation in one batch must leave the
-        // new incarnation.
-        if !purge_states.is_empty() {
-            self.write("delete", AGENT_STATES, "deletes", purge_states, &wc)
-                .await?;
-            self.write("delete", STATE_TRANSITIONS, "deletes", purge_log, &wc)
-                .await?;
-        }
-        if !upserts.is_empty() {
-            self.write("update", AGENT_STATES, "updates", upserts, &wc)
-                .await?;
-        }
-        if !inserts.is_empty() {
-            self.write("insert", STATE_TRANSITIONS, "documents", inserts, &wc)
-                .await?;
         }
         Ok(())
     }
@@ -164,14 +282,21 @@ impl MongoStore {
         collection: &str,
         field: &str,
         statements: Vec<Document>,
-        wc: &Document,
+        session: Option<&mut ClientSession>,
     ) -> StoreResult<()> {
         let mut cmd = Document::new();
         cmd.insert(command, collection);
         cmd.insert(field, statements);
         cmd.insert("ordered", false);
-        cmd.insert("writeConcern", wc.clone());
-        let reply = self.db.run_command(cmd).await.map_err(driver_err)?;
+        let reply = match session {
+            // Inside a transaction the write concern is the transaction's.
+            Some(s) => self.db.run_command(cmd).session(s).await,
+            None => {
+                cmd.insert("writeConcern", doc! { "w": "majority", "j": true });
+                self.db.run_command(cmd).await
+            }
+        }
+        .map_err(driver_err)?;
         if let Ok(errors) = reply.get_array("writeErrors") {
             for e in errors {
                 let code = e.as_document().and_then(|d| d.get_i32("code").ok());
@@ -190,26 +315,105 @@ impl MongoStore {
         Ok(())
     }
 
+    async fn find_many(
+        &self,
+        collection: &str,
+        filter: Document,
+        sort: Document,
+        limit: Option<i64>,
+    ) -> StoreResult<Vec<Document>> {
+        let coll = self.db.collection::<Document>(collection);
+        let mut find = coll.find(filter).sort(sort);
+        if let Some(l) = limit {
+            find = find.limit(l);
+        }
+        let mut cursor = find.await.map_err(driver_err)?;
+        let mut out = Vec::new();
+        while cursor.advance().await.map_err(driver_err)? {
+            out.push(cursor.deserialize_current().map_err(driver_err)?);
+        }
+        Ok(out)
+    }
+
     pub async fn transitions(
         &self,
         agent_id: &str,
         after: u64,
         limit: u32,
     ) -> StoreResult<Vec<StateTransition>> {
-        let mut cursor = self
-            .db
-            .collection::<Document>(STATE_TRANSITIONS)
-            .find(doc! { "agent_id": agent_id, "seq": { "$gt": after as i64 } })
-            .sort(doc! { "seq": 1 })
-            .limit(i64::from(limit))
-            .await
-            .map_err(driver_err)?;
-        let mut out = Vec::new();
-        while cursor.advance().await.map_err(driver_err)? {
-            let d = cursor.deserialize_current().map_err(driver_err)?;
-            out.push(transition_from_doc(&d)?);
-        }
+        self.find_many(
+            STATE_TRANSITIONS,
+            doc! { "agent_id": agent_id, "seq": { "$gt": after as i64 } },
+            doc! { "seq": 1 },
+            Some(i64::from(limit)),
+        )
+        .await?
+        .iter()
+        .map(transition_from_doc)
+        .collect()
+    }
+
+    pub async fn messages(
+        &self,
+        agent_id: &str,
+        after: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<Message>> {
+        self.find_many(
+            CONVERSATION_HISTORY,
+            doc! { "agent_id": agent_id, "seq": { "$gt": after as i64 } },
+            doc! { "seq": 1 },
+            Some(i64::from(limit)),
+        )
+        .await?
+        .iter()
+        .map(message_from_doc)
+        .collect()
+    }
+
+    pub async fn last_messages(
+        &self,
+        agent_id: &str,
+        before: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<Message>> {
+        let mut out = self
+            .find_many(
+                CONVERSATION_HISTORY,
+                doc! { "agent_id": agent_id, "seq": { "$lte": before as i64 } },
+                doc! { "seq": -1 },
+                Some(i64::from(limit)),
+            )
+            .await?
+            .iter()
+            .map(message_from_doc)
+            .collect::<StoreResult<Vec<_>>>()?;
+        out.reverse();
         Ok(out)
+    }
+
+    pub async fn checkpoints(&self, agent_id: &str) -> StoreResult<Vec<Checkpoint>> {
+        self.find_many(
+            CHECKPOINTS,
+            doc! { "agent_id": agent_id },
+            doc! { "created_at": 1, "version": 1 },
+            None,
+        )
+        .await?
+        .iter()
+        .map(checkpoint_from_doc)
+        .collect()
+    }
+
+    pub async fn transfer(&self, transfer_id: &str) -> StoreResult<Option<Transfer>> {
+        self.db
+            .collection::<Document>(TRANSFERS)
+            .find_one(doc! { "_id": transfer_id })
+            .await
+            .map_err(driver_err)?
+            .as_ref()
+            .map(transfer_from_doc)
+            .transpose()
     }
 
     pub async fn ping(&self) -> StoreResult<()> {
@@ -221,21 +425,11 @@ impl MongoStore {
     }
 }
 
-fn record_to_doc(rec: &AgentRecord) -> StoreResult<Document> {
-    let s = &rec.state;
-    Ok(doc! {
-        "_id": &s.agent_id,
-        "agent_id": &s.agent_id,
-        "agent_type": s.agent_type.as_deref().map_or(Bson::Null, |t| Bson::String(t.to_string())),
-        "state_name": &s.state_name,
-        "state_data": bson::to_bson(&s.state_data).map_err(bson_err)?,
-        "conversation_context": bson::to_bson(&s.conversation_context).map_err(bson_err)?,
-        "created_at": bson_time(&s.created_at),
-        "updated_at": bson_time(&s.updated_at),
-        "version": s.version as i64,
-        "metadata": bson::to_bson(&s.metadata).map_err(bson_err)?,
-        "transition_seq": rec.transition_seq as i64,
-    })
+fn majority() -> WriteConcern {
+    WriteConcern::builder()
+        .w(Acknowledgment::Majority)
+        .journal(true)
+        .build()
 }
 
 /// BSON dates have millisecond precision; the sidecar's timestamps are already truncated
@@ -244,8 +438,50 @@ fn bson_time(t: &chrono::DateTime<chrono::Utc>) -> bson::DateTime {
     bson::DateTime::from_millis(t.timestamp_millis())
 }
 
-fn transition_to_doc(t: &StateTransition) -> Document {
-    doc! {
+fn to_bson(v: &serde_json::Value) -> StoreResult<Bson> {
+    bson::to_bson(v).map_err(bson_err)
+}
+
+fn opt_str(s: Option<&str>) -> Bson {
+    s.map_or(Bson::Null, |s| Bson::String(s.to_string()))
+}
+
+fn state_to_doc(s: &PersistedState) -> StoreResult<Document> {
+    let pending = match &s.pending_transition {
+        None => Bson::Null,
+        Some(p) => Bson::Document(doc! {
+            "id": &p.id,
+            "from_state": &p.from_state,
+            "to_state": &p.to_state,
+            "trigger": &p.trigger,
+            "started_at": bson_time(&p.started_at),
+            "state_data": p.state_data.as_ref().map_or(Ok(Bson::Null), to_bson)?,
+        }),
+    };
+    Ok(doc! {
+        "agent_id": &s.agent_id,
+        "agent_type": opt_str(s.agent_type.as_deref()),
+        "state_name": &s.state_name,
+        "state_data": to_bson(&s.state_data)?,
+        "conversation_context": to_bson(&s.conversation_context)?,
+        "created_at": bson_time(&s.created_at),
+        "updated_at": bson_time(&s.updated_at),
+        "version": s.version as i64,
+        "metadata": bson::to_bson(&s.metadata).map_err(bson_err)?,
+        "pending_transition": pending,
+    })
+}
+
+fn record_to_doc(rec: &AgentRecord) -> StoreResult<Document> {
+    let mut d = doc! { "_id": &rec.state.agent_id };
+    d.extend(state_to_doc(&rec.state)?);
+    d.insert("transition_seq", rec.transition_seq as i64);
+    d.insert("message_seq", rec.message_seq as i64);
+    Ok(d)
+}
+
+fn transition_to_doc(t: &StateTransition) -> StoreResult<Document> {
+    Ok(doc! {
         "_id": &t.id,
         "agent_id": &t.agent_id,
         "seq": t.seq as i64,
@@ -254,8 +490,49 @@ fn transition_to_doc(t: &StateTransition) -> Document {
         "trigger": &t.trigger,
         "timestamp": bson_time(&t.timestamp),
         "success": t.success,
-        "error": t.error.as_deref().map_or(Bson::Null, |e| Bson::String(e.to_string())),
-    }
+        "error": opt_str(t.error.as_deref()),
+        "state_data": t.state_data.as_ref().map_or(Ok(Bson::Null), to_bson)?,
+    })
+}
+
+fn message_to_doc(agent_id: &str, m: &Message) -> StoreResult<Document> {
+    Ok(doc! {
+        "_id": format!("{agent_id}:{}", m.seq),
+        "agent_id": agent_id,
+        "seq": m.seq as i64,
+        "role": &m.role,
+        "content": &m.content,
+        "timestamp": bson_time(&m.timestamp),
+        "metadata": bson::to_bson(&m.metadata).map_err(bson_err)?,
+    })
+}
+
+fn checkpoint_to_doc(c: &Checkpoint) -> StoreResult<Document> {
+    Ok(doc! {
+        "_id": &c.checkpoint_id,
+        "agent_id": &c.agent_id,
+        "version": c.version as i64,
+        "state": state_to_doc(&c.state)?,
+        "transition_seq": c.transition_seq as i64,
+        "message_seq": c.message_seq as i64,
+        "created_at": bson_time(&c.created_at),
+        "label": opt_str(c.label.as_deref()),
+    })
+}
+
+fn transfer_to_doc(t: &Transfer) -> StoreResult<Document> {
+    Ok(doc! {
+        "_id": &t.transfer_id,
+        "from_agent": &t.from_agent,
+        "to_agent": &t.to_agent,
+        "trigger": &t.trigger,
+        "to_trigger": opt_str(t.to_trigger.as_deref()),
+        "context": to_bson(&t.context)?,
+        "messages_copied": t.messages_copied as i64,
+        "from_version": t.from_version as i64,
+        "to_version": t.to_version as i64,
+        "created_at": bson_time(&t.created_at),
+    })
 }
 
 fn bad_doc(field: &str, e: impl std::fmt::Display) -> StoreError {
@@ -267,7 +544,7 @@ fn get_u64(d: &Document, field: &str) -> StoreResult<u64> {
         Some(Bson::Int64(v)) => *v,
         Some(Bson::Int32(v)) => i64::from(*v),
         Some(Bson::Double(v)) if v.fract() == 0.0 => *v as i64,
-        None => return Ok(0),
+        None | Some(Bson::Null) => return Ok(0),
         Some(other) => return Err(bad_doc(field, format!("{other} is not an integer"))),
     };
     u64::try_from(v).map_err(|e| bad_doc(field, e))
@@ -277,6 +554,10 @@ fn get_str(d: &Document, field: &str) -> StoreResult<String> {
     d.get_str(field)
         .map(str::to_string)
         .map_err(|e| bad_doc(field, e))
+}
+
+fn get_opt_str(d: &Document, field: &str) -> Option<String> {
+    d.get_str(field).ok().map(str::to_string)
 }
 
 fn get_time(d: &Document, field: &str) -> StoreResult<chrono::DateTime<chrono::Utc>> {
@@ -291,24 +572,51 @@ fn get_json(d: &Document, field: &str) -> serde_json::Value {
         .map_or(serde_json::Value::Null, Bson::into_relaxed_extjson)
 }
 
-fn record_from_doc(agent_id: &str, d: &Document) -> StoreResult<AgentRecord> {
-    let metadata = match get_json(d, "metadata") {
+fn get_opt_json(d: &Document, field: &str) -> Option<serde_json::Value> {
+    match d.get(field) {
+        None | Some(Bson::Null) => None,
+        Some(b) => Some(b.clone().into_relaxed_extjson()),
+    }
+}
+
+fn get_map(d: &Document, field: &str) -> serde_json::Map<String, serde_json::Value> {
+    match get_json(d, field) {
         serde_json::Value::Object(m) => m,
         _ => Default::default(),
+    }
+}
+
+fn state_from_doc(agent_id: &str, d: &Document) -> StoreResult<PersistedState> {
+    let pending_transition = match d.get_document("pending_transition") {
+        Ok(p) => Some(PendingTransition {
+            id: get_str(p, "id")?,
+            from_state: get_str(p, "from_state")?,
+            to_state: get_str(p, "to_state")?,
+            trigger: get_str(p, "trigger")?,
+            started_at: get_time(p, "started_at")?,
+            state_data: get_opt_json(p, "state_data"),
+        }),
+        Err(_) => None,
     };
+    Ok(PersistedState {
+        agent_id: agent_id.to_string(),
+        agent_type: get_opt_str(d, "agent_type"),
+        state_name: get_str(d, "state_name")?,
+        state_data: get_json(d, "state_data"),
+        conversation_context: get_json(d, "conversation_context"),
+        created_at: get_time(d, "created_at")?,
+        updated_at: get_time(d, "updated_at")?,
+        version: get_u64(d, "version")?,
+        metadata: get_map(d, "metadata"),
+        pending_transition,
+    })
+}
+
+fn record_from_doc(agent_id: &str, d: &Document) -> StoreResult<AgentRecord> {
     Ok(AgentRecord {
-        state: PersistedState {
-            agent_id: agent_id.to_string(),
-            agent_type: d.get_str("agent_type").ok().map(str::to_string),
-            state_name: get_str(d, "state_name")?,
-            state_data: get_json(d, "state_data"),
-            conversation_context: get_json(d, "conversation_context"),
-            created_at: get_time(d, "created_at")?,
-            updated_at: get_time(d, "updated_at")?,
-            version: get_u64(d, "version")?,
-            metadata,
-        },
+        state: state_from_doc(agent_id, d)?,
         transition_seq: get_u64(d, "transition_seq")?,
+        message_seq: get_u64(d, "message_seq")?,
     })
 }
 
@@ -322,6 +630,47 @@ fn transition_from_doc(d: &Document) -> StoreResult<StateTransition> {
         trigger: get_str(d, "trigger")?,
         timestamp: get_time(d, "timestamp")?,
         success: d.get_bool("success").map_err(|e| bad_doc("success", e))?,
-        error: d.get_str("error").ok().map(str::to_string),
+        error: get_opt_str(d, "error"),
+        state_data: get_opt_json(d, "state_data"),
+    })
+}
+
+fn message_from_doc(d: &Document) -> StoreResult<Message> {
+    Ok(Message {
+        seq: get_u64(d, "seq")?,
+        role: get_str(d, "role")?,
+        content: get_str(d, "content")?,
+        timestamp: get_time(d, "timestamp")?,
+        metadata: get_map(d, "metadata"),
+    })
+}
+
+fn checkpoint_from_doc(d: &Document) -> StoreResult<Checkpoint> {
+    let agent_id = get_str(d, "agent_id")?;
+    let state = d.get_document("state").map_err(|e| bad_doc("state", e))?;
+    Ok(Checkpoint {
+        checkpoint_id: get_str(d, "_id")?,
+        version: get_u64(d, "version")?,
+        state: state_from_doc(&agent_id, state)?,
+        agent_id,
+        transition_seq: get_u64(d, "transition_seq")?,
+        message_seq: get_u64(d, "message_seq")?,
+        created_at: get_time(d, "created_at")?,
+        label: get_opt_str(d, "label"),
+    })
+}
+
+fn transfer_from_doc(d: &Document) -> StoreResult<Transfer> {
+    Ok(Transfer {
+        transfer_id: get_str(d, "_id")?,
+        from_agent: get_str(d, "from_agent")?,
+        to_agent: get_str(d, "to_agent")?,
+        trigger: get_str(d, "trigger")?,
+        to_trigger: get_opt_str(d, "to_trigger"),
+        context: get_json(d, "context"),
+        messages_copied: get_u64(d, "messages_copied")?,
+        from_version: get_u64(d, "from_version")?,
+        to_version: get_u64(d, "to_version")?,
+        created_at: get_time(d, "created_at")?,
     })
 }

@@ -2,7 +2,8 @@
 //!
 //! Tables mirror the MongoDB collections, with JSON text columns so `sqlite3` shows them
 //! readably. `synchronous=FULL`: the WAL is truncated once this store acknowledges a
-//! flush, so a flush acknowledged here must survive power loss.
+//! flush, so a flush acknowledged here must survive power loss. A whole flush batch is one
+//! SQLite transaction, so transfers are atomic here without further ado.
 //!
 //! rusqlite is blocking; every call runs on the blocking pool, one at a time behind a
 //! mutex (a single writer is what SQLite wants anyway).
@@ -10,13 +11,13 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use agentstate_protocol::{PersistedState, StateTransition};
+use agentstate_protocol::{Checkpoint, Message, PersistedState, StateTransition, Transfer};
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use super::{StoreError, StoreResult};
-use crate::backlog::FlushItem;
-use crate::model::{AgentRecord, Current};
+use crate::backlog::{FlushBatch, FlushItem};
+use crate::model::{AgentRecord, Current, Effect, Op};
 
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
@@ -33,7 +34,9 @@ CREATE TABLE IF NOT EXISTS agent_states (
     updated_at TEXT NOT NULL,
     version INTEGER NOT NULL,
     metadata TEXT NOT NULL,
-    transition_seq INTEGER NOT NULL
+    pending_transition TEXT,
+    transition_seq INTEGER NOT NULL,
+    message_seq INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS state_transitions (
     agent_id TEXT NOT NULL,
@@ -45,7 +48,32 @@ CREATE TABLE IF NOT EXISTS state_transitions (
     timestamp TEXT NOT NULL,
     success INTEGER NOT NULL,
     error TEXT,
+    state_data TEXT,
     PRIMARY KEY (agent_id, seq)
+);
+CREATE TABLE IF NOT EXISTS conversation_history (
+    agent_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    role TEXT NOT NULL,
+    content TEXT NOT NULL,
+    timestamp TEXT NOT NULL,
+    metadata TEXT NOT NULL,
+    PRIMARY KEY (agent_id, seq)
+);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    checkpoint_id TEXT PRIMARY KEY,
+    agent_id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    created_at TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS checkpoints_agent ON checkpoints (agent_id, created_at);
+CREATE TABLE IF NOT EXISTS transfers (
+    transfer_id TEXT PRIMARY KEY,
+    from_agent TEXT NOT NULL,
+    to_agent TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    body TEXT NOT NULL
 );
 ";
 
@@ -67,21 +95,25 @@ fn sql_err(e: rusqlite::Error) -> StoreError {
 }
 
 fn ts(t: &DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn conversion(e: impl std::error::Error + Send + Sync + 'static) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
 }
 
 fn parse_ts(s: &str) -> rusqlite::Result<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into())
-        })
+        .map_err(conversion)
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(s: &str) -> rusqlite::Result<T> {
-    serde_json::from_str(s).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into())
-    })
+    serde_json::from_str(s).map_err(conversion)
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> rusqlite::Result<String> {
+    serde_json::to_string(v).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
 }
 
 impl SqliteStore {
@@ -112,18 +144,22 @@ impl SqliteStore {
     pub async fn load(&self, agent_id: &str) -> StoreResult<Option<AgentRecord>> {
         let id = agent_id.to_string();
         self.with_conn(move |c| {
-            let max_seq: u64 = c.query_row(
-                "SELECT COALESCE(MAX(seq), 0) FROM state_transitions WHERE agent_id = ?1",
-                [&id],
-                |r| r.get(0),
-            )?;
+            let max = |table: &str| -> rusqlite::Result<u64> {
+                c.query_row(
+                    &format!("SELECT COALESCE(MAX(seq), 0) FROM {table} WHERE agent_id = ?1"),
+                    [&id],
+                    |r| r.get(0),
+                )
+            };
+            let (max_t, max_m) = (max("state_transitions")?, max("conversation_history")?);
             c.query_row(
                 "SELECT agent_type, state_name, state_data, conversation_context, created_at,
-                        updated_at, version, metadata, transition_seq
+                        updated_at, version, metadata, pending_transition, transition_seq,
+                        message_seq
                  FROM agent_states WHERE agent_id = ?1",
                 [&id],
                 |r| {
-                    let seq: u64 = r.get(8)?;
+                    let pending: Option<String> = r.get(8)?;
                     Ok(AgentRecord {
                         state: PersistedState {
                             agent_id: id.clone(),
@@ -135,8 +171,10 @@ impl SqliteStore {
                             updated_at: parse_ts(&r.get::<_, String>(5)?)?,
                             version: r.get(6)?,
                             metadata: parse_json(&r.get::<_, String>(7)?)?,
+                            pending_transition: pending.as_deref().map(parse_json).transpose()?,
                         },
-                        transition_seq: seq.max(max_seq),
+                        transition_seq: r.get::<_, u64>(9)?.max(max_t),
+                        message_seq: r.get::<_, u64>(10)?.max(max_m),
                     })
                 },
             )
@@ -145,68 +183,15 @@ impl SqliteStore {
         .await
     }
 
-    pub async fn flush(&self, items: &[FlushItem]) -> StoreResult<()> {
-        let items = items.to_vec();
+    pub async fn flush(&self, batch: &FlushBatch) -> StoreResult<()> {
+        let batch = batch.clone();
         self.with_conn(move |c| {
             let tx = c.transaction()?;
-            for item in &items {
-                if let Some(t) = item.purge {
-                    tx.execute(
-                        "DELETE FROM agent_states WHERE agent_id = ?1 AND version < ?2",
-                        params![item.agent_id, t.version],
-                    )?;
-                    tx.execute(
-                        "DELETE FROM state_transitions WHERE agent_id = ?1 AND seq <= ?2",
-                        params![item.agent_id, t.transition_seq],
-                    )?;
-                }
-                if let Current::Live(rec) = &item.current {
-                    let s = &rec.state;
-                    tx.execute(
-                        "INSERT INTO agent_states (agent_id, agent_type, state_name, state_data,
-                             conversation_context, created_at, updated_at, version, metadata,
-                             transition_seq)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-                         ON CONFLICT (agent_id) DO UPDATE SET
-                             agent_type = excluded.agent_type, state_name = excluded.state_name,
-                             state_data = excluded.state_data,
-                             conversation_context = excluded.conversation_context,
-                             created_at = excluded.created_at, updated_at = excluded.updated_at,
-                             version = excluded.version, metadata = excluded.metadata,
-                             transition_seq = excluded.transition_seq
-                         WHERE excluded.version > agent_states.version",
-                        params![
-                            s.agent_id,
-                            s.agent_type,
-                            s.state_name,
-                            s.state_data.to_string(),
-                            s.conversation_context.to_string(),
-                            ts(&s.created_at),
-                            ts(&s.updated_at),
-                            s.version,
-                            serde_json::Value::Object(s.metadata.clone()).to_string(),
-                            rec.transition_seq,
-                        ],
-                    )?;
-                }
-                for t in &item.transitions {
-                    tx.execute(
-                        "INSERT OR IGNORE INTO state_transitions
-                             (agent_id, seq, id, from_state, to_state, trigger, timestamp, success, error)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                        params![
-                            t.agent_id,
-                            t.seq,
-                            t.id,
-                            t.from_state,
-                            t.to_state,
-                            t.trigger,
-                            ts(&t.timestamp),
-                            t.success,
-                            t.error,
-                        ],
-                    )?;
-                }
+            for t in &batch.transfers {
+                write_transfer(&tx, &t.op)?;
+            }
+            for item in &batch.items {
+                write_item(&tx, item)?;
             }
             tx.commit()
         })
@@ -222,11 +207,12 @@ impl SqliteStore {
         let id = agent_id.to_string();
         self.with_conn(move |c| {
             let mut stmt = c.prepare_cached(
-                "SELECT seq, id, from_state, to_state, trigger, timestamp, success, error
+                "SELECT seq, id, from_state, to_state, trigger, timestamp, success, error, state_data
                  FROM state_transitions WHERE agent_id = ?1 AND seq > ?2
                  ORDER BY seq LIMIT ?3",
             )?;
             let rows = stmt.query_map(params![id, after, limit], |r| {
+                let data: Option<String> = r.get(8)?;
                 Ok(StateTransition {
                     agent_id: id.clone(),
                     seq: r.get(0)?,
@@ -237,9 +223,73 @@ impl SqliteStore {
                     timestamp: parse_ts(&r.get::<_, String>(5)?)?,
                     success: r.get(6)?,
                     error: r.get(7)?,
+                    state_data: data.as_deref().map(parse_json).transpose()?,
                 })
             })?;
             rows.collect()
+        })
+        .await
+    }
+
+    pub async fn messages(
+        &self,
+        agent_id: &str,
+        after: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<Message>> {
+        let id = agent_id.to_string();
+        self.with_conn(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT seq, role, content, timestamp, metadata FROM conversation_history
+                 WHERE agent_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![id, after, limit], message_row)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    pub async fn last_messages(
+        &self,
+        agent_id: &str,
+        before: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<Message>> {
+        let id = agent_id.to_string();
+        self.with_conn(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT seq, role, content, timestamp, metadata FROM conversation_history
+                 WHERE agent_id = ?1 AND seq <= ?2 ORDER BY seq DESC LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![id, before, limit], message_row)?;
+            let mut out = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+            out.reverse();
+            Ok(out)
+        })
+        .await
+    }
+
+    pub async fn checkpoints(&self, agent_id: &str) -> StoreResult<Vec<Checkpoint>> {
+        let id = agent_id.to_string();
+        self.with_conn(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT body FROM checkpoints WHERE agent_id = ?1 ORDER BY created_at, rowid",
+            )?;
+            let rows = stmt.query_map([id], |r| parse_json(&r.get::<_, String>(0)?))?;
+            rows.collect()
+        })
+        .await
+    }
+
+    pub async fn transfer(&self, transfer_id: &str) -> StoreResult<Option<Transfer>> {
+        let id = transfer_id.to_string();
+        self.with_conn(move |c| {
+            c.query_row(
+                "SELECT body FROM transfers WHERE transfer_id = ?1",
+                [id],
+                |r| parse_json(&r.get::<_, String>(0)?),
+            )
+            .optional()
         })
         .await
     }
@@ -248,4 +298,163 @@ impl SqliteStore {
         self.with_conn(|c| c.query_row("SELECT 1", [], |_| Ok(())))
             .await
     }
+}
+
+fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
+    Ok(Message {
+        seq: r.get(0)?,
+        role: r.get(1)?,
+        content: r.get(2)?,
+        timestamp: parse_ts(&r.get::<_, String>(3)?)?,
+        metadata: parse_json(&r.get::<_, String>(4)?)?,
+    })
+}
+
+/// Every part of a transfer (inside the batch's transaction).
+fn write_transfer(tx: &Transaction<'_>, op: &Op) -> rusqlite::Result<()> {
+    let Op::Transfer { transfer, .. } = op else {
+        return Ok(());
+    };
+    let mut result = Ok(());
+    op.for_each_effect(&mut |e| {
+        if result.is_err() {
+            return;
+        }
+        result = match e {
+            Effect::Record(r) => upsert_record(tx, r),
+            Effect::Transition(t) => insert_transition(tx, t),
+            Effect::Message(agent, m) => insert_message(tx, agent, m),
+            Effect::Delete(..) | Effect::Checkpoint(_) => Ok(()),
+        };
+    });
+    result?;
+    tx.execute(
+        "INSERT OR IGNORE INTO transfers (transfer_id, from_agent, to_agent, created_at, body)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            transfer.transfer_id,
+            transfer.from_agent,
+            transfer.to_agent,
+            ts(&transfer.created_at),
+            to_json(transfer)?,
+        ],
+    )?;
+    Ok(())
+}
+
+fn write_item(tx: &Transaction<'_>, item: &FlushItem) -> rusqlite::Result<()> {
+    if let Some(t) = item.purge {
+        tx.execute(
+            "DELETE FROM agent_states WHERE agent_id = ?1 AND version < ?2",
+            params![item.agent_id, t.version],
+        )?;
+        tx.execute(
+            "DELETE FROM state_transitions WHERE agent_id = ?1 AND seq <= ?2",
+            params![item.agent_id, t.transition_seq],
+        )?;
+        tx.execute(
+            "DELETE FROM conversation_history WHERE agent_id = ?1 AND seq <= ?2",
+            params![item.agent_id, t.message_seq],
+        )?;
+        tx.execute(
+            "DELETE FROM checkpoints WHERE agent_id = ?1 AND version < ?2",
+            params![item.agent_id, t.version],
+        )?;
+    }
+    if let Some(Current::Live(rec)) = &item.current {
+        upsert_record(tx, rec)?;
+    }
+    for t in &item.transitions {
+        insert_transition(tx, t)?;
+    }
+    for m in &item.messages {
+        insert_message(tx, &item.agent_id, m)?;
+    }
+    for c in &item.checkpoints {
+        tx.execute(
+            "INSERT OR IGNORE INTO checkpoints (checkpoint_id, agent_id, version, created_at, body)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                c.checkpoint_id,
+                c.agent_id,
+                c.version,
+                ts(&c.created_at),
+                to_json(c)?
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+/// Writes the record unless the stored one is as new or newer.
+fn upsert_record(tx: &Transaction<'_>, rec: &AgentRecord) -> rusqlite::Result<()> {
+    let s = &rec.state;
+    let pending = s.pending_transition.as_ref().map(to_json).transpose()?;
+    tx.execute(
+        "INSERT INTO agent_states (agent_id, agent_type, state_name, state_data,
+             conversation_context, created_at, updated_at, version, metadata,
+             pending_transition, transition_seq, message_seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+         ON CONFLICT (agent_id) DO UPDATE SET
+             agent_type = excluded.agent_type, state_name = excluded.state_name,
+             state_data = excluded.state_data,
+             conversation_context = excluded.conversation_context,
+             created_at = excluded.created_at, updated_at = excluded.updated_at,
+             version = excluded.version, metadata = excluded.metadata,
+             pending_transition = excluded.pending_transition,
+             transition_seq = excluded.transition_seq, message_seq = excluded.message_seq
+         WHERE excluded.version > agent_states.version",
+        params![
+            s.agent_id,
+            s.agent_type,
+            s.state_name,
+            s.state_data.to_string(),
+            s.conversation_context.to_string(),
+            ts(&s.created_at),
+            ts(&s.updated_at),
+            s.version,
+            serde_json::Value::Object(s.metadata.clone()).to_string(),
+            pending,
+            rec.transition_seq,
+            rec.message_seq,
+        ],
+    )?;
+    Ok(())
+}
+
+fn insert_transition(tx: &Transaction<'_>, t: &StateTransition) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT OR IGNORE INTO state_transitions
+             (agent_id, seq, id, from_state, to_state, trigger, timestamp, success, error, state_data)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![
+            t.agent_id,
+            t.seq,
+            t.id,
+            t.from_state,
+            t.to_state,
+            t.trigger,
+            ts(&t.timestamp),
+            t.success,
+            t.error,
+            t.state_data.as_ref().map(|d| d.to_string()),
+        ],
+    )?;
+    Ok(())
+}
+
+fn insert_message(tx: &Transaction<'_>, agent_id: &str, m: &Message) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT OR IGNORE INTO conversation_history (agent_id, seq, role, content, timestamp, metadata)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            agent_id,
+            m.seq,
+            m.role,
+            m.content,
+            ts(&m.timestamp),
+            serde_json::Value::Object(m.metadata.clone()).to_string(),
+        ],
+    )?;
+    Ok(())
 }
