@@ -18,8 +18,12 @@ use crate::codec::{Codec, CodecError};
 use crate::error::{ErrorBody, ErrorCode};
 use crate::persistence::StatePersistence;
 use crate::types::{
-    Durability, PersistedState, SaveStateRequest, StateTransition, StatusResponse,
-    TransitionRequest, TransitionResponse, TransitionsPage, VersionResponse,
+    AbortTransitionRequest, AppendMessagesRequest, AppendMessagesResponse, BatchRequest,
+    BatchResponse, BeginTransitionResponse, Checkpoint, CheckpointRequest, CheckpointResponse,
+    CheckpointsPage, CompleteTransitionRequest, Durability, Message, MessagesPage, NewMessage,
+    PersistedState, ReplayRequest, ReplayResponse, RollbackRequest, SaveStateRequest,
+    StateTransition, StatusResponse, Transfer, TransferRequest, TransitionRequest,
+    TransitionResponse, TransitionsPage, VersionResponse,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +110,163 @@ impl Client {
         self.send::<(), serde_json::Value>(Method::DELETE, &path, None, expected_version)
             .await?;
         Ok(())
+    }
+
+    /// Starts a multi-step transition; it shows as `pending_transition` until completed
+    /// or aborted.
+    pub async fn begin_transition(
+        &self,
+        agent_id: &str,
+        transition: &TransitionRequest,
+    ) -> Result<BeginTransitionResponse, ClientError> {
+        let path = format!("{}/transitions/begin", agent_path(agent_id)?);
+        self.call(Method::POST, &path, Some(transition), None).await
+    }
+
+    /// Completes the pending transition `transition_id`, optionally with its data.
+    pub async fn complete_transition(
+        &self,
+        agent_id: &str,
+        transition_id: &str,
+        state_data: Option<serde_json::Value>,
+    ) -> Result<TransitionResponse, ClientError> {
+        let path = format!(
+            "{}/transitions/{}/complete",
+            agent_path(agent_id)?,
+            id_segment(transition_id)?
+        );
+        let body = CompleteTransitionRequest { state_data };
+        self.call(Method::POST, &path, Some(&body), None).await
+    }
+
+    /// Aborts the pending transition `transition_id`; it is logged as failed.
+    pub async fn abort_transition(
+        &self,
+        agent_id: &str,
+        transition_id: &str,
+        error: Option<String>,
+    ) -> Result<TransitionResponse, ClientError> {
+        let path = format!(
+            "{}/transitions/{}/abort",
+            agent_path(agent_id)?,
+            id_segment(transition_id)?
+        );
+        let body = AbortTransitionRequest { error };
+        self.call(Method::POST, &path, Some(&body), None).await
+    }
+
+    /// Appends messages to the agent's conversation; returns their sequence numbers.
+    pub async fn append_messages(
+        &self,
+        agent_id: &str,
+        messages: Vec<NewMessage>,
+        expected_version: Option<u64>,
+    ) -> Result<AppendMessagesResponse, ClientError> {
+        let path = format!("{}/messages", agent_path(agent_id)?);
+        let body = AppendMessagesRequest { messages };
+        self.call(Method::POST, &path, Some(&body), expected_version)
+            .await
+    }
+
+    /// The conversation, oldest first: messages with `seq > after`, at most `limit`.
+    pub async fn get_messages(
+        &self,
+        agent_id: &str,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<Message>, ClientError> {
+        let path = format!(
+            "{}/messages?after={after}&limit={limit}",
+            agent_path(agent_id)?
+        );
+        let page: Option<MessagesPage> = self.send::<(), _>(Method::GET, &path, None, None).await?;
+        Ok(page.map(|p| p.messages).unwrap_or_default())
+    }
+
+    /// Takes a checkpoint of the agent's current state.
+    pub async fn checkpoint(
+        &self,
+        agent_id: &str,
+        label: Option<String>,
+    ) -> Result<CheckpointResponse, ClientError> {
+        let path = format!("{}/checkpoints", agent_path(agent_id)?);
+        self.call(
+            Method::POST,
+            &path,
+            Some(&CheckpointRequest { label }),
+            None,
+        )
+        .await
+    }
+
+    /// The agent's checkpoints, oldest first.
+    pub async fn list_checkpoints(&self, agent_id: &str) -> Result<Vec<Checkpoint>, ClientError> {
+        let path = format!("{}/checkpoints", agent_path(agent_id)?);
+        let page: Option<CheckpointsPage> =
+            self.send::<(), _>(Method::GET, &path, None, None).await?;
+        Ok(page.map(|p| p.checkpoints).unwrap_or_default())
+    }
+
+    /// Restores a checkpoint as the agent's new version (logged with trigger `rollback`).
+    pub async fn rollback(
+        &self,
+        agent_id: &str,
+        checkpoint_id: &str,
+        expected_version: Option<u64>,
+    ) -> Result<TransitionResponse, ClientError> {
+        let path = format!("{}/rollback", agent_path(agent_id)?);
+        let body = RollbackRequest {
+            checkpoint_id: checkpoint_id.to_string(),
+        };
+        self.call(Method::POST, &path, Some(&body), expected_version)
+            .await
+    }
+
+    /// Recomputes the state from a checkpoint and the log; `apply` makes it current.
+    pub async fn replay(
+        &self,
+        agent_id: &str,
+        checkpoint_id: &str,
+        apply: bool,
+    ) -> Result<ReplayResponse, ClientError> {
+        let path = format!("{}/replay", agent_path(agent_id)?);
+        let body = ReplayRequest {
+            checkpoint_id: checkpoint_id.to_string(),
+            apply,
+        };
+        self.call(Method::POST, &path, Some(&body), None).await
+    }
+
+    /// Hands a conversation to another agent; retrying with the same `transfer_id`
+    /// returns the first result.
+    pub async fn transfer(&self, transfer: &TransferRequest) -> Result<Transfer, ClientError> {
+        self.call(Method::POST, "/v1/transfers", Some(transfer), None)
+            .await
+    }
+
+    /// A transfer's record, or `None` if it never happened.
+    pub async fn get_transfer(&self, transfer_id: &str) -> Result<Option<Transfer>, ClientError> {
+        let path = format!("/v1/transfers/{}", id_segment(transfer_id)?);
+        self.send::<(), _>(Method::GET, &path, None, None).await
+    }
+
+    /// Several operations on several agents, all or nothing.
+    pub async fn batch(&self, batch: &BatchRequest) -> Result<BatchResponse, ClientError> {
+        self.call(Method::POST, "/v1/batch", Some(batch), None)
+            .await
+    }
+
+    /// A call whose success always has a body.
+    async fn call<B: Serialize, R: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        if_match: Option<u64>,
+    ) -> Result<R, ClientError> {
+        self.send(method, path, body, if_match)
+            .await?
+            .ok_or(ClientError::BadResponse { status: 200 })
     }
 
     pub async fn status(&self) -> Result<StatusResponse, ClientError> {
@@ -201,19 +362,24 @@ impl Client {
     }
 }
 
-/// The path of an agent's resource; refuses ids the server would refuse anyway, so the
+/// An id as a URL path segment; refuses ids the server would refuse anyway, so the
 /// caller learns early and nothing odd reaches the URL.
-fn agent_path(agent_id: &str) -> Result<String, ClientError> {
-    if agent_id.is_empty()
-        || !agent_id
+fn id_segment(id: &str) -> Result<&str, ClientError> {
+    if id.is_empty()
+        || id.len() > 128
+        || !id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
     {
         return Err(ClientError::InvalidRequest(format!(
-            "agent id {agent_id:?} must be non-empty and use only A-Z a-z 0-9 - _ . :"
+            "id {id:?} must be 1 to 128 of A-Z a-z 0-9 - _ . :"
         )));
     }
-    Ok(format!("/v1/agents/{agent_id}"))
+    Ok(id)
+}
+
+fn agent_path(agent_id: &str) -> Result<String, ClientError> {
+    Ok(format!("/v1/agents/{}", id_segment(agent_id)?))
 }
 
 impl StatePersistence for Client {

@@ -11,7 +11,9 @@
 //! - [`persistence`]: the `StatePersistence` trait agents program against.
 //! - [`validator`]: the `StateValidator` trait and its error.
 //! - [`client`]: an async HTTP client that implements `StatePersistence`.
+//! - [`agent`]: the `Agent` trait (persist, restore, validate, recover).
 
+pub mod agent;
 pub mod client;
 pub mod codec;
 pub mod error;
@@ -19,6 +21,7 @@ pub mod persistence;
 pub mod types;
 pub mod validator;
 
+pub use agent::{Agent, AgentError};
 pub use client::{Client, ClientError};
 pub use codec::{Codec, CodecError};
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};

@@ -213,7 +213,7 @@ pub fn transition(
         from,
         &req.to_state,
         &req.trigger,
-        &data_after,
+        Some(&data_after),
     ) {
         let op = refused(prev, &req.to_state, &req.trigger, e.to_string(), at);
         return Ok(Built::Refused(op, invalid(e)));
@@ -251,16 +251,13 @@ pub fn begin(
     cond.check(current)?;
     no_pending(agent_id, prev)?;
     let from = &prev.state.state_name;
-    let data_after = req
-        .state_data
-        .clone()
-        .unwrap_or_else(|| prev.state.state_data.clone());
+    // The data is checked now only if given now; otherwise when the transition completes.
     if let Err(e) = types.check_transition(
         prev.state.agent_type.as_deref(),
         from,
         &req.to_state,
         &req.trigger,
-        &data_after,
+        req.state_data.as_ref(),
     ) {
         let op = refused(prev, &req.to_state, &req.trigger, e.to_string(), at);
         return Ok(Built::Refused(op, invalid(e)));
@@ -482,11 +479,9 @@ pub fn transfer(
         &src.state.state_name,
         &src_to,
         &req.trigger,
-        &src.state.state_data,
+        Some(&src.state.state_data),
     ) {
-        if types.is_declared(src_type.unwrap_or_default()) {
-            return refuse(e.to_string());
-        }
+        return refuse(e.to_string());
     }
 
     // The target: as it is, or created in its type's initial state.

@@ -161,10 +161,6 @@ impl AgentTypes {
         }
     }
 
-    pub fn is_declared(&self, agent_type: &str) -> bool {
-        self.types.contains_key(agent_type)
-    }
-
     pub fn initial_state(&self, agent_type: &str) -> Option<&str> {
         self.types.get(agent_type).map(|t| t.initial_state.as_str())
     }
@@ -183,20 +179,24 @@ impl AgentTypes {
         self.validate_data(name, state_name, data)
     }
 
-    /// A transition: declared, and the data after it fits the target's schema.
+    /// A transition: declared, and the data after it (when known: a multi-step
+    /// transition brings it when it completes) fits the target's schema.
     pub fn check_transition(
         &self,
         agent_type: Option<&str>,
         from: &str,
         to: &str,
         trigger: &str,
-        data_after: &Value,
+        data_after: Option<&Value>,
     ) -> Result<(), ValidationError> {
         let (Some(name), Some(_)) = (agent_type, self.lookup(agent_type)?) else {
             return Ok(());
         };
         self.validate_transition(name, from, to, trigger)?;
-        self.validate_data(name, to, data_after)
+        match data_after {
+            Some(data) => self.validate_data(name, to, data),
+            None => Ok(()),
+        }
     }
 
     /// Where `trigger` leads from `from`, for a typed agent; `Ok(None)` when untyped.
@@ -328,14 +328,14 @@ mod tests {
         let g = Some("greeter");
         let ok = json!({"user_name": "ada"});
         assert!(t
-            .check_transition(g, "idle", "greeting", "user_message", &ok)
+            .check_transition(g, "idle", "greeting", "user_message", Some(&ok))
             .is_ok());
         let e = t
-            .check_transition(g, "idle", "done", "user_message", &ok)
+            .check_transition(g, "idle", "done", "user_message", Some(&ok))
             .unwrap_err();
         assert_eq!(e.rule, ValidationRule::TransitionNotAllowed);
         let e = t
-            .check_transition(g, "idle", "greeting", "user_message", &json!({}))
+            .check_transition(g, "idle", "greeting", "user_message", Some(&json!({})))
             .unwrap_err();
         assert_eq!(e.rule, ValidationRule::SchemaMismatch);
         assert!(e.message.contains("user_name"), "{}", e.message);
