@@ -650,6 +650,9 @@ impl Engine {
     }
 
     async fn all_checkpoints(&self, agent_id: &str) -> EngineResult<Vec<Checkpoint>> {
+        // The backlog before the store: an entry moves from the one to the other only
+        // after the store has it, so this order cannot miss one in transit.
+        let pending = self.backlog.checkpoints(agent_id);
         let floor = self.backlog.purge(agent_id).map_or(0, |t| t.version);
         let mut all: Vec<Checkpoint> = self
             .store
@@ -658,7 +661,7 @@ impl Engine {
             .into_iter()
             .filter(|c| c.version >= floor)
             .collect();
-        for c in self.backlog.checkpoints(agent_id) {
+        for c in pending {
             if !all.iter().any(|s| s.checkpoint_id == c.checkpoint_id) {
                 all.push(c);
             }

@@ -64,32 +64,33 @@ pub async fn flush_all(engine: &Engine, batch_max: usize) -> Result<(), String> 
             advance(engine, wal_low);
             return Ok(());
         }
-        match engine.store.flush(&batch).await {
-            Ok(()) => {
-                engine.backlog.ack(&batch);
-                let mut st = engine
-                    .flush_status
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner());
+        let (written, error) = engine.store.flush(batch).await;
+        if !written.is_empty() {
+            engine.backlog.ack(&written);
+            let wal_low = engine.wal.oldest_unapplied_lsn();
+            advance(engine, wal_low);
+            tracing::debug!(
+                agents = written.items.len(),
+                transfers = written.transfers.len(),
+                "flushed batch"
+            );
+        }
+        let mut st = engine
+            .flush_status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match error {
+            None => {
                 st.last_flush_at = Some(now());
                 st.last_error = None;
                 st.backend_reachable = true;
-                drop(st);
-                let wal_low = engine.wal.oldest_unapplied_lsn();
-                advance(engine, wal_low);
-                tracing::debug!(
-                    agents = batch.items.len(),
-                    transfers = batch.transfers.len(),
-                    "flushed batch"
-                );
             }
-            Err(e) => {
-                let mut st = engine
-                    .flush_status
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner());
+            Some(e) => {
+                if !written.is_empty() {
+                    st.last_flush_at = Some(now());
+                }
                 st.last_error = Some(e.to_string());
-                st.backend_reachable = false;
+                st.backend_reachable = !written.is_empty();
                 return Err(e.to_string());
             }
         }

@@ -43,11 +43,16 @@ pub async fn run(
     let backend = match &config.mongodb_uri {
         Some(uri) => {
             tracing::info!(uri = %redact_uri(uri), database = %config.database, "backend: MongoDB");
-            Backend::Mongo(
-                MongoStore::connect(uri, &config.database, config.backend_timeout)
-                    .await
-                    .context("invalid --mongodb-uri")?,
-            )
+            Backend::Mongo(Box::new(
+                MongoStore::connect(
+                    uri,
+                    &config.database,
+                    config.backend_timeout,
+                    config.data_dir.join("mongo-txn-session.json"),
+                )
+                .await
+                .context("invalid --mongodb-uri")?,
+            ))
         }
         None => {
             let path = config.sqlite_path();

@@ -406,3 +406,37 @@ pub async fn raw(
         body,
     }
 }
+
+/// Which backend a scenario runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Embedded,
+    Mongo,
+}
+
+/// The example agent types (greeter, haiku, git_assistant).
+pub fn example_config() -> PathBuf {
+    workspace_root().join("protocol/examples/agent-types.toml")
+}
+
+/// A sidecar on `backend` with the example agent types, plus its MongoDB if any.
+pub async fn start_with(
+    backend: Backend,
+    test: &str,
+    dir: &Path,
+    extra: &[&str],
+) -> (Sidecar, Option<Mongo>) {
+    let config = example_config();
+    let mut args: Vec<String> = vec!["--config".into(), config.display().to_string()];
+    let mongo = match backend {
+        Backend::Embedded => None,
+        Backend::Mongo => {
+            let m = Mongo::start(test);
+            args.extend(m.sidecar_args());
+            Some(m)
+        }
+    };
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    (Sidecar::start(&dir.join("data"), &args).await, mongo)
+}

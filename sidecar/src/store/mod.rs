@@ -40,7 +40,7 @@ pub struct Store {
 /// An enum rather than a trait object: there are two, and matching keeps the async
 /// methods free of boxing.
 pub enum Backend {
-    Mongo(mongo::MongoStore),
+    Mongo(Box<mongo::MongoStore>),
     Sqlite(sqlite::SqliteStore),
 }
 
@@ -84,14 +84,26 @@ impl Store {
     }
 
     /// Writes a flush batch: each transfer atomically, then the agents' changes.
-    pub async fn flush(&self, batch: &FlushBatch) -> StoreResult<()> {
-        self.timed("flush", async {
+    /// Returns what is now in the backend (all of `batch`, or part of it) and the
+    /// first error met; what was not written stays in the backlog for the next try.
+    pub async fn flush(&self, batch: FlushBatch) -> (FlushBatch, Option<StoreError>) {
+        let write = async {
             match &self.backend {
                 Backend::Mongo(s) => s.flush(batch).await,
                 Backend::Sqlite(s) => s.flush(batch).await,
             }
-        })
-        .await
+        };
+        match tokio::time::timeout(self.timeout, write).await {
+            Ok(result) => result,
+            // Some of it may have been written; flushes are idempotent, so report none.
+            Err(_) => (
+                FlushBatch::default(),
+                Some(StoreError::Unavailable(format!(
+                    "flush timed out after {} ms",
+                    self.timeout.as_millis()
+                ))),
+            ),
+        }
     }
 
     /// Stored messages with `seq > after`, oldest first, at most `limit`.

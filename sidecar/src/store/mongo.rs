@@ -22,6 +22,8 @@
 //! on `_id` (duplicate key, 11000), which here means "already there" and is not an error.
 //! Log entries and messages collide the same way when inserted twice.
 
+use std::collections::HashSet;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use agentstate_protocol::{
@@ -50,6 +52,12 @@ pub struct MongoStore {
     /// Indexes are created on the first successful contact, so a sidecar can start while
     /// MongoDB is down.
     schema: OnceCell<()>,
+    /// The one session transfers' transactions run in. Its id is kept in
+    /// `session_file`, so that after a crash the next run can end the transaction the
+    /// dead one left open (MongoDB would otherwise hold its documents, and refuse their
+    /// re-flush with WriteConflict, for up to its transaction lifetime limit, 60 s).
+    txn_session: tokio::sync::Mutex<Option<ClientSession>>,
+    session_file: PathBuf,
 }
 
 fn driver_err(e: mongodb::error::Error) -> StoreError {
@@ -80,7 +88,6 @@ struct Writes {
     transitions: Vec<Document>,
     messages: Vec<Document>,
     checkpoints: Vec<Document>,
-    transfers: Vec<Document>,
 }
 
 impl Writes {
@@ -123,33 +130,17 @@ impl Writes {
         }
         Ok(())
     }
-
-    fn transfer(&mut self, op: &Op) -> StoreResult<()> {
-        let Op::Transfer { transfer, .. } = op else {
-            return Ok(());
-        };
-        let mut result = Ok(());
-        op.for_each_effect(&mut |e| {
-            if result.is_ok() {
-                result = match e {
-                    Effect::Record(r) => self.record(r),
-                    Effect::Transition(t) => transition_to_doc(t).map(|d| self.transitions.push(d)),
-                    Effect::Message(agent, m) => {
-                        message_to_doc(agent, m).map(|d| self.messages.push(d))
-                    }
-                    Effect::Delete(..) | Effect::Checkpoint(_) => Ok(()),
-                };
-            }
-        });
-        result?;
-        self.transfers.push(transfer_to_doc(transfer)?);
-        Ok(())
-    }
 }
 
 impl MongoStore {
-    /// Connects lazily: this only parses the URI and sets timeouts.
-    pub async fn connect(uri: &str, database: &str, timeout: Duration) -> anyhow::Result<Self> {
+    /// Connects lazily: this only parses the URI and sets timeouts. `session_file` (in the
+    /// data dir) remembers the transaction session across restarts.
+    pub async fn connect(
+        uri: &str,
+        database: &str,
+        timeout: Duration,
+        session_file: PathBuf,
+    ) -> anyhow::Result<Self> {
         let mut opts = ClientOptions::parse(uri).await?;
         opts.app_name
             .get_or_insert_with(|| "agentstate".to_string());
@@ -160,12 +151,59 @@ impl MongoStore {
             db: client.database(database),
             client,
             schema: OnceCell::new(),
+            txn_session: tokio::sync::Mutex::new(None),
+            session_file,
         })
+    }
+
+    /// Ends the transaction session of a previous run, if it left one.
+    async fn end_previous_session(&self) {
+        let Ok(text) = std::fs::read_to_string(&self.session_file) else {
+            return;
+        };
+        let lsid = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| Bson::try_from(v).ok());
+        let Some(Bson::Document(lsid)) = lsid else {
+            tracing::warn!(file = %self.session_file.display(), "ignoring an unreadable session file");
+            return;
+        };
+        match self
+            .client
+            .database("admin")
+            .run_command(doc! { "killSessions": [lsid] })
+            .await
+        {
+            Ok(_) => tracing::info!("ended the previous run's transaction session"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot end the previous run's transaction session")
+            }
+        }
+    }
+
+    /// The transfer session, started (and its id recorded) on first use.
+    async fn transaction_session(
+        &self,
+    ) -> StoreResult<tokio::sync::MutexGuard<'_, Option<ClientSession>>> {
+        let mut guard = self.txn_session.lock().await;
+        if guard.is_none() {
+            let session = self.client.start_session().await.map_err(driver_err)?;
+            let lsid = Bson::Document(session.id().clone()).into_relaxed_extjson();
+            let tmp = self.session_file.with_extension("tmp");
+            std::fs::write(&tmp, lsid.to_string())
+                .and_then(|()| std::fs::rename(&tmp, &self.session_file))
+                .map_err(|e| {
+                    StoreError::Unavailable(format!("record the transaction session: {e}"))
+                })?;
+            *guard = Some(session);
+        }
+        Ok(guard)
     }
 
     async fn ensure_schema(&self) -> StoreResult<()> {
         self.schema
             .get_or_try_init(|| async {
+                self.end_previous_session().await;
                 let unique_seq = |name: &str| {
                     doc! { "key": { "agent_id": 1, "seq": 1 }, "name": name, "unique": true }
                 };
@@ -220,26 +258,161 @@ impl MongoStore {
         last.map_or(Ok(0), |t| get_u64(&t, "seq"))
     }
 
-    pub async fn flush(&self, batch: &FlushBatch) -> StoreResult<()> {
-        self.ensure_schema().await?;
-        // Transfers first, each in its own transaction: all of one or none of it.
-        for t in &batch.transfers {
-            let mut w = Writes::default();
-            w.transfer(&t.op)?;
-            let mut session = self.client.start_session().await.map_err(driver_err)?;
-            session
-                .start_transaction()
-                .write_concern(majority())
-                .await
-                .map_err(driver_err)?;
-            self.write_all(w, Some(&mut session)).await?;
-            session.commit_transaction().await.map_err(driver_err)?;
+    /// Writes what it can of `batch`; returns what was written and the first error.
+    ///
+    /// Transfers go first, each in its own transaction. One that fails (typically a
+    /// WriteConflict with the still-open transaction of a sidecar killed mid-flush, which
+    /// MongoDB keeps until its `transactionLifetimeLimitSeconds`) holds back only its own
+    /// agents, so the rest of the backlog keeps flowing.
+    pub async fn flush(&self, batch: FlushBatch) -> (FlushBatch, Option<StoreError>) {
+        let mut written = FlushBatch::default();
+        if let Err(e) = self.ensure_schema().await {
+            return (written, Some(e));
         }
+        let mut first_error = None;
+        let mut blocked: HashSet<String> = HashSet::new();
+        for t in batch.transfers {
+            let agents: Vec<String> = t.op.agents().into_iter().map(str::to_string).collect();
+            if agents.iter().any(|a| blocked.contains(a)) {
+                continue;
+            }
+            match self.flush_transfer(&t.op).await {
+                Ok(()) => written.transfers.push(t),
+                Err(e) => {
+                    tracing::debug!(error = %e, transfer = %t.transfer().transfer_id, "transfer flush failed");
+                    blocked.extend(agents);
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        let items: Vec<FlushItem> = batch
+            .items
+            .into_iter()
+            .filter(|i| !blocked.contains(&i.agent_id))
+            .collect();
         let mut w = Writes::default();
-        for item in &batch.items {
-            w.item(item)?;
+        let result = match items.iter().try_for_each(|i| w.item(i)) {
+            Ok(()) => self.write_all(w, None).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => written.items = items,
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
         }
-        self.write_all(w, None).await
+        (written, first_error)
+    }
+
+    /// One transfer in one transaction. Inside a transaction a write error (a duplicate
+    /// key) aborts everything, so nothing here may collide: records are written only over
+    /// older versions read in the same transaction, and log entries, messages and the
+    /// transfer's record are inserted with `$setOnInsert` upserts, which do nothing if
+    /// the document is already there. A re-flush after a crash is then a no-op.
+    async fn flush_transfer(&self, op: &Op) -> StoreResult<()> {
+        let Op::Transfer { transfer, .. } = op else {
+            return Ok(());
+        };
+        let mut records = Vec::new();
+        let mut inserts: Vec<(&str, Document)> = Vec::new();
+        let mut failed = Ok(());
+        op.for_each_effect(&mut |e| {
+            let doc = match e {
+                Effect::Record(r) => {
+                    records.push(r);
+                    return;
+                }
+                Effect::Transition(t) => transition_to_doc(t).map(|d| (STATE_TRANSITIONS, d)),
+                Effect::Message(agent, m) => {
+                    message_to_doc(agent, m).map(|d| (CONVERSATION_HISTORY, d))
+                }
+                Effect::Delete(..) | Effect::Checkpoint(_) => return,
+            };
+            match doc {
+                Ok(d) => inserts.push(d),
+                Err(e) => failed = Err(e),
+            }
+        });
+        failed?;
+        inserts.push((TRANSFERS, transfer_to_doc(transfer)?));
+
+        let mut guard = self.transaction_session().await?;
+        let session = guard.as_mut().expect("transaction_session starts one");
+        let result = self.transfer_in(session, records, inserts).await;
+        if result.is_err() {
+            // Leave nothing open behind a failure; an abort that fails only means there
+            // was no transaction left to end.
+            let _ = session.abort_transaction().await;
+        }
+        result
+    }
+
+    async fn transfer_in(
+        &self,
+        session: &mut ClientSession,
+        records: Vec<&AgentRecord>,
+        inserts: Vec<(&str, Document)>,
+    ) -> StoreResult<()> {
+        session
+            .start_transaction()
+            .write_concern(majority())
+            .await
+            .map_err(driver_err)?;
+        let ids: Vec<&str> = records.iter().map(|r| r.state.agent_id.as_str()).collect();
+        let mut cursor = self
+            .db
+            .collection::<Document>(AGENT_STATES)
+            .find(doc! { "_id": { "$in": &ids } })
+            .projection(doc! { "version": 1 })
+            .session(&mut *session)
+            .await
+            .map_err(driver_err)?;
+        let mut stored = std::collections::HashMap::new();
+        while cursor.advance(&mut *session).await.map_err(driver_err)? {
+            let d = cursor.deserialize_current().map_err(driver_err)?;
+            stored.insert(get_str(&d, "_id")?, get_u64(&d, "version")?);
+        }
+        drop(cursor);
+        let mut upserts = Vec::new();
+        for r in records {
+            if stored
+                .get(&r.state.agent_id)
+                .is_some_and(|v| *v >= r.state.version)
+            {
+                continue;
+            }
+            upserts.push(
+                doc! { "q": { "_id": &r.state.agent_id }, "u": record_to_doc(r)?, "upsert": true },
+            );
+        }
+        if !upserts.is_empty() {
+            self.write(
+                "update",
+                AGENT_STATES,
+                "updates",
+                upserts,
+                Some(&mut *session),
+            )
+            .await?;
+        }
+        for collection in [STATE_TRANSITIONS, CONVERSATION_HISTORY, TRANSFERS] {
+            let statements: Vec<Document> = inserts
+                .iter()
+                .filter(|(c, _)| *c == collection)
+                .map(|(_, d)| set_on_insert(d))
+                .collect();
+            if !statements.is_empty() {
+                self.write(
+                    "update",
+                    collection,
+                    "updates",
+                    statements,
+                    Some(&mut *session),
+                )
+                .await?;
+            }
+        }
+        session.commit_transaction().await.map_err(driver_err)
     }
 
     /// Writes every statement; purges first, so a delete followed by a re-creation in one
@@ -258,7 +431,6 @@ impl MongoStore {
             ("insert", STATE_TRANSITIONS, "documents", w.transitions),
             ("insert", CONVERSATION_HISTORY, "documents", w.messages),
             ("insert", CHECKPOINTS, "documents", w.checkpoints),
-            ("insert", TRANSFERS, "documents", w.transfers),
         ];
         for (command, collection, field, statements) in steps {
             if !statements.is_empty() {
@@ -423,6 +595,13 @@ impl MongoStore {
             .map_err(driver_err)?;
         self.ensure_schema().await
     }
+}
+
+/// An upsert that inserts `d` if no document has its `_id`, and otherwise does nothing.
+fn set_on_insert(d: &Document) -> Document {
+    let mut fields = d.clone();
+    let id = fields.remove("_id").unwrap_or(Bson::Null);
+    doc! { "q": { "_id": id }, "u": { "$setOnInsert": fields }, "upsert": true }
 }
 
 fn majority() -> WriteConcern {

@@ -183,19 +183,25 @@ impl SqliteStore {
         .await
     }
 
-    pub async fn flush(&self, batch: &FlushBatch) -> StoreResult<()> {
-        let batch = batch.clone();
-        self.with_conn(move |c| {
-            let tx = c.transaction()?;
-            for t in &batch.transfers {
-                write_transfer(&tx, &t.op)?;
-            }
-            for item in &batch.items {
-                write_item(&tx, item)?;
-            }
-            tx.commit()
-        })
-        .await
+    /// Writes the whole batch in one transaction: all of it, or (with the error) none.
+    pub async fn flush(&self, batch: FlushBatch) -> (FlushBatch, Option<StoreError>) {
+        let written = batch.clone();
+        let result = self
+            .with_conn(move |c| {
+                let tx = c.transaction()?;
+                for t in &batch.transfers {
+                    write_transfer(&tx, &t.op)?;
+                }
+                for item in &batch.items {
+                    write_item(&tx, item)?;
+                }
+                tx.commit()
+            })
+            .await;
+        match result {
+            Ok(()) => (written, None),
+            Err(e) => (FlushBatch::default(), Some(e)),
+        }
     }
 
     pub async fn transitions(
