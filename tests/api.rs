@@ -419,3 +419,51 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
         (1, json!({"k": 1}))
     );
 }
+
+#[tokio::test]
+async fn metrics_and_health_report_what_happened() {
+    let dir = tempfile::tempdir().unwrap();
+    let sidecar = Sidecar::start(&dir.path().join("data"), &[]).await;
+    let client = sidecar.client();
+    client
+        .save_state("m1", &save_req("idle", json!({})), None)
+        .await
+        .unwrap();
+    client
+        .save_state("m1", &save_req("idle", json!({})), Some(7))
+        .await
+        .unwrap_err();
+    let base = sidecar.url();
+    assert_eq!(
+        raw("GET", &format!("{base}/healthz"), &[], "").await.status,
+        200
+    );
+    assert_eq!(
+        raw("GET", &format!("{base}/readyz"), &[], "").await.status,
+        200
+    );
+    let status = client.status().await.unwrap();
+    assert!(status.ready && status.wal_last_lsn >= 1, "{status:?}");
+
+    let r = raw("GET", &format!("{base}/metrics"), &[], "").await;
+    assert_eq!(r.status, 200);
+    assert!(r.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    let text = String::from_utf8(r.body.to_vec()).unwrap();
+    for needle in [
+        r#"agentstate_requests_total{route="/v1/agents/{id}",status="200"}"#,
+        r#"agentstate_requests_total{route="/v1/agents/{id}",status="409"}"#,
+        r#"agentstate_conflicts_total{kind="version"} 1"#,
+        "agentstate_wal_fsync_duration_seconds_bucket",
+        "agentstate_request_duration_seconds_bucket",
+        "agentstate_ready 1",
+        "agentstate_recovery_runs_total{outcome=\"ok\"} 1",
+        "agentstate_backlog_bytes_max 268435456",
+    ] {
+        assert!(text.contains(needle), "missing {needle} in:\n{text}");
+    }
+    // Labels never carry an agent id.
+    assert!(!text.contains("m1"), "an agent id leaked into the metrics");
+}

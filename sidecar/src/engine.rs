@@ -36,7 +36,8 @@ use tokio::sync::{watch, Notify, OwnedMutexGuard};
 
 use crate::backlog::Backlog;
 use crate::cache::StateCache;
-use crate::model::{AgentRecord, Current, Op};
+use crate::metrics as m;
+use crate::model::{AgentRecord, Current, Effect, Op};
 use crate::ops::{self, Built, Limits};
 use crate::store::{Store, StoreError};
 use crate::validate::{self, AgentTypes};
@@ -205,6 +206,22 @@ impl Engine {
         self.ready.load(Ordering::SeqCst) && self.wal.poisoned().is_none()
     }
 
+    /// Why the sidecar should not get traffic, if it should not: not started, shutting
+    /// down, the WAL refusing writes, or the backlog full while the backend lags.
+    pub fn unready_reason(&self) -> Option<String> {
+        if !self.ready.load(Ordering::SeqCst) {
+            return Some("not serving (starting or shutting down)".into());
+        }
+        if let Some(why) = self.wal.poisoned() {
+            return Some(format!("WAL refuses writes: {why}"));
+        }
+        if self.backlog.would_overflow(0) || self.backlog.stats().bytes >= self.backlog.bytes_max()
+        {
+            return Some("backlog full while the backend catches up".into());
+        }
+        None
+    }
+
     pub fn store_kind(&self) -> &'static str {
         self.store.kind()
     }
@@ -305,15 +322,45 @@ impl Engine {
                 self.backlog.bytes_max()
             )));
         }
+        let started = std::time::Instant::now();
         let mut appended = self.wal.append(&body, durability != Durability::Memory)?;
         appended.wait_durable().await?;
+        metrics::histogram!(m::WAL_APPEND_DURATION).record(started.elapsed().as_secs_f64());
         self.backlog.apply(appended.lsn, op, body.len() as u64);
+        self.count_transitions(op);
         for agent in op.agents() {
             if let Some(c) = op.resulting(agent) {
                 self.cache.insert(agent, c);
             }
         }
         Ok(appended.lsn)
+    }
+
+    /// Counts the op's logged transitions by agent type (declared types only: the label
+    /// must stay bounded) and outcome.
+    fn count_transitions(&self, op: &Op) {
+        let mut types: HashMap<&str, Option<&str>> = HashMap::new();
+        op.for_each_effect(&mut |e| {
+            if let Effect::Record(r) = e {
+                types.insert(&r.state.agent_id, r.state.agent_type.as_deref());
+            }
+        });
+        op.for_each_effect(&mut |e| {
+            let Effect::Transition(t) = e else { return };
+            let agent_type = types
+                .get(t.agent_id.as_str())
+                .copied()
+                .flatten()
+                .filter(|ty| self.types.initial_state(ty).is_some())
+                .map_or_else(|| "undeclared".to_string(), str::to_string);
+            let outcome = match (&t.success, &t.error) {
+                (true, _) => "ok",
+                (false, Some(err)) if err.starts_with("aborted") => "aborted",
+                (false, _) => "refused",
+            };
+            metrics::counter!(m::TRANSITIONS_TOTAL, "agent_type" => agent_type, "outcome" => outcome)
+                .increment(1);
+        });
     }
 
     /// Runs `work` (which locks, reads, logs) in its own task, so that once started it

@@ -15,6 +15,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::engine::{now, Engine};
+use crate::metrics as m;
+use crate::store::StoreError;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
@@ -64,7 +66,19 @@ pub async fn flush_all(engine: &Engine, batch_max: usize) -> Result<(), String> 
             advance(engine, wal_low);
             return Ok(());
         }
+        let started = std::time::Instant::now();
         let (written, error) = engine.store.flush(batch).await;
+        metrics::histogram!(m::FLUSH_DURATION).record(started.elapsed().as_secs_f64());
+        metrics::counter!(m::FLUSH_BATCHES_TOTAL, "outcome" => if error.is_none() { "ok" } else { "error" })
+            .increment(1);
+        metrics::histogram!(m::FLUSH_BATCH_AGENTS).record(written.items.len() as f64);
+        if let Some(e) = &error {
+            let kind = match e {
+                StoreError::Unavailable(_) => "unavailable",
+                StoreError::Rejected(_) => "rejected",
+            };
+            metrics::counter!(m::BACKEND_ERRORS_TOTAL, "kind" => kind).increment(1);
+        }
         if !written.is_empty() {
             engine.backlog.ack(&written);
             let wal_low = engine.wal.oldest_unapplied_lsn();

@@ -4,6 +4,7 @@ pub mod cache;
 pub mod config;
 pub mod engine;
 pub mod flusher;
+pub mod metrics;
 pub mod model;
 pub mod ops;
 pub mod recovery;

@@ -11,6 +11,7 @@ use std::time::Instant;
 use anyhow::Context;
 
 use crate::backlog::Backlog;
+use crate::metrics as m;
 use crate::model::Op;
 use crate::wal::{ReplayStats, Wal, WalOptions};
 
@@ -18,12 +19,16 @@ use crate::wal::{ReplayStats, Wal, WalOptions};
 pub fn replay(opts: WalOptions, backlog: &Backlog) -> anyhow::Result<(Wal, ReplayStats)> {
     let started = Instant::now();
     let dir = opts.dir.clone();
-    let (wal, stats) = Wal::open(opts, |lsn, body| {
+    let opened = Wal::open(opts, |lsn, body| {
         let op = Op::decode(body).context("decode WAL operation")?;
         backlog.apply(lsn, &op, body.len() as u64);
         Ok(())
-    })
-    .with_context(|| format!("open the WAL in {}", dir.display()))?;
+    });
+    let outcome = if opened.is_ok() { "ok" } else { "error" };
+    metrics::counter!(m::RECOVERY_RUNS_TOTAL, "outcome" => outcome).increment(1);
+    let (wal, stats) = opened.with_context(|| format!("open the WAL in {}", dir.display()))?;
+    metrics::counter!(m::RECOVERY_RECORDS_TOTAL).increment(stats.records);
+    metrics::histogram!(m::RECOVERY_DURATION).record(started.elapsed().as_secs_f64());
     tracing::info!(
         segments = stats.segments,
         records = stats.records,

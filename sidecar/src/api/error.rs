@@ -1,8 +1,9 @@
 //! The one place where errors become HTTP responses.
 
-use agentstate_protocol::{ErrorBody, ErrorCode};
+use agentstate_protocol::{ErrorBody, ErrorCode, ValidationRule};
 
 use crate::engine::{EngineError, RETRY_AFTER_SECS};
+use crate::metrics as m;
 
 /// An error on its way to the client.
 #[derive(Debug)]
@@ -35,9 +36,35 @@ impl ApiError {
     }
 }
 
+/// The rule a validation message names, as a metric label.
+fn rule_of(message: &str) -> &'static str {
+    [
+        ValidationRule::UnknownAgentType,
+        ValidationRule::UnknownState,
+        ValidationRule::TransitionNotAllowed,
+        ValidationRule::SchemaMismatch,
+    ]
+    .into_iter()
+    .map(ValidationRule::as_str)
+    .find(|r| message.contains(r))
+    .unwrap_or("input")
+}
+
 impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
         let message = e.to_string();
+        match &e {
+            EngineError::Validation(m) => {
+                metrics::counter!(m::VALIDATION_FAILURES_TOTAL, "reason" => rule_of(m)).increment(1)
+            }
+            EngineError::VersionConflict { .. } => {
+                metrics::counter!(m::CONFLICTS_TOTAL, "kind" => "version").increment(1)
+            }
+            EngineError::Conflict(_) => {
+                metrics::counter!(m::CONFLICTS_TOTAL, "kind" => "state").increment(1)
+            }
+            _ => {}
+        }
         match e {
             EngineError::NotFound(_) => ApiError::new(ErrorCode::NotFound, message),
             EngineError::VersionConflict { current, .. } => ApiError {

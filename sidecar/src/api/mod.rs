@@ -25,6 +25,7 @@ use tracing::Instrument;
 pub use error::ApiError;
 
 use crate::engine::{Engine, Precondition, PAGE_LIMIT_MAX};
+use crate::metrics as m;
 use crate::validate;
 
 /// Default page size of log reads.
@@ -46,12 +47,19 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<HttpRespons
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let span = tracing::info_span!("request", %method, %path);
+    let started = std::time::Instant::now();
+    let template = route_template(&path);
     async move {
         let resp = match route(&app, req, codec).await {
             Ok(resp) => resp,
             Err(e) => error_response(&e, codec),
         };
-        tracing::debug!(status = resp.status().as_u16(), "request done");
+        let status = resp.status().as_u16();
+        tracing::debug!(status, "request done");
+        metrics::counter!(m::REQUESTS_TOTAL, "route" => template, "status" => status.to_string())
+            .increment(1);
+        metrics::histogram!(m::REQUEST_DURATION, "route" => template)
+            .record(started.elapsed().as_secs_f64());
         Ok(resp)
     }
     .instrument(span)
@@ -62,13 +70,28 @@ async fn route(app: &App, req: Request<Incoming>, codec: Codec) -> Result<HttpRe
     let path = req.uri().path().to_string();
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match (req.method(), segments.as_slice()) {
-        (&Method::GET, ["healthz"]) => Ok(plain(StatusCode::OK, "ok\n")),
-        (&Method::GET, ["readyz"]) => Ok(match app.engine.get() {
-            Some(e) if e.is_ready() => plain(StatusCode::OK, "ready\n"),
-            Some(_) => plain(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
-            None => plain(StatusCode::SERVICE_UNAVAILABLE, "replaying WAL\n"),
+        (&Method::GET, ["healthz"]) => Ok(plain(StatusCode::OK, "ok\n".into())),
+        (&Method::GET, ["readyz"]) => Ok(match app.engine.get().map(|e| e.unready_reason()) {
+            Some(None) => plain(StatusCode::OK, "ready\n".into()),
+            Some(Some(why)) => plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: {why}\n"),
+            ),
+            None => plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not ready: replaying the WAL\n".into(),
+            ),
         }),
         (&Method::GET, ["v1", "status"]) => status(app, codec),
+        (&Method::GET, ["metrics"]) => {
+            let text = m::render(app.engine.get().map(|e| &**e));
+            let mut resp = Response::new(Full::new(Bytes::from(text)));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            Ok(resp)
+        }
         (&Method::POST, ["v1", "transfers"]) => {
             let engine = engine(app)?;
             let durability = durability(&req)?;
@@ -225,6 +248,32 @@ fn with_etag(resp: Result<HttpResponse, ApiError>, version: u64) -> Result<HttpR
     let mut resp = resp?;
     set_etag(&mut resp, version);
     Ok(resp)
+}
+
+/// The route a path matches, as a label of bounded cardinality (no ids).
+fn route_template(path: &str) -> &'static str {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["healthz"] => "/healthz",
+        ["readyz"] => "/readyz",
+        ["metrics"] => "/metrics",
+        ["v1", "status"] => "/v1/status",
+        ["v1", "batch"] => "/v1/batch",
+        ["v1", "transfers"] => "/v1/transfers",
+        ["v1", "transfers", _] => "/v1/transfers/{id}",
+        ["v1", "agents", _] => "/v1/agents/{id}",
+        ["v1", "agents", _, "transitions"] => "/v1/agents/{id}/transitions",
+        ["v1", "agents", _, "transitions", "begin"] => "/v1/agents/{id}/transitions/begin",
+        ["v1", "agents", _, "transitions", _, "complete"] => {
+            "/v1/agents/{id}/transitions/{tid}/complete"
+        }
+        ["v1", "agents", _, "transitions", _, "abort"] => "/v1/agents/{id}/transitions/{tid}/abort",
+        ["v1", "agents", _, "messages"] => "/v1/agents/{id}/messages",
+        ["v1", "agents", _, "checkpoints"] => "/v1/agents/{id}/checkpoints",
+        ["v1", "agents", _, "rollback"] => "/v1/agents/{id}/rollback",
+        ["v1", "agents", _, "replay"] => "/v1/agents/{id}/replay",
+        _ => "other",
+    }
 }
 
 fn not_found(path: &str) -> ApiError {
@@ -459,8 +508,8 @@ fn set_etag(resp: &mut HttpResponse, version: u64) {
     }
 }
 
-fn plain(status: StatusCode, text: &'static str) -> HttpResponse {
-    let mut resp = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+fn plain(status: StatusCode, text: String) -> HttpResponse {
+    let mut resp = Response::new(Full::new(Bytes::from(text)));
     *resp.status_mut() = status;
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
@@ -477,7 +526,10 @@ fn error_response(e: &ApiError, codec: Codec) -> HttpResponse {
     let status = StatusCode::from_u16(e.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut resp = match encode(status, codec, &e.body()) {
         Ok(r) => r,
-        Err(_) => plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot encode error\n"),
+        Err(_) => plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "cannot encode error\n".into(),
+        ),
     };
     if let Some(secs) = e.retry_after {
         resp.headers_mut()

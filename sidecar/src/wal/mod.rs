@@ -548,7 +548,15 @@ impl Writer {
                     std::mem::take(&mut p.waiters),
                 )
             };
+            let started = std::time::Instant::now();
             let result = self.write_batch(&batch, first_lsn, last_lsn);
+            if result.is_ok() {
+                metrics::histogram!(crate::metrics::WAL_FSYNC_DURATION)
+                    .record(started.elapsed().as_secs_f64());
+                metrics::counter!(crate::metrics::WAL_BATCHES_TOTAL).increment(1);
+                metrics::counter!(crate::metrics::WAL_RECORDS_TOTAL)
+                    .increment(last_lsn + 1 - first_lsn);
+            }
             batch.clear();
             if let Err(WalError::Poisoned(why)) = &result {
                 tracing::error!(error = %why, "WAL poisoned; refusing further writes");
