@@ -30,6 +30,62 @@ pub struct Cli {
 pub enum Command {
     /// Run the sidecar daemon.
     Serve(ServeArgs),
+    /// Print the WAL's records, decoded; with --agent, that agent's records and latest
+    /// state. Reads only: safe on a running sidecar's data dir.
+    Dump(DumpArgs),
+    /// Compare the latest state of every agent in the WAL with the backend; exit 1 on any
+    /// difference.
+    Check(CheckArgs),
+    /// Replay the WAL to the backend and exit; or roll an agent back to a checkpoint; or
+    /// cut a corrupt WAL record (and what follows) aside so the sidecar can start.
+    Recover(RecoverArgs),
+    /// Apply retention to the backend now (limits from the flags, else from --config).
+    Cleanup(CleanupArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DumpArgs {
+    #[arg(long, env = env::DATA_DIR, default_value = "./agentstate-data")]
+    pub data_dir: PathBuf,
+    /// Only this agent's records, then its latest state in the WAL.
+    #[arg(long)]
+    pub agent: Option<String>,
+    /// One JSON object per record instead of a summary line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RecoverArgs {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    /// Move the first corrupt WAL record, the rest of its segment and every later segment
+    /// to wal/quarantine/, so the sidecar can start without them (their changes are lost).
+    #[arg(long)]
+    pub truncate_corrupt: bool,
+    /// Roll this agent back (with --checkpoint).
+    #[arg(long, requires = "checkpoint")]
+    pub rollback: Option<String>,
+    /// The checkpoint to roll back to.
+    #[arg(long, requires = "rollback")]
+    pub checkpoint: Option<String>,
+    /// Give up waiting for the backend after this many seconds.
+    #[arg(long, default_value_t = 60)]
+    pub wait_secs: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CleanupArgs {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    #[command(flatten)]
+    pub retention: RetentionPolicy,
 }
 
 /// Every env var name, in one place.
@@ -142,6 +198,7 @@ pub struct Config {
     pub database: String,
     /// Compiled agent types (schemas included).
     pub agent_types: Arc<AgentTypes>,
+    pub retention: RetentionPolicy,
     pub limits: Limits,
     pub flush_interval: Duration,
     pub flush_batch_max: usize,
@@ -219,6 +276,7 @@ impl Config {
             mongodb_uri: a.mongodb_uri,
             database: a.database,
             agent_types,
+            retention: file.retention.clone(),
             limits,
             flush_interval: Duration::from_millis(a.flush_interval_ms),
             flush_batch_max: a.flush_batch_max,
@@ -251,6 +309,66 @@ pub struct AgentTypesFile {
     pub strict: bool,
     #[serde(default)]
     pub agent_types: BTreeMap<String, AgentTypeDef>,
+    /// How long history is kept; applied by the running sidecar on a schedule and by
+    /// `agentstate cleanup`.
+    #[serde(default)]
+    pub retention: RetentionPolicy,
+}
+
+/// Retention of history in the backend: by age, by count per agent, or both. Absent
+/// limits keep everything. The current state is never touched.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionPolicy {
+    /// Delete transition log entries older than this many days.
+    #[arg(long)]
+    pub transitions_max_age_days: Option<u64>,
+    /// Keep at most this many transition log entries per agent (the newest).
+    #[arg(long)]
+    pub transitions_max_count: Option<u64>,
+    /// Delete messages older than this many days.
+    #[arg(long)]
+    pub messages_max_age_days: Option<u64>,
+    /// Keep at most this many messages per agent (the newest).
+    #[arg(long)]
+    pub messages_max_count: Option<u64>,
+    /// Delete checkpoints older than this many days.
+    #[arg(long)]
+    pub checkpoints_max_age_days: Option<u64>,
+    /// Keep at most this many checkpoints per agent (the newest).
+    #[arg(long)]
+    pub checkpoints_max_count: Option<u64>,
+    /// How often the running sidecar applies the policy (default 60 minutes).
+    #[arg(skip)]
+    pub interval_minutes: Option<u64>,
+}
+
+impl RetentionPolicy {
+    pub fn is_empty(&self) -> bool {
+        self.transitions_max_age_days.is_none()
+            && self.transitions_max_count.is_none()
+            && self.messages_max_age_days.is_none()
+            && self.messages_max_count.is_none()
+            && self.checkpoints_max_age_days.is_none()
+            && self.checkpoints_max_count.is_none()
+    }
+
+    /// `other`'s limits where it sets them, else this one's.
+    pub fn overridden_by(&self, other: &RetentionPolicy) -> RetentionPolicy {
+        RetentionPolicy {
+            transitions_max_age_days: other
+                .transitions_max_age_days
+                .or(self.transitions_max_age_days),
+            transitions_max_count: other.transitions_max_count.or(self.transitions_max_count),
+            messages_max_age_days: other.messages_max_age_days.or(self.messages_max_age_days),
+            messages_max_count: other.messages_max_count.or(self.messages_max_count),
+            checkpoints_max_age_days: other
+                .checkpoints_max_age_days
+                .or(self.checkpoints_max_age_days),
+            checkpoints_max_count: other.checkpoints_max_count.or(self.checkpoints_max_count),
+            interval_minutes: other.interval_minutes.or(self.interval_minutes),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -329,8 +447,10 @@ mod tests {
     fn args(extra: &[&str]) -> ServeArgs {
         let mut argv = vec!["agentstate", "serve"];
         argv.extend_from_slice(extra);
-        let Command::Serve(a) = Cli::try_parse_from(argv).unwrap().command;
-        a
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Serve(a) => a,
+            other => panic!("parsed {other:?}"),
+        }
     }
 
     #[test]

@@ -180,7 +180,13 @@ impl Engine {
         types: Arc<AgentTypes>,
         opts: EngineOptions,
     ) -> Self {
-        let flushed = wal.oldest_unapplied_lsn().saturating_sub(1);
+        // Replayed records are in the backlog until flushed again.
+        let low = backlog
+            .oldest_lsn()
+            .map_or(wal.oldest_unapplied_lsn(), |b| {
+                b.min(wal.oldest_unapplied_lsn())
+            });
+        let flushed = low.saturating_sub(1);
         Engine {
             wal,
             backlog,

@@ -118,7 +118,7 @@ fn advance(engine: &Engine, wal_low: u64) {
         .oldest_lsn()
         .map_or(wal_low, |b| b.min(wal_low));
     let watermark = low.saturating_sub(1);
-    engine.flushed_tx.send_if_modified(|w| {
+    let advanced = engine.flushed_tx.send_if_modified(|w| {
         if watermark > *w {
             *w = watermark;
             true
@@ -126,6 +126,11 @@ fn advance(engine: &Engine, wal_low: u64) {
             false
         }
     });
+    if advanced {
+        if let Err(e) = engine.wal.record_flushed(watermark) {
+            tracing::warn!(error = %e, "cannot note the flushed LSN; the next start re-flushes more");
+        }
+    }
     if let Err(e) = engine.wal.release_through(watermark) {
         tracing::warn!(error = %e, "cannot delete flushed WAL segments");
     }

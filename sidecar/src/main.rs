@@ -1,9 +1,10 @@
-//! `agentstate`: the sidecar daemon (`serve`). Thin: parse, set up logging, run.
+//! `agentstate`: the sidecar daemon (`serve`) and the admin commands (`dump`, `check`,
+//! `recover`, `cleanup`). Thin: parse, set up logging, run.
 
 use std::process::ExitCode;
 
-use agentstate_sidecar::config::{env, Cli, Command, Config};
-use agentstate_sidecar::server;
+use agentstate_sidecar::config::{env, Cli, Command, Config, ConfigError};
+use agentstate_sidecar::{admin, server};
 use clap::Parser;
 
 /// `EX_USAGE`: the configuration is wrong, restarting will not help.
@@ -38,6 +39,25 @@ fn main() -> ExitCode {
                     eprintln!("agentstate: {e:#}");
                     ExitCode::FAILURE
                 }
+            }
+        }
+        Command::Dump(args) => finish(admin::dump(args)),
+        Command::Check(args) => finish(runtime.block_on(admin::check(args))),
+        Command::Recover(args) => finish(runtime.block_on(admin::recover(args))),
+        Command::Cleanup(args) => finish(runtime.block_on(admin::cleanup(args))),
+    }
+}
+
+/// An admin command's exit code; a configuration error exits 64.
+fn finish(result: anyhow::Result<ExitCode>) -> ExitCode {
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("agentstate: {e:#}");
+            if e.downcast_ref::<ConfigError>().is_some() {
+                ExitCode::from(EXIT_CONFIG)
+            } else {
+                ExitCode::FAILURE
             }
         }
     }

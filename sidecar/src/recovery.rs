@@ -27,11 +27,12 @@ pub fn replay(opts: WalOptions, backlog: &Backlog) -> anyhow::Result<(Wal, Repla
     let outcome = if opened.is_ok() { "ok" } else { "error" };
     metrics::counter!(m::RECOVERY_RUNS_TOTAL, "outcome" => outcome).increment(1);
     let (wal, stats) = opened.with_context(|| format!("open the WAL in {}", dir.display()))?;
-    metrics::counter!(m::RECOVERY_RECORDS_TOTAL).increment(stats.records);
+    metrics::counter!(m::RECOVERY_RECORDS_TOTAL).increment(stats.records - stats.skipped);
     metrics::histogram!(m::RECOVERY_DURATION).record(started.elapsed().as_secs_f64());
     tracing::info!(
         segments = stats.segments,
         records = stats.records,
+        already_flushed = stats.skipped,
         bytes = stats.bytes,
         truncated_bytes = stats.truncated_bytes,
         last_lsn = stats.last_lsn,

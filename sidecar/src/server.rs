@@ -19,7 +19,7 @@ use tokio::sync::{watch, Semaphore};
 use crate::api::{self, App};
 use crate::backlog::Backlog;
 use crate::cache::StateCache;
-use crate::config::{redact_uri, Config};
+use crate::config::{redact_uri, Config, RetentionPolicy};
 use crate::engine::{Engine, EngineOptions};
 use crate::store::{mongo::MongoStore, sqlite::SqliteStore, Backend, Store};
 use crate::wal::WalOptions;
@@ -40,7 +40,29 @@ pub async fn run(
     crate::metrics::install();
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("create data dir {}", config.data_dir.display()))?;
+    // One process per data dir: two writers would interleave one WAL.
+    let _lock = lock_data_dir(&config.data_dir)?;
+    let store = open_store(&config).await?;
+    serve_with(config, store, shutdown, on_listening).await
+}
 
+/// Takes the data dir's lock file for as long as the returned handle lives.
+pub fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    let path = dir.join("LOCK");
+    let file =
+        std::fs::File::create(&path).with_context(|| format!("create {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(_) => anyhow::bail!(
+            "another agentstate process is using the data dir {} (it holds {})",
+            dir.display(),
+            path.display()
+        ),
+    }
+}
+
+/// The backend the configuration names (connecting lazily to MongoDB).
+pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     let backend = match &config.mongodb_uri {
         Some(uri) => {
             tracing::info!(uri = %redact_uri(uri), database = %config.database, "backend: MongoDB");
@@ -63,8 +85,15 @@ pub async fn run(
             )
         }
     };
-    let store = Store::new(backend, config.backend_timeout);
+    Ok(Store::new(backend, config.backend_timeout))
+}
 
+async fn serve_with(
+    config: Config,
+    store: Store,
+    shutdown: impl Future<Output = ()>,
+    on_listening: impl FnOnce(SocketAddr),
+) -> anyhow::Result<()> {
     let app = Arc::new(App {
         engine: Default::default(),
         body_bytes_max: config.body_bytes_max,
@@ -110,8 +139,11 @@ pub async fn run(
         engine.clone(),
         config.flush_interval,
         config.flush_batch_max,
-        stop_rx,
+        stop_rx.clone(),
     ));
+    if !config.retention.is_empty() {
+        tokio::spawn(retention(engine.clone(), config.retention.clone(), stop_rx));
+    }
     let _ = app.engine.set(engine.clone());
     engine.set_ready(true);
     engine.flush_now.notify_one();
@@ -192,4 +224,26 @@ async fn serve(listener: TcpListener, app: Arc<App>, mut stop: watch::Receiver<b
 /// Resolves once `stop` turns true (or its sender is gone).
 pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Applies the retention policy every `interval_minutes` (default 60) until shutdown.
+async fn retention(engine: Arc<Engine>, policy: RetentionPolicy, mut stop: watch::Receiver<bool>) {
+    let every = Duration::from_secs(60 * policy.interval_minutes.unwrap_or(60).max(1));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stopped(&mut stop) => return,
+        }
+        match engine.store.retain(&policy, crate::engine::now()).await {
+            Ok(r) => tracing::info!(
+                transitions = r.transitions,
+                messages = r.messages,
+                checkpoints = r.checkpoints,
+                "retention applied"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "retention not applied; next try at the next interval")
+            }
+        }
+    }
 }

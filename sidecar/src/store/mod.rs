@@ -15,8 +15,10 @@ use std::future::Future;
 use std::time::Duration;
 
 use agentstate_protocol::{Checkpoint, Message, StateTransition, Transfer};
+use chrono::{DateTime, Utc};
 
 use crate::backlog::FlushBatch;
+use crate::config::RetentionPolicy;
 use crate::model::AgentRecord;
 
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +32,19 @@ pub enum StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// What one application of the retention policy deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retained {
+    pub transitions: u64,
+    pub messages: u64,
+    pub checkpoints: u64,
+}
+
+/// The cut-off time for a "max age in days" limit.
+pub fn cutoff(now: DateTime<Utc>, days: u64) -> DateTime<Utc> {
+    now - chrono::Duration::days(days.min(365_000) as i64)
+}
 
 /// The configured backend, with the timeout every call is bounded by.
 pub struct Store {
@@ -171,6 +186,21 @@ impl Store {
             match &self.backend {
                 Backend::Mongo(s) => s.transitions(agent_id, after, limit).await,
                 Backend::Sqlite(s) => s.transitions(agent_id, after, limit).await,
+            }
+        })
+        .await
+    }
+
+    /// Deletes history the policy no longer keeps.
+    pub async fn retain(
+        &self,
+        policy: &RetentionPolicy,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Retained> {
+        self.timed("apply retention", async {
+            match &self.backend {
+                Backend::Mongo(s) => s.retain(policy, now).await,
+                Backend::Sqlite(s) => s.retain(policy, now).await,
             }
         })
         .await

@@ -15,8 +15,9 @@ use agentstate_protocol::{Checkpoint, Message, PersistedState, StateTransition, 
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
-use super::{StoreError, StoreResult};
+use super::{cutoff, Retained, StoreError, StoreResult};
 use crate::backlog::{FlushBatch, FlushItem};
+use crate::config::RetentionPolicy;
 use crate::model::{AgentRecord, Current, Effect, Op};
 
 pub struct SqliteStore {
@@ -296,6 +297,45 @@ impl SqliteStore {
                 |r| parse_json(&r.get::<_, String>(0)?),
             )
             .optional()
+        })
+        .await
+    }
+
+    pub async fn retain(
+        &self,
+        policy: &RetentionPolicy,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Retained> {
+        let policy = policy.clone();
+        self.with_conn(move |c| {
+            let tx = c.transaction()?;
+            let mut out = Retained::default();
+            // (table, time column, order column within an agent, max age, max count, counter)
+            let rules = [
+                ("state_transitions", "timestamp", "seq", policy.transitions_max_age_days, policy.transitions_max_count, &mut out.transitions),
+                ("conversation_history", "timestamp", "seq", policy.messages_max_age_days, policy.messages_max_count, &mut out.messages),
+                ("checkpoints", "created_at", "created_at", policy.checkpoints_max_age_days, policy.checkpoints_max_count, &mut out.checkpoints),
+            ];
+            for (table, time, order, max_age, max_count, deleted) in rules {
+                if let Some(days) = max_age {
+                    *deleted += tx.execute(
+                        &format!("DELETE FROM {table} WHERE {time} < ?1"),
+                        [ts(&cutoff(now, days))],
+                    )? as u64;
+                }
+                if let Some(n) = max_count {
+                    *deleted += tx.execute(
+                        &format!(
+                            "DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM (
+                                 SELECT rowid, ROW_NUMBER() OVER (PARTITION BY agent_id ORDER BY {order} DESC) AS rn
+                                 FROM {table}) WHERE rn > ?1)"
+                        ),
+                        [n],
+                    )? as u64;
+                }
+            }
+            tx.commit()?;
+            Ok(out)
         })
         .await
     }

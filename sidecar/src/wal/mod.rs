@@ -87,6 +87,8 @@ pub struct ReplayStats {
     pub bytes: u64,
     /// Bytes cut from a torn tail, if any.
     pub truncated_bytes: u64,
+    /// Records already in the backend, checked but not replayed.
+    pub skipped: u64,
     pub last_lsn: u64,
 }
 
@@ -156,60 +158,43 @@ impl Drop for Appended {
 
 impl Wal {
     /// Opens the log in `opts.dir`, replaying every data record through `replay` in LSN
-    /// order, then starts the writer thread.
+    /// order, cutting a torn tail, then starts the writer thread.
+    ///
+    /// Records at or below the flushed LSN of the last run ([`Wal::record_flushed`]) are
+    /// checked but not replayed: the backend has them, and replaying them would bring
+    /// back what retention has since deleted there.
     pub fn open(
         opts: WalOptions,
         mut replay: impl FnMut(u64, &[u8]) -> anyhow::Result<()>,
     ) -> Result<(Wal, ReplayStats), WalError> {
         fs::create_dir_all(&opts.dir).map_err(io_err(format!("create {}", opts.dir.display())))?;
-        let mut segments = list_segments(&opts.dir)?;
-        let mut stats = ReplayStats::default();
-        let mut expected_lsn: Option<u64> = None;
-        let count = segments.len();
-        for (i, seg) in segments.iter_mut().enumerate() {
-            let path = segment_path(&opts.dir, seg.first_lsn);
-            if let Some(expected) = expected_lsn {
-                if seg.first_lsn != expected {
-                    return Err(WalError::Corrupt {
-                        file: path,
-                        offset: 0,
-                        reason: format!(
-                            "segment starts at LSN {} but the previous one ends before {expected}: a segment is missing",
-                            seg.first_lsn
-                        ),
-                    });
-                }
+        let flushed = read_flushed(&opts.dir);
+        let mut skipped = 0;
+        let (mut segments, mut stats, torn) = scan_dir(&opts.dir, |lsn, body| {
+            if lsn <= flushed {
+                skipped += 1;
+                return Ok(());
             }
-            let is_last = i + 1 == count;
-            let (valid_len, last_lsn) =
-                replay_segment(&path, seg.first_lsn, is_last, &mut replay, &mut stats)?;
-            let file_len = fs::metadata(&path)
-                .map_err(io_err("stat WAL segment"))?
-                .len();
-            if valid_len < file_len {
-                // Only the last segment gets here (replay_segment refuses otherwise).
-                tracing::warn!(
-                    file = %path.display(),
-                    offset = valid_len,
-                    cut_bytes = file_len - valid_len,
-                    "torn WAL tail truncated"
-                );
-                let f = OpenOptions::new()
-                    .write(true)
-                    .open(&path)
-                    .map_err(io_err("open WAL segment to truncate"))?;
-                f.set_len(valid_len)
-                    .map_err(io_err("truncate torn WAL tail"))?;
-                f.sync_all().map_err(io_err("sync truncated WAL segment"))?;
-                stats.truncated_bytes += file_len - valid_len;
-            }
-            seg.bytes = valid_len;
-            stats.bytes += valid_len;
-            expected_lsn = Some(last_lsn + 1);
+            replay(lsn, body)
+        })?;
+        stats.skipped = skipped;
+        if let Some(torn) = torn {
+            tracing::warn!(
+                file = %torn.file.display(),
+                offset = torn.valid_len,
+                cut_bytes = torn.file_len - torn.valid_len,
+                "torn WAL tail truncated"
+            );
+            let f = OpenOptions::new()
+                .write(true)
+                .open(&torn.file)
+                .map_err(io_err("open WAL segment to truncate"))?;
+            f.set_len(torn.valid_len)
+                .map_err(io_err("truncate torn WAL tail"))?;
+            f.sync_all().map_err(io_err("sync truncated WAL segment"))?;
+            stats.truncated_bytes = torn.file_len - torn.valid_len;
         }
-        stats.segments = segments.len() as u64;
-        let next_lsn = expected_lsn.unwrap_or(1);
-        stats.last_lsn = next_lsn - 1;
+        let next_lsn = stats.last_lsn + 1;
 
         // The writer appends to the last segment, or to a fresh one.
         if segments.is_empty() {
@@ -351,6 +336,16 @@ impl Wal {
         Ok(released)
     }
 
+    /// Notes that every record through `lsn` is in the backend, for the next start.
+    /// Not synced: if the note is lost, the next start re-flushes a little more.
+    pub fn record_flushed(&self, lsn: u64) -> Result<(), WalError> {
+        let path = self.shared.opts.dir.join(FLUSHED_FILE);
+        let tmp = path.with_extension("tmp");
+        fs::write(&tmp, lsn.to_string())
+            .and_then(|()| fs::rename(&tmp, &path))
+            .map_err(io_err(format!("write {}", path.display())))
+    }
+
     /// Batches written so far (one fdatasync each).
     pub fn batches(&self) -> u64 {
         self.shared
@@ -377,6 +372,84 @@ impl Wal {
             let _ = h.join();
         }
     }
+}
+
+/// The file holding the flushed LSN of the last run, beside the segments.
+const FLUSHED_FILE: &str = "flushed-lsn";
+
+fn read_flushed(dir: &Path) -> u64 {
+    fs::read_to_string(dir.join(FLUSHED_FILE))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// A torn tail found by a scan: the last segment's valid prefix ends before the file.
+#[derive(Debug, Clone)]
+pub struct TornTail {
+    pub file: PathBuf,
+    pub valid_len: u64,
+    pub file_len: u64,
+}
+
+/// Reads every segment in `dir` without changing anything (for `agentstate dump` and
+/// `check`); reports a torn tail instead of cutting it.
+pub fn scan(
+    dir: &Path,
+    replay: impl FnMut(u64, &[u8]) -> anyhow::Result<()>,
+) -> Result<(ReplayStats, Option<TornTail>), WalError> {
+    if !dir.exists() {
+        return Ok((ReplayStats::default(), None));
+    }
+    let (_, stats, torn) = scan_dir(dir, replay)?;
+    Ok((stats, torn))
+}
+
+/// Replays every segment in order, checking LSN continuity within and across segments.
+fn scan_dir(
+    dir: &Path,
+    mut replay: impl FnMut(u64, &[u8]) -> anyhow::Result<()>,
+) -> Result<(VecDeque<Segment>, ReplayStats, Option<TornTail>), WalError> {
+    let mut segments = list_segments(dir)?;
+    let mut stats = ReplayStats::default();
+    let mut torn = None;
+    let mut expected_lsn: Option<u64> = None;
+    let count = segments.len();
+    for (i, seg) in segments.iter_mut().enumerate() {
+        let path = segment_path(dir, seg.first_lsn);
+        if let Some(expected) = expected_lsn {
+            if seg.first_lsn != expected {
+                return Err(WalError::Corrupt {
+                    file: path,
+                    offset: 0,
+                    reason: format!(
+                        "segment starts at LSN {} but the previous one ends before {expected}: a segment is missing",
+                        seg.first_lsn
+                    ),
+                });
+            }
+        }
+        let is_last = i + 1 == count;
+        let (valid_len, last_lsn) =
+            replay_segment(&path, seg.first_lsn, is_last, &mut replay, &mut stats)?;
+        let file_len = fs::metadata(&path)
+            .map_err(io_err("stat WAL segment"))?
+            .len();
+        if valid_len < file_len {
+            // Only the last segment gets here (replay_segment refuses otherwise).
+            torn = Some(TornTail {
+                file: path,
+                valid_len,
+                file_len,
+            });
+        }
+        seg.bytes = valid_len;
+        stats.bytes += valid_len;
+        expected_lsn = Some(last_lsn + 1);
+    }
+    stats.segments = segments.len() as u64;
+    stats.last_lsn = expected_lsn.unwrap_or(1) - 1;
+    Ok((segments, stats, torn))
 }
 
 fn list_segments(dir: &Path) -> Result<VecDeque<Segment>, WalError> {
