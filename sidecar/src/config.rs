@@ -226,11 +226,8 @@ impl Config {
         positive("--cache-entries-max", a.cache_entries_max)?;
         positive("--backend-timeout-ms", a.backend_timeout_ms)?;
         positive("--remote-timeout-ms", a.remote_timeout_ms)?;
-        if a.backlog_bytes_max < 1024 * 1024 {
-            return Err(bad(
-                "--backlog-bytes-max",
-                "must be at least 1048576 (1 MiB)",
-            ));
+        if a.backlog_bytes_max < 64 * 1024 {
+            return Err(bad("--backlog-bytes-max", "must be at least 65536 (64 KiB)"));
         }
         if a.wal_segment_bytes_max < 64 * 1024 {
             return Err(bad("--wal-segment-bytes-max", "must be at least 65536"));

@@ -221,8 +221,8 @@ impl Engine {
         if let Some(why) = self.wal.poisoned() {
             return Some(format!("WAL refuses writes: {why}"));
         }
-        if self.backlog.would_overflow(0) || self.backlog.stats().bytes >= self.backlog.bytes_max()
-        {
+        // Nearly full counts as full: most writes would be refused already.
+        if self.backlog.stats().bytes >= self.backlog.bytes_max() / 10 * 9 {
             return Some("backlog full while the backend catches up".into());
         }
         None
