@@ -78,7 +78,11 @@ async fn writer(client: Client, w: usize, mut rng: StdRng, ledger: Shared, round
                 Err(_) => false,
             }
         } else if choice < 65 {
-            let req = TransitionRequest { to_state: format!("t{}", n % 5), trigger: "step".into(), state_data: None };
+            let req = TransitionRequest {
+                to_state: format!("t{}", n % 5),
+                trigger: "step".into(),
+                state_data: None,
+            };
             match client.record_transition(&a, &req).await {
                 Ok(r) => {
                     let mut l = ledger.lock().unwrap();
@@ -92,7 +96,11 @@ async fn writer(client: Client, w: usize, mut rng: StdRng, ledger: Shared, round
             }
         } else if choice < 92 {
             let content = format!("r{round}-w{w}-n{n}");
-            let msg = NewMessage { role: "user".into(), content: content.clone(), metadata: Default::default() };
+            let msg = NewMessage {
+                role: "user".into(),
+                content: content.clone(),
+                metadata: Default::default(),
+            };
             match client.append_messages(&a, vec![msg], None).await {
                 Ok(r) => {
                     let mut l = ledger.lock().unwrap();
@@ -106,7 +114,11 @@ async fn writer(client: Client, w: usize, mut rng: StdRng, ledger: Shared, round
         } else {
             let id = format!("x-r{round}-w{w}-n{n}");
             let target = format!("t-{id}");
-            ledger.lock().unwrap().transfers_tried.insert(id.clone(), target.clone());
+            ledger
+                .lock()
+                .unwrap()
+                .transfers_tried
+                .insert(id.clone(), target.clone());
             let req = TransferRequest {
                 transfer_id: id.clone(),
                 from_agent: a.clone(),
@@ -140,12 +152,16 @@ async fn verify(client: &Client, ledger: &Ledger, round: usize) {
         if acked.version == 0 {
             continue;
         }
-        let s = client
-            .load_state(a)
-            .await
-            .unwrap()
-            .unwrap_or_else(|| panic!("round {round}: {a} lost (acknowledged v{})", acked.version));
-        assert!(s.version >= acked.version, "round {round}: {a} at v{} but v{} was acknowledged", s.version, acked.version);
+        let s =
+            client.load_state(a).await.unwrap().unwrap_or_else(|| {
+                panic!("round {round}: {a} lost (acknowledged v{})", acked.version)
+            });
+        assert!(
+            s.version >= acked.version,
+            "round {round}: {a} at v{} but v{} was acknowledged",
+            s.version,
+            acked.version
+        );
         if let Some((v, n)) = acked.saved_n {
             if s.version == v {
                 assert_eq!(s.state_data["n"], n, "round {round}: {a} v{v} data");
@@ -155,7 +171,11 @@ async fn verify(client: &Client, ledger: &Ledger, round: usize) {
             let got = client.get_messages(a, 0, 1000).await.unwrap();
             let got: HashMap<u64, String> = got.into_iter().map(|m| (m.seq, m.content)).collect();
             for (seq, content) in &acked.messages {
-                assert_eq!(got.get(seq), Some(content), "round {round}: {a} message #{seq} (of {last})");
+                assert_eq!(
+                    got.get(seq),
+                    Some(content),
+                    "round {round}: {a} message #{seq} (of {last})"
+                );
             }
         }
         if !acked.transitions.is_empty() {
@@ -168,16 +188,26 @@ async fn verify(client: &Client, ledger: &Ledger, round: usize) {
                 seqs.extend(page.iter().map(|t| t.seq));
             }
             for seq in &acked.transitions {
-                assert!(seqs.contains(seq), "round {round}: {a} transition #{seq} lost");
+                assert!(
+                    seqs.contains(seq),
+                    "round {round}: {a} transition #{seq} lost"
+                );
             }
         }
     }
     for (id, target) in &ledger.transfers_tried {
         let t = client.get_transfer(id).await.unwrap();
         let dst = client.load_state(target).await.unwrap();
-        assert_eq!(t.is_some(), dst.is_some(), "round {round}: transfer {id} is half done");
+        assert_eq!(
+            t.is_some(),
+            dst.is_some(),
+            "round {round}: transfer {id} is half done"
+        );
         if ledger.transfers_acked.contains_key(id) {
-            assert!(t.is_some(), "round {round}: acknowledged transfer {id} lost");
+            assert!(
+                t.is_some(),
+                "round {round}: acknowledged transfer {id} lost"
+            );
         }
     }
 }
@@ -186,10 +216,22 @@ async fn verify(client: &Client, ledger: &Ledger, round: usize) {
 async fn acknowledged_writes_survive_repeated_kill9() {
     let seed = seed("acknowledged_writes_survive_repeated_kill9");
     let mut rng = StdRng::seed_from_u64(seed);
-    let rounds: usize = std::env::var("AGENTSTATE_CHAOS_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(20);
-    let soak = std::env::var("AGENTSTATE_SOAK_SECS").ok().and_then(|s| s.parse().ok()).map(Duration::from_secs);
+    let rounds: usize = std::env::var("AGENTSTATE_CHAOS_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    let soak = std::env::var("AGENTSTATE_SOAK_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map(Duration::from_secs);
     let dir = tempfile::tempdir().unwrap();
-    let (mut sidecar, mongo) = start_with(Backend::Mongo, "chaos", dir.path(), &["--flush-interval-ms", "50"]).await;
+    let (mut sidecar, mongo) = start_with(
+        Backend::Mongo,
+        "chaos",
+        dir.path(),
+        &["--flush-interval-ms", "50"],
+    )
+    .await;
     let ledger: Shared = Arc::default();
     let started = Instant::now();
     let mut round = 0;
@@ -201,7 +243,13 @@ async fn acknowledged_writes_survive_repeated_kill9() {
         for w in 0..WRITERS {
             let client = sidecar.client().with_timeout(Duration::from_secs(3));
             let writer_rng = StdRng::seed_from_u64(rng.gen());
-            tasks.push(tokio::spawn(writer(client, w, writer_rng, ledger.clone(), round)));
+            tasks.push(tokio::spawn(writer(
+                client,
+                w,
+                writer_rng,
+                ledger.clone(),
+                round,
+            )));
         }
         tokio::time::sleep(Duration::from_millis(rng.gen_range(30..400))).await;
         sidecar.kill9();
@@ -211,7 +259,11 @@ async fn acknowledged_writes_survive_repeated_kill9() {
         sidecar.restart().await;
         let snapshot = {
             let l = ledger.lock().unwrap();
-            Ledger { agents: l.agents.clone(), transfers_acked: l.transfers_acked.clone(), transfers_tried: l.transfers_tried.clone() }
+            Ledger {
+                agents: l.agents.clone(),
+                transfers_acked: l.transfers_acked.clone(),
+                transfers_tried: l.transfers_tried.clone(),
+            }
         };
         verify(&sidecar.client(), &snapshot, round).await;
         round += 1;
@@ -240,9 +292,16 @@ async fn acknowledged_writes_survive_repeated_kill9() {
         if acked.version == 0 {
             continue;
         }
-        let d = db.collection::<Document>("agent_states").find_one(doc! { "_id": a }).await.unwrap();
+        let d = db
+            .collection::<Document>("agent_states")
+            .find_one(doc! { "_id": a })
+            .await
+            .unwrap();
         let d = d.unwrap_or_else(|| panic!("{a} missing in MongoDB"));
-        assert!(d.get_i64("version").unwrap() as u64 >= acked.version, "{a} behind in MongoDB");
+        assert!(
+            d.get_i64("version").unwrap() as u64 >= acked.version,
+            "{a} behind in MongoDB"
+        );
         let n = db
             .collection::<Document>("conversation_history")
             .count_documents(doc! { "agent_id": a, "seq": { "$in": acked.messages.keys().map(|s| *s as i64).collect::<Vec<_>>() } })
@@ -251,7 +310,11 @@ async fn acknowledged_writes_survive_repeated_kill9() {
         assert_eq!(n as usize, acked.messages.len(), "{a} messages in MongoDB");
     }
     for id in l.transfers_acked.keys() {
-        let t = db.collection::<Document>("transfers").find_one(doc! { "_id": id }).await.unwrap();
+        let t = db
+            .collection::<Document>("transfers")
+            .find_one(doc! { "_id": id })
+            .await
+            .unwrap();
         assert!(t.is_some(), "transfer {id} missing in MongoDB");
     }
 }

@@ -212,11 +212,19 @@ async fn a_full_backlog_refuses_writes_with_retry_after_and_drains_when_mongodb_
     let dir = tempfile::tempdir().unwrap();
     let args = mongo.sidecar_args();
     let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
-    args.extend(["--backend-timeout-ms", "500", "--backlog-bytes-max", "65536"]);
+    args.extend([
+        "--backend-timeout-ms",
+        "500",
+        "--backlog-bytes-max",
+        "65536",
+    ]);
     let sidecar = Sidecar::start(&dir.path().join("data"), &args).await;
     let client = sidecar.client();
     for i in 0..4 {
-        client.save_state(&format!("b{i}"), &save("idle", 0), None).await.unwrap();
+        client
+            .save_state(&format!("b{i}"), &save("idle", 0), None)
+            .await
+            .unwrap();
     }
     let db = mongo.db().await;
     eventually(Duration::from_secs(20), "first flush", || {
@@ -243,10 +251,17 @@ async fn a_full_backlog_refuses_writes_with_retry_after_and_drains_when_mongodb_
         }
     }
     let e = refused.expect("the backlog bound is reached");
-    assert_eq!(e.code(), Some(agentstate_protocol::ErrorCode::Unavailable), "{e}");
+    assert_eq!(
+        e.code(),
+        Some(agentstate_protocol::ErrorCode::Unavailable),
+        "{e}"
+    );
     assert!(e.to_string().contains("backlog is full"), "{e}");
     let url = format!("{}/v1/agents/b0", sidecar.url());
-    let big = format!(r#"{{"state_name":"x","state_data":{{"pad":"{}"}}}}"#, "p".repeat(2000));
+    let big = format!(
+        r#"{{"state_name":"x","state_data":{{"pad":"{}"}}}}"#,
+        "p".repeat(2000)
+    );
     let r = common::raw("PUT", &url, &[("content-type", "application/json")], big).await;
     assert_eq!(r.status, 503);
     assert_eq!(r.headers["retry-after"], "1");
@@ -254,19 +269,32 @@ async fn a_full_backlog_refuses_writes_with_retry_after_and_drains_when_mongodb_
     assert_eq!(ready.status, 503);
     assert!(String::from_utf8_lossy(&ready.body).contains("backlog full"));
     let status = client.status().await.unwrap();
-    assert!(!status.backend_reachable && status.backlog_bytes > 60_000, "{status:?}");
+    assert!(
+        !status.backend_reachable && status.backlog_bytes > 60_000,
+        "{status:?}"
+    );
     // Reads still work.
-    assert_eq!(client.load_state("b0").await.unwrap().unwrap().version, last["b0"].0);
+    assert_eq!(
+        client.load_state("b0").await.unwrap().unwrap().version,
+        last["b0"].0
+    );
 
     mongo.restart();
     let db = mongo.db().await;
     for (agent, (v, n)) in &last {
         let d = eventually(Duration::from_secs(30), "the backlog drained", || {
             let db = db.clone();
-            async move { stored_version(&db, agent).await.filter(|d| d.get_i64("version") == Ok(*v as i64)) }
+            async move {
+                stored_version(&db, agent)
+                    .await
+                    .filter(|d| d.get_i64("version") == Ok(*v as i64))
+            }
         })
         .await;
-        assert_eq!(d.get_document("state_data").unwrap().get_i64("n").unwrap(), *n as i64);
+        assert_eq!(
+            d.get_document("state_data").unwrap().get_i64("n").unwrap(),
+            *n as i64
+        );
     }
     let ready = eventually(Duration::from_secs(10), "ready again", || async {
         let r = common::raw("GET", &format!("{}/readyz", sidecar.url()), &[], "").await;
@@ -274,5 +302,8 @@ async fn a_full_backlog_refuses_writes_with_retry_after_and_drains_when_mongodb_
     })
     .await;
     let _ = ready;
-    client.save_state("b0", &save("idle", 0), None).await.unwrap();
+    client
+        .save_state("b0", &save("idle", 0), None)
+        .await
+        .unwrap();
 }

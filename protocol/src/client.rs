@@ -59,6 +59,8 @@ pub struct Client {
     base: String,
     codec: Codec,
     durability: Option<Durability>,
+    /// Sent as `Authorization: Bearer <token>` when the sidecar requires one.
+    token: Option<String>,
     /// Bound on one whole call, so an agent never hangs on a stuck sidecar.
     timeout: Duration,
 }
@@ -76,6 +78,7 @@ impl Client {
             base: base.into().trim_end_matches('/').to_string(),
             codec: Codec::MsgPack,
             durability: None,
+            token: None,
             timeout: Duration::from_secs(30),
         }
     }
@@ -88,6 +91,12 @@ impl Client {
     /// Durability asked for on every write (the sidecar's default, `local`, when unset).
     pub fn with_durability(mut self, durability: Durability) -> Self {
         self.durability = Some(durability);
+        self
+    }
+
+    /// The bearer token of a sidecar started with `--auth-token-file`.
+    pub fn with_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
         self
     }
 
@@ -304,6 +313,9 @@ impl Client {
         }
         if let Some(d) = self.durability {
             req = req.header(Durability::HEADER, d.as_str());
+        }
+        if let Some(t) = &self.token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
         }
         let bytes = match body {
             Some(b) => {

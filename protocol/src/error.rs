@@ -8,6 +8,8 @@ use serde_json::Value;
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     Malformed,
+    /// A bearer token is required (`--auth-token-file`) and was missing or wrong.
+    Unauthorized,
     NotFound,
     MethodNotAllowed,
     VersionConflict,
@@ -25,6 +27,7 @@ impl ErrorCode {
     pub fn status(self) -> u16 {
         match self {
             ErrorCode::Malformed => 400,
+            ErrorCode::Unauthorized => 401,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::VersionConflict | ErrorCode::Conflict => 409,
@@ -39,6 +42,7 @@ impl ErrorCode {
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::Malformed => "malformed",
+            ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::VersionConflict => "version_conflict",

@@ -110,6 +110,8 @@ pub mod env {
     pub const MESSAGE_BYTES_MAX: &str = "AGENTSTATE_MESSAGE_BYTES_MAX";
     pub const BATCH_OPERATIONS_MAX: &str = "AGENTSTATE_BATCH_OPERATIONS_MAX";
     pub const TRANSFER_MESSAGES_MAX: &str = "AGENTSTATE_TRANSFER_MESSAGES_MAX";
+    pub const AUTH_TOKEN_FILE: &str = "AGENTSTATE_AUTH_TOKEN_FILE";
+    pub const UNIX_SOCKET: &str = "AGENTSTATE_UNIX_SOCKET";
 }
 
 #[derive(Debug, Clone, Args)]
@@ -172,6 +174,13 @@ pub struct ServeArgs {
     /// Most messages a transfer copies to its target (the latest ones).
     #[arg(long, env = env::TRANSFER_MESSAGES_MAX, default_value_t = 1000)]
     pub transfer_messages_max: u32,
+    /// File holding a bearer token every request must carry (`/healthz` and `/readyz`
+    /// excepted, for probes).
+    #[arg(long, env = env::AUTH_TOKEN_FILE)]
+    pub auth_token_file: Option<PathBuf>,
+    /// Also serve on this Unix socket, created owner-only (0600).
+    #[arg(long, env = env::UNIX_SOCKET)]
+    pub unix_socket: Option<PathBuf>,
 }
 
 /// A configuration error: names the flag and what is wrong with it.
@@ -210,6 +219,9 @@ pub struct Config {
     pub backend_timeout: Duration,
     pub remote_timeout: Duration,
     pub shutdown_grace: Duration,
+    /// The bearer token, when one is required.
+    pub auth_token: Option<String>,
+    pub unix_socket: Option<PathBuf>,
 }
 
 impl Config {
@@ -227,7 +239,10 @@ impl Config {
         positive("--backend-timeout-ms", a.backend_timeout_ms)?;
         positive("--remote-timeout-ms", a.remote_timeout_ms)?;
         if a.backlog_bytes_max < 64 * 1024 {
-            return Err(bad("--backlog-bytes-max", "must be at least 65536 (64 KiB)"));
+            return Err(bad(
+                "--backlog-bytes-max",
+                "must be at least 65536 (64 KiB)",
+            ));
         }
         if a.wal_segment_bytes_max < 64 * 1024 {
             return Err(bad("--wal-segment-bytes-max", "must be at least 65536"));
@@ -260,6 +275,27 @@ impl Config {
         )?;
         positive("--message-bytes-max", a.message_bytes_max as u64)?;
         positive("--batch-operations-max", a.batch_operations_max as u64)?;
+        let auth_token = match &a.auth_token_file {
+            None => None,
+            Some(path) => {
+                let token = std::fs::read_to_string(path)
+                    .map_err(|e| {
+                        bad(
+                            "--auth-token-file",
+                            format!("cannot read {}: {e}", path.display()),
+                        )
+                    })?
+                    .trim()
+                    .to_string();
+                if token.len() < 16 {
+                    return Err(bad(
+                        "--auth-token-file",
+                        "the token must be at least 16 characters",
+                    ));
+                }
+                Some(token)
+            }
+        };
         let limits = Limits {
             messages_per_request_max: a.messages_per_request_max,
             message_bytes_max: a.message_bytes_max,
@@ -285,6 +321,8 @@ impl Config {
             backend_timeout: Duration::from_millis(a.backend_timeout_ms),
             remote_timeout: Duration::from_millis(a.remote_timeout_ms),
             shutdown_grace: Duration::from_millis(a.shutdown_grace_ms),
+            auth_token,
+            unix_socket: a.unix_socket,
         })
     }
 

@@ -13,8 +13,8 @@ use anyhow::Context;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::api::{self, App};
 use crate::backlog::Backlog;
@@ -98,6 +98,7 @@ async fn serve_with(
         engine: Default::default(),
         body_bytes_max: config.body_bytes_max,
         backlog_bytes_max: config.backlog_bytes_max,
+        auth_token: config.auth_token.clone(),
     });
     let listener = TcpListener::bind(config.listen)
         .await
@@ -106,8 +107,13 @@ async fn serve_with(
     tracing::info!(%addr, "listening");
     on_listening(addr);
 
+    let unix = match &config.unix_socket {
+        None => None,
+        Some(path) => Some(bind_unix(path)?),
+    };
+
     let (stop_tx, stop_rx) = watch::channel(false);
-    let server = tokio::spawn(serve(listener, app.clone(), stop_rx.clone()));
+    let server = tokio::spawn(serve(listener, unix, app.clone(), stop_rx.clone()));
 
     // Replay before anything else touches the WAL.
     let wal_opts = WalOptions {
@@ -178,8 +184,30 @@ async fn serve_with(
     Ok(())
 }
 
-/// Accepts connections until `stop`, then lets open ones finish their requests.
-async fn serve(listener: TcpListener, app: Arc<App>, mut stop: watch::Receiver<bool>) {
+/// A Unix socket only its owner can use (mode 0600), replacing a stale one.
+fn bind_unix(path: &std::path::Path) -> anyhow::Result<UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("remove stale socket {}", path.display())),
+    }
+    let listener = UnixListener::bind(path)
+        .with_context(|| format!("listen on {} (--unix-socket)", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("make {} owner-only", path.display()))?;
+    tracing::info!(path = %path.display(), "listening on a Unix socket");
+    Ok(listener)
+}
+
+/// Accepts connections (TCP, and the Unix socket if any) until `stop`, then lets open
+/// ones finish their requests.
+async fn serve(
+    tcp: TcpListener,
+    unix: Option<UnixListener>,
+    app: Arc<App>,
+    mut stop: watch::Receiver<bool>,
+) {
     let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(CONNECTIONS_MAX));
     loop {
@@ -190,35 +218,54 @@ async fn serve(listener: TcpListener, app: Arc<App>, mut stop: watch::Receiver<b
             },
             _ = stopped(&mut stop) => break,
         };
-        let (stream, _) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(conn) => conn,
-                Err(e) => {
-                    // Out of file descriptors and the like: pause rather than spin.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+        let accepted = tokio::select! {
+            r = tcp.accept() => r.map(|(s, _)| {
+                let _ = s.set_nodelay(true);
+                spawn_connection(s, &app, &graceful, permit);
+            }),
+            r = accept_unix(unix.as_ref()) => r.map(|s| spawn_connection(s, &app, &graceful, permit)),
             _ = stopped(&mut stop) => break,
         };
-        let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        let conn = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
-            .serve_connection(
-                TokioIo::new(stream),
-                service_fn(move |req| api::handle(app.clone(), req)),
-            );
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            let _ = conn.await;
-            drop(permit);
-        });
+        if let Err(e) = accepted {
+            // Out of file descriptors and the like: pause rather than spin.
+            tracing::warn!(error = %e, "accept failed");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
-    drop(listener);
+    drop(tcp);
+    drop(unix);
     graceful.shutdown().await;
+}
+
+async fn accept_unix(unix: Option<&UnixListener>) -> std::io::Result<tokio::net::UnixStream> {
+    match unix {
+        Some(l) => l.accept().await.map(|(s, _)| s),
+        None => std::future::pending().await,
+    }
+}
+
+/// Serves one connection; its permit is returned when it closes.
+fn spawn_connection<S>(
+    stream: S,
+    app: &Arc<App>,
+    graceful: &GracefulShutdown,
+    permit: OwnedSemaphorePermit,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let app = app.clone();
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(
+            TokioIo::new(stream),
+            service_fn(move |req| api::handle(app.clone(), req)),
+        );
+    let conn = graceful.watch(conn);
+    tokio::spawn(async move {
+        let _ = conn.await;
+        drop(permit);
+    });
 }
 
 /// Resolves once `stop` turns true (or its sender is gone).

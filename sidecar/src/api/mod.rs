@@ -37,6 +37,8 @@ pub struct App {
     pub engine: OnceLock<Arc<Engine>>,
     pub body_bytes_max: usize,
     pub backlog_bytes_max: u64,
+    /// Required bearer token, if any.
+    pub auth_token: Option<String>,
 }
 
 type HttpResponse = Response<Full<Bytes>>;
@@ -50,7 +52,11 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<HttpRespons
     let started = std::time::Instant::now();
     let template = route_template(&path);
     async move {
-        let resp = match route(&app, req, codec).await {
+        let resp = match authorize(&app, &req) {
+            Ok(()) => route(&app, req, codec).await,
+            Err(e) => Err(e),
+        };
+        let resp = match resp {
             Ok(resp) => resp,
             Err(e) => error_response(&e, codec),
         };
@@ -248,6 +254,32 @@ fn with_etag(resp: Result<HttpResponse, ApiError>, version: u64) -> Result<HttpR
     let mut resp = resp?;
     set_etag(&mut resp, version);
     Ok(resp)
+}
+
+/// With a token configured, every request but the probes must carry it. Compared in
+/// constant time, so the answer's timing tells nothing about the token.
+fn authorize<B>(app: &App, req: &Request<B>) -> Result<(), ApiError> {
+    let Some(token) = &app.auth_token else {
+        return Ok(());
+    };
+    if matches!(req.uri().path(), "/healthz" | "/readyz") {
+        return Ok(());
+    }
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    use subtle::ConstantTimeEq;
+    if bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ErrorCode::Unauthorized,
+            "missing or wrong bearer token (Authorization: Bearer <token>)",
+        ))
+    }
 }
 
 /// The route a path matches, as a label of bounded cardinality (no ids).
@@ -531,6 +563,10 @@ fn error_response(e: &ApiError, codec: Codec) -> HttpResponse {
             "cannot encode error\n".into(),
         ),
     };
+    if e.code == ErrorCode::Unauthorized {
+        resp.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
     if let Some(secs) = e.retry_after {
         resp.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(secs));
