@@ -268,7 +268,7 @@ async fn acknowledged_writes_survive_repeated_kill9() {
         verify(&sidecar.client(), &snapshot, round).await;
         round += 1;
     }
-    let l = ledger.lock().unwrap();
+    let l = std::mem::take(&mut *ledger.lock().unwrap());
     eprintln!(
         "seed {seed}: {round} kill -9 rounds in {:?}; acknowledged: {} agents, {} messages, {} transitions, {} transfers ({} tried); zero lost",
         started.elapsed(),

@@ -296,12 +296,11 @@ async fn a_full_backlog_refuses_writes_with_retry_after_and_drains_when_mongodb_
             *n as i64
         );
     }
-    let ready = eventually(Duration::from_secs(10), "ready again", || async {
+    eventually(Duration::from_secs(10), "ready again", || async {
         let r = common::raw("GET", &format!("{}/readyz", sidecar.url()), &[], "").await;
         (r.status == 200).then_some(())
     })
     .await;
-    let _ = ready;
     client
         .save_state("b0", &save("idle", 0), None)
         .await
