@@ -67,7 +67,12 @@ async fn a_full_disk_refuses_writes_cleanly_and_loses_nothing() {
     let mut mongo = Mongo::start_local("agentstate_disk_full".into());
     let args = mongo.sidecar_args();
     let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
-    args.extend(["--backend-timeout-ms", "300", "--wal-segment-bytes-max", "65536"]);
+    args.extend([
+        "--backend-timeout-ms",
+        "300",
+        "--wal-segment-bytes-max",
+        "65536",
+    ]);
     let mut sidecar = Sidecar::start(&data, &args).await;
     let client = sidecar.client();
     client.save_state("d", &padded(0), None).await.unwrap();
@@ -89,8 +94,14 @@ async fn a_full_disk_refuses_writes_cleanly_and_loses_nothing() {
     assert_eq!(e.code(), Some(ErrorCode::Unavailable), "{e}");
     assert!(e.to_string().contains("No space left on device"), "{e}");
     // Still serving: reads, health, and clear refusals.
-    assert_eq!(client.load_state("d").await.unwrap().unwrap().version, acked);
-    let e = client.save_state("d", &padded(999), None).await.unwrap_err();
+    assert_eq!(
+        client.load_state("d").await.unwrap().unwrap().version,
+        acked
+    );
+    let e = client
+        .save_state("d", &padded(999), None)
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::Unavailable));
 
     // Space comes back: writes go on, after the gap the failed batches left.

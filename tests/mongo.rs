@@ -306,3 +306,66 @@ async fn a_full_backlog_refuses_writes_with_retry_after_and_drains_when_mongodb_
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_writes_and_flushes_before_exit() {
+    let mongo = Mongo::start("sigterm");
+    let dir = tempfile::tempdir().unwrap();
+    let args = mongo.sidecar_args();
+    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+    // Nothing is flushed on the interval: only the shutdown drain can get it there.
+    args.extend([
+        "--flush-interval-ms",
+        "600000",
+        "--shutdown-grace-ms",
+        "10000",
+    ]);
+    let mut sidecar = Sidecar::start(&dir.path().join("data"), &args).await;
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let client = sidecar.client().with_timeout(Duration::from_secs(5));
+        let acked = acked.clone();
+        writers.push(tokio::spawn(async move {
+            for n in 1.. {
+                match client
+                    .save_state(&format!("g{w}"), &save("idle", n), None)
+                    .await
+                {
+                    Ok(v) => {
+                        acked.lock().unwrap().insert(format!("g{w}"), v);
+                    }
+                    Err(_) => return,
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    let status = tokio::task::spawn_blocking(move || {
+        let s = sidecar.terminate();
+        (s, sidecar)
+    })
+    .await
+    .unwrap();
+    assert!(status.0.success(), "exit status {:?}", status.0);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "within the grace period"
+    );
+    for w in writers {
+        w.await.unwrap();
+    }
+    let db = mongo.db().await;
+    let acked = acked.lock().unwrap().clone();
+    assert_eq!(acked.len(), 4);
+    for (agent, v) in acked {
+        let d = stored_version(&db, &agent)
+            .await
+            .unwrap_or_else(|| panic!("{agent} not flushed at shutdown"));
+        assert!(
+            d.get_i64("version").unwrap() as u64 >= v,
+            "{agent}: v{v} acknowledged, not in MongoDB"
+        );
+    }
+}
