@@ -28,6 +28,10 @@ impl StateCache {
         self.inner.insert(agent_id.to_string(), current);
     }
 
+    pub fn invalidate(&self, agent_id: &str) {
+        self.inner.invalidate(agent_id);
+    }
+
     /// Entries held, after moka's pending bookkeeping (the count lags otherwise).
     pub fn entries(&self) -> u64 {
         self.inner.run_pending_tasks();

@@ -112,6 +112,7 @@ pub mod env {
     pub const TRANSFER_MESSAGES_MAX: &str = "AGENTSTATE_TRANSFER_MESSAGES_MAX";
     pub const AUTH_TOKEN_FILE: &str = "AGENTSTATE_AUTH_TOKEN_FILE";
     pub const UNIX_SOCKET: &str = "AGENTSTATE_UNIX_SOCKET";
+    pub const LEASE_MS: &str = "AGENTSTATE_LEASE_MS";
 }
 
 #[derive(Debug, Clone, Args)]
@@ -181,6 +182,10 @@ pub struct ServeArgs {
     /// Also serve on this Unix socket, created owner-only (0600).
     #[arg(long, env = env::UNIX_SOCKET)]
     pub unix_socket: Option<PathBuf>,
+    /// With MongoDB: how long a sidecar's ownership of an agent lasts without a write;
+    /// another sidecar may take the agent over only after that.
+    #[arg(long, env = env::LEASE_MS, default_value_t = 15_000)]
+    pub lease_ms: u64,
 }
 
 /// A configuration error: names the flag and what is wrong with it.
@@ -222,6 +227,7 @@ pub struct Config {
     /// The bearer token, when one is required.
     pub auth_token: Option<String>,
     pub unix_socket: Option<PathBuf>,
+    pub lease: Duration,
 }
 
 impl Config {
@@ -238,6 +244,9 @@ impl Config {
         positive("--cache-entries-max", a.cache_entries_max)?;
         positive("--backend-timeout-ms", a.backend_timeout_ms)?;
         positive("--remote-timeout-ms", a.remote_timeout_ms)?;
+        if a.lease_ms < 500 {
+            return Err(bad("--lease-ms", "must be at least 500"));
+        }
         if a.backlog_bytes_max < 64 * 1024 {
             return Err(bad(
                 "--backlog-bytes-max",
@@ -323,6 +332,7 @@ impl Config {
             shutdown_grace: Duration::from_millis(a.shutdown_grace_ms),
             auth_token,
             unix_socket: a.unix_socket,
+            lease: Duration::from_millis(a.lease_ms),
         })
     }
 

@@ -22,7 +22,7 @@ use std::future::Future;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use agentstate_protocol::{
     AbortTransitionRequest, AppendMessagesResponse, BatchRequest, BatchResponse, BatchResult,
@@ -39,6 +39,7 @@ use crate::cache::StateCache;
 use crate::metrics as m;
 use crate::model::{AgentRecord, Current, Effect, Op};
 use crate::ops::{self, Built, Limits};
+use crate::store::mongo::Lease;
 use crate::store::{Store, StoreError};
 use crate::validate::{self, AgentTypes};
 use crate::wal::{Wal, WalError};
@@ -60,6 +61,9 @@ pub enum EngineError {
     VersionConflict { expected: String, current: u64 },
     #[error("{0}")]
     Conflict(String),
+    /// Another sidecar owns the agent (its lease has not expired).
+    #[error("{0}")]
+    Fenced(String),
     #[error("{0}")]
     Validation(String),
     #[error("{0}")]
@@ -130,6 +134,16 @@ pub struct EngineOptions {
     pub remote_timeout: Duration,
     pub flush_batch_max: usize,
     pub limits: Limits,
+    /// This sidecar's identity and lease length, where the backend is shared (MongoDB).
+    pub lease: Option<LeaseOptions>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LeaseOptions {
+    /// Stable across restarts (kept in the data dir), so a restarted sidecar keeps its
+    /// leases.
+    pub owner: String,
+    pub ttl: Duration,
 }
 
 /// What the flusher last saw of the backend.
@@ -147,6 +161,8 @@ pub struct Engine {
     pub(crate) store: Store,
     pub(crate) types: Arc<AgentTypes>,
     locks: Vec<Arc<tokio::sync::Mutex<()>>>,
+    /// Leases this sidecar holds: agent -> (epoch, valid until). Bounded like the cache.
+    leases: moka::sync::Cache<String, (u64, Instant)>,
     /// Every WAL record at or below this LSN is in the backend.
     pub(crate) flushed_tx: watch::Sender<u64>,
     /// Wakes the flusher before its interval (full batch, `remote` write, shutdown).
@@ -193,6 +209,7 @@ impl Engine {
             cache,
             store,
             types,
+            leases: moka::sync::Cache::new(100_000),
             locks: (0..LOCK_STRIPES)
                 .map(|_| Arc::new(tokio::sync::Mutex::new(())))
                 .collect(),
@@ -311,7 +328,8 @@ impl Engine {
 
     /// Logs `op` and applies it: the heart of the write path. Call under the locks of
     /// every agent it touches. Returns its LSN.
-    async fn log(&self, op: &Op, durability: Durability) -> EngineResult<u64> {
+    async fn log(&self, op: &mut Op, durability: Durability) -> EngineResult<u64> {
+        self.stamp_leases(op).await?;
         let body = op
             .encode()
             .map_err(|e| EngineError::Internal(format!("encode WAL record: {e}")))?;
@@ -340,6 +358,73 @@ impl Engine {
             }
         }
         Ok(appended.lsn)
+    }
+
+    /// Makes sure this sidecar owns every agent `op` writes, and stamps the records with
+    /// the lease epochs (checked again by every flush).
+    async fn stamp_leases(&self, op: &mut Op) -> EngineResult<()> {
+        let Some(lease) = &self.opts.lease else {
+            return Ok(());
+        };
+        let mut epochs: HashMap<String, u64> = HashMap::new();
+        for record in op.records_mut() {
+            let id = &record.state.agent_id;
+            let epoch = match epochs.get(id) {
+                Some(e) => *e,
+                None => {
+                    let e = self.lease(id, lease).await?;
+                    epochs.insert(id.clone(), e);
+                    e
+                }
+            };
+            record.lease_epoch = epoch;
+        }
+        Ok(())
+    }
+
+    /// This sidecar's lease epoch for `agent_id`, renewed once half of it has passed.
+    async fn lease(&self, agent_id: &str, lease: &LeaseOptions) -> EngineResult<u64> {
+        let now = Instant::now();
+        let cached = self.leases.get(agent_id);
+        if let Some((epoch, until)) = cached {
+            if until > now + lease.ttl / 2 {
+                return Ok(epoch);
+            }
+        }
+        match self
+            .store
+            .acquire_lease(agent_id, &lease.owner, lease.ttl)
+            .await
+        {
+            Ok(Lease::Held { epoch }) => {
+                // Trust it a little less long than MongoDB does, for clock skew.
+                self.leases
+                    .insert(agent_id.to_string(), (epoch, now + lease.ttl * 4 / 5));
+                Ok(epoch)
+            }
+            Ok(Lease::Taken { owner, expires_at }) => {
+                self.leases.invalidate(agent_id);
+                Err(EngineError::Fenced(format!(
+                    "agent {agent_id} is owned by sidecar {owner} (lease until {expires_at}); this sidecar may write it once that lease expires"
+                )))
+            }
+            // The backend is down: the epoch this sidecar last held still fences its
+            // writes at flush time, so keep accepting them (an agent it never owned is
+            // refused: its version is unknown anyway).
+            Err(StoreError::Unavailable(m)) => match cached {
+                Some((epoch, _)) => Ok(epoch),
+                None => Err(EngineError::Unavailable(format!(
+                    "cannot confirm ownership of agent {agent_id}: {m}"
+                ))),
+            },
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Drops what this sidecar remembers of an agent another sidecar owns now.
+    pub(crate) fn forget(&self, agent_id: &str) {
+        self.cache.invalidate(agent_id);
+        self.leases.invalidate(agent_id);
     }
 
     /// Counts the op's logged transitions by agent type (declared types only: the label
@@ -410,12 +495,12 @@ impl Engine {
     /// Logs a built op; a refusal that must be logged is logged, then returned.
     async fn log_built(&self, built: Built, durability: Durability) -> EngineResult<(Op, u64)> {
         match built {
-            Built::Ok(op) => {
-                let lsn = self.log(&op, durability).await?;
+            Built::Ok(mut op) => {
+                let lsn = self.log(&mut op, durability).await?;
                 Ok((op, lsn))
             }
-            Built::Refused(op, err) => {
-                self.log(&op, durability).await?;
+            Built::Refused(mut op, err) => {
+                self.log(&mut op, durability).await?;
                 Err(err)
             }
         }
@@ -438,8 +523,8 @@ impl Engine {
         self.critical(durability, async move {
             let _g = engine.lock(&[&agent_id]).await;
             let current = engine.current(&agent_id).await?;
-            let op = ops::put(&engine.types, &agent_id, current.as_ref(), req, cond, now())?;
-            let lsn = engine.log(&op, durability).await?;
+            let mut op = ops::put(&engine.types, &agent_id, current.as_ref(), req, cond, now())?;
+            let lsn = engine.log(&mut op, durability).await?;
             Ok((ops::version_of(&op, &agent_id), Some(lsn)))
         })
         .await
@@ -457,8 +542,8 @@ impl Engine {
             let _g = engine.lock(&[&agent_id]).await;
             let current = engine.current(&agent_id).await?;
             match ops::delete(&agent_id, current.as_ref(), cond, now()) {
-                Ok(op) => {
-                    let lsn = engine.log(&op, durability).await?;
+                Ok(mut op) => {
+                    let lsn = engine.log(&mut op, durability).await?;
                     Ok((Some(ops::version_of(&op, &agent_id)), Some(lsn)))
                 }
                 Err(EngineError::NotFound(_)) if cond == Precondition::None => Ok((None, None)),
@@ -536,7 +621,7 @@ impl Engine {
         self.critical(durability, async move {
             let _g = engine.lock(&[&agent_id]).await;
             let current = engine.current(&agent_id).await?;
-            let op = ops::finish(
+            let mut op = ops::finish(
                 &engine.types,
                 &agent_id,
                 current.as_ref(),
@@ -545,7 +630,7 @@ impl Engine {
                 cond,
                 now(),
             )?;
-            let lsn = engine.log(&op, durability).await?;
+            let lsn = engine.log(&mut op, durability).await?;
             Ok((ops::transition_response(&op), Some(lsn)))
         })
         .await
@@ -593,8 +678,8 @@ impl Engine {
         self.critical(durability, async move {
             let _g = engine.lock(&[&agent_id]).await;
             let current = engine.current(&agent_id).await?;
-            let op = ops::messages(&agent_id, current.as_ref(), messages, cond, now())?;
-            let lsn = engine.log(&op, durability).await?;
+            let mut op = ops::messages(&agent_id, current.as_ref(), messages, cond, now())?;
+            let lsn = engine.log(&mut op, durability).await?;
             let Op::Messages { record, messages } = &op else {
                 unreachable!("messages builds Messages")
             };
@@ -689,7 +774,7 @@ impl Engine {
                 version: checkpoint.version,
             };
             let lsn = engine
-                .log(&Op::Checkpoint { checkpoint }, durability)
+                .log(&mut Op::Checkpoint { checkpoint }, durability)
                 .await?;
             Ok((resp, Some(lsn)))
         })
@@ -754,8 +839,8 @@ impl Engine {
             let record = engine.live(&agent_id).await?;
             cond.check(Some(&Current::Live(record.clone())))?;
             let checkpoint = engine.find_checkpoint(&agent_id, &checkpoint_id).await?;
-            let op = ops::restore(&record, &checkpoint.state, "rollback", now());
-            let lsn = engine.log(&op, durability).await?;
+            let mut op = ops::restore(&record, &checkpoint.state, "rollback", now());
+            let lsn = engine.log(&mut op, durability).await?;
             Ok((ops::transition_response(&op), Some(lsn)))
         })
         .await
@@ -811,8 +896,8 @@ impl Engine {
                     None,
                 ));
             }
-            let op = ops::restore(&record, &state, "replay", now());
-            let lsn = engine.log(&op, durability).await?;
+            let mut op = ops::restore(&record, &state, "replay", now());
+            let lsn = engine.log(&mut op, durability).await?;
             let Op::Transition { record: after_record, .. } = &op else {
                 unreachable!("restore builds a Transition")
             };
@@ -944,7 +1029,9 @@ impl Engine {
                 });
                 built.push(op);
             }
-            let lsn = engine.log(&Op::Batch { ops: built }, durability).await?;
+            let lsn = engine
+                .log(&mut Op::Batch { ops: built }, durability)
+                .await?;
             Ok((BatchResponse { results }, Some(lsn)))
         })
         .await

@@ -67,7 +67,11 @@ pub async fn flush_all(engine: &Engine, batch_max: usize) -> Result<(), String> 
             return Ok(());
         }
         let started = std::time::Instant::now();
-        let (written, error) = engine.store.flush(batch).await;
+        let (written, fenced, error) = engine.store.flush(batch).await;
+        for agent in &fenced {
+            // Its owner's state is in the backend; what this sidecar had is stale.
+            engine.forget(agent);
+        }
         metrics::histogram!(m::FLUSH_DURATION).record(started.elapsed().as_secs_f64());
         metrics::counter!(m::FLUSH_BATCHES_TOTAL, "outcome" => if error.is_none() { "ok" } else { "error" })
             .increment(1);

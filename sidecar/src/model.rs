@@ -21,6 +21,11 @@ pub struct AgentRecord {
     /// Sequence number of the last message of its conversation.
     #[serde(default)]
     pub message_seq: u64,
+    /// The ownership lease epoch this sidecar held when it wrote the record (MongoDB
+    /// only; 0 without leases). A flush never overwrites a document written under a
+    /// newer epoch: that is how a sidecar that lost its lease is fenced off.
+    #[serde(default)]
+    pub lease_epoch: u64,
 }
 
 /// What is known about an agent: live, or deleted at some version.
@@ -160,6 +165,18 @@ impl Op {
         }
     }
 
+    /// The records this op writes, to stamp them with their lease epoch.
+    pub fn records_mut(&mut self) -> Vec<&mut AgentRecord> {
+        match self {
+            Op::Put { record } | Op::Transition { record, .. } | Op::Messages { record, .. } => {
+                vec![record]
+            }
+            Op::Transfer { records, .. } => records.iter_mut().collect(),
+            Op::Batch { ops } => ops.iter_mut().flat_map(Op::records_mut).collect(),
+            Op::Delete { .. } | Op::Checkpoint { .. } => Vec::new(),
+        }
+    }
+
     /// Agents this op changes, in order of first appearance.
     pub fn agents(&self) -> Vec<&str> {
         let mut out: Vec<&str> = Vec::new();
@@ -222,6 +239,7 @@ pub(crate) mod tests {
             },
             transition_seq: 1,
             message_seq: 0,
+            lease_epoch: 0,
         }
     }
 

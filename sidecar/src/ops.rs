@@ -129,6 +129,7 @@ pub fn put(
         },
         transition_seq: current.map_or(0, Current::transition_seq),
         message_seq: current.map_or(0, Current::message_seq),
+        lease_epoch: 0,
     };
     Ok(Op::Put { record })
 }
@@ -515,6 +516,7 @@ pub fn transfer(
                 },
                 transition_seq: other.map_or(0, Current::transition_seq),
                 message_seq: other.map_or(0, Current::message_seq),
+                lease_epoch: 0,
             }
         }
     };

@@ -20,7 +20,7 @@ use crate::api::{self, App};
 use crate::backlog::Backlog;
 use crate::cache::StateCache;
 use crate::config::{redact_uri, Config, RetentionPolicy};
-use crate::engine::{Engine, EngineOptions};
+use crate::engine::{Engine, EngineOptions, LeaseOptions};
 use crate::store::{mongo::MongoStore, sqlite::SqliteStore, Backend, Store};
 use crate::wal::WalOptions;
 use crate::{flusher, recovery};
@@ -59,6 +59,27 @@ pub fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
             path.display()
         ),
     }
+}
+
+/// This sidecar's name in leases: made once, kept in the data dir, so that a restart on
+/// the same volume keeps the leases it held.
+fn owner_id(data_dir: &std::path::Path) -> anyhow::Result<String> {
+    let path = data_dir.join("owner-id");
+    if let Ok(id) = std::fs::read_to_string(&path) {
+        let id = id.trim();
+        if !id.is_empty() {
+            return Ok(id.to_string());
+        }
+    }
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "sidecar".into());
+    let id = format!("{host}-{:08x}", rand::random::<u32>());
+    std::fs::write(&path, &id).with_context(|| format!("write {}", path.display()))?;
+    Ok(id)
 }
 
 /// The backend the configuration names (connecting lazily to MongoDB).
@@ -129,6 +150,13 @@ async fn serve_with(
     .await
     .context("WAL replay task")??;
 
+    let lease = match store.uses_leases() {
+        false => None,
+        true => Some(LeaseOptions {
+            owner: owner_id(&config.data_dir)?,
+            ttl: config.lease,
+        }),
+    };
     let engine = Arc::new(Engine::new(
         wal.clone(),
         backlog,
@@ -139,6 +167,7 @@ async fn serve_with(
             remote_timeout: config.remote_timeout,
             flush_batch_max: config.flush_batch_max,
             limits: config.limits.clone(),
+            lease,
         },
     ));
     let flusher = tokio::spawn(flusher::run(

@@ -63,6 +63,9 @@ impl From<EngineError> for ApiError {
             EngineError::Conflict(_) => {
                 metrics::counter!(m::CONFLICTS_TOTAL, "kind" => "state").increment(1)
             }
+            EngineError::Fenced(_) => {
+                metrics::counter!(m::CONFLICTS_TOTAL, "kind" => "lease").increment(1)
+            }
             _ => {}
         }
         match e {
@@ -71,7 +74,9 @@ impl From<EngineError> for ApiError {
                 current_version: Some(current),
                 ..ApiError::new(ErrorCode::VersionConflict, message)
             },
-            EngineError::Conflict(_) => ApiError::new(ErrorCode::Conflict, message),
+            EngineError::Conflict(_) | EngineError::Fenced(_) => {
+                ApiError::new(ErrorCode::Conflict, message)
+            }
             EngineError::Validation(_) => ApiError::new(ErrorCode::ValidationFailed, message),
             EngineError::Malformed(_) => ApiError::new(ErrorCode::Malformed, message),
             EngineError::Unavailable(_) => ApiError::new(ErrorCode::Unavailable, message),

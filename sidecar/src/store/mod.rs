@@ -99,9 +99,10 @@ impl Store {
     }
 
     /// Writes a flush batch: each transfer atomically, then the agents' changes.
-    /// Returns what is now in the backend (all of `batch`, or part of it) and the
-    /// first error met; what was not written stays in the backlog for the next try.
-    pub async fn flush(&self, batch: FlushBatch) -> (FlushBatch, Option<StoreError>) {
+    /// Returns what is now in the backend (all of `batch`, or part of it), the agents
+    /// whose records a newer lease fenced off (kept aside, not written), and the first
+    /// error met; what was not written stays in the backlog for the next try.
+    pub async fn flush(&self, batch: FlushBatch) -> (FlushBatch, Vec<String>, Option<StoreError>) {
         let write = async {
             match &self.backend {
                 Backend::Mongo(s) => s.flush(batch).await,
@@ -113,6 +114,7 @@ impl Store {
             // Some of it may have been written; flushes are idempotent, so report none.
             Err(_) => (
                 FlushBatch::default(),
+                Vec::new(),
                 Some(StoreError::Unavailable(format!(
                     "flush timed out after {} ms",
                     self.timeout.as_millis()
@@ -201,6 +203,27 @@ impl Store {
             match &self.backend {
                 Backend::Mongo(s) => s.retain(policy, now).await,
                 Backend::Sqlite(s) => s.retain(policy, now).await,
+            }
+        })
+        .await
+    }
+
+    /// Whether writes need an ownership lease (MongoDB: several sidecars may share it).
+    pub fn uses_leases(&self) -> bool {
+        matches!(self.backend, Backend::Mongo(_))
+    }
+
+    /// Takes or renews this sidecar's lease on an agent.
+    pub async fn acquire_lease(
+        &self,
+        agent_id: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> StoreResult<mongo::Lease> {
+        self.timed("acquire lease", async {
+            match &self.backend {
+                Backend::Mongo(s) => s.acquire_lease(agent_id, owner, ttl).await,
+                Backend::Sqlite(_) => Ok(mongo::Lease::Held { epoch: 0 }),
             }
         })
         .await

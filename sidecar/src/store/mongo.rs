@@ -44,8 +44,23 @@ pub const STATE_TRANSITIONS: &str = "state_transitions";
 pub const CONVERSATION_HISTORY: &str = "conversation_history";
 pub const CHECKPOINTS: &str = "checkpoints";
 pub const TRANSFERS: &str = "transfers";
+pub const AGENT_LEASES: &str = "agent_leases";
+/// Records a fenced sidecar could not write: kept, never silently dropped.
+pub const AGENT_STATE_CONFLICTS: &str = "agent_state_conflicts";
 
 const DUPLICATE_KEY: i32 = 11000;
+
+/// The answer to a lease request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lease {
+    /// This sidecar owns the agent, under this epoch.
+    Held { epoch: u64 },
+    /// Another sidecar does, until then.
+    Taken {
+        owner: String,
+        expires_at: chrono::DateTime<chrono::Utc>,
+    },
+}
 
 pub struct MongoStore {
     client: Client,
@@ -74,6 +89,11 @@ fn driver_err(e: mongodb::error::Error) -> StoreError {
     }
 }
 
+fn is_duplicate(e: &mongodb::error::Error) -> bool {
+    use mongodb::error::{ErrorKind, WriteFailure};
+    matches!(&*e.kind, ErrorKind::Write(WriteFailure::WriteError(w)) if w.code == DUPLICATE_KEY)
+}
+
 fn bson_err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Rejected(format!("cannot convert to BSON: {e}"))
 }
@@ -89,15 +109,28 @@ struct Writes {
     transitions: Vec<Document>,
     messages: Vec<Document>,
     checkpoints: Vec<Document>,
+    /// The records behind `upserts`, in the same order, to tell a fenced write from one
+    /// that is simply already there.
+    upserted: Vec<AgentRecord>,
 }
 
 impl Writes {
     fn record(&mut self, rec: &AgentRecord) -> StoreResult<()> {
+        // Only over an older version, written under this sidecar's lease epoch or an
+        // older one: a newer owner's document is never overwritten.
         self.upserts.push(doc! {
-            "q": { "_id": &rec.state.agent_id, "version": { "$lt": rec.state.version as i64 } },
+            "q": {
+                "_id": &rec.state.agent_id,
+                "version": { "$lt": rec.state.version as i64 },
+                "$or": [
+                    { "lease_epoch": { "$lte": rec.lease_epoch as i64 } },
+                    { "lease_epoch": { "$exists": false } },
+                ],
+            },
             "u": record_to_doc(rec)?,
             "upsert": true,
         });
+        self.upserted.push(rec.clone());
         Ok(())
     }
 
@@ -265,10 +298,11 @@ impl MongoStore {
     /// WriteConflict with the still-open transaction of a sidecar killed mid-flush, which
     /// MongoDB keeps until its `transactionLifetimeLimitSeconds`) holds back only its own
     /// agents, so the rest of the backlog keeps flowing.
-    pub async fn flush(&self, batch: FlushBatch) -> (FlushBatch, Option<StoreError>) {
+    pub async fn flush(&self, batch: FlushBatch) -> (FlushBatch, Vec<String>, Option<StoreError>) {
         let mut written = FlushBatch::default();
+        let mut fenced = Vec::new();
         if let Err(e) = self.ensure_schema().await {
-            return (written, Some(e));
+            return (written, fenced, Some(e));
         }
         let mut first_error = None;
         let mut blocked: HashSet<String> = HashSet::new();
@@ -278,7 +312,10 @@ impl MongoStore {
                 continue;
             }
             match self.flush_transfer(&t.op).await {
-                Ok(()) => written.transfers.push(t),
+                Ok(mut f) => {
+                    fenced.append(&mut f);
+                    written.transfers.push(t)
+                }
                 Err(e) => {
                     tracing::debug!(error = %e, transfer = %t.transfer().transfer_id, "transfer flush failed");
                     blocked.extend(agents);
@@ -293,16 +330,19 @@ impl MongoStore {
             .collect();
         let mut w = Writes::default();
         let result = match items.iter().try_for_each(|i| w.item(i)) {
-            Ok(()) => self.write_all(w, None).await,
+            Ok(()) => self.write_all(w).await,
             Err(e) => Err(e),
         };
         match result {
-            Ok(()) => written.items = items,
+            Ok(mut f) => {
+                fenced.append(&mut f);
+                written.items = items
+            }
             Err(e) => {
                 first_error.get_or_insert(e);
             }
         }
-        (written, first_error)
+        (written, fenced, first_error)
     }
 
     /// One transfer in one transaction. Inside a transaction a write error (a duplicate
@@ -310,9 +350,9 @@ impl MongoStore {
     /// older versions read in the same transaction, and log entries, messages and the
     /// transfer's record are inserted with `$setOnInsert` upserts, which do nothing if
     /// the document is already there. A re-flush after a crash is then a no-op.
-    async fn flush_transfer(&self, op: &Op) -> StoreResult<()> {
+    async fn flush_transfer(&self, op: &Op) -> StoreResult<Vec<String>> {
         let Op::Transfer { transfer, .. } = op else {
-            return Ok(());
+            return Ok(Vec::new());
         };
         let mut records = Vec::new();
         let mut inserts: Vec<(&str, Document)> = Vec::new();
@@ -353,7 +393,7 @@ impl MongoStore {
         session: &mut ClientSession,
         records: Vec<&AgentRecord>,
         inserts: Vec<(&str, Document)>,
-    ) -> StoreResult<()> {
+    ) -> StoreResult<Vec<String>> {
         session
             .start_transaction()
             .write_concern(majority())
@@ -364,23 +404,30 @@ impl MongoStore {
             .db
             .collection::<Document>(AGENT_STATES)
             .find(doc! { "_id": { "$in": &ids } })
-            .projection(doc! { "version": 1 })
+            .projection(doc! { "version": 1, "lease_epoch": 1 })
             .session(&mut *session)
             .await
             .map_err(driver_err)?;
         let mut stored = std::collections::HashMap::new();
         while cursor.advance(&mut *session).await.map_err(driver_err)? {
             let d = cursor.deserialize_current().map_err(driver_err)?;
-            stored.insert(get_str(&d, "_id")?, get_u64(&d, "version")?);
+            stored.insert(
+                get_str(&d, "_id")?,
+                (get_u64(&d, "version")?, get_u64(&d, "lease_epoch")?),
+            );
         }
         drop(cursor);
         let mut upserts = Vec::new();
+        let mut fenced = Vec::new();
         for r in records {
-            if stored
-                .get(&r.state.agent_id)
-                .is_some_and(|v| *v >= r.state.version)
-            {
-                continue;
+            match stored.get(&r.state.agent_id) {
+                Some((_, epoch)) if *epoch > r.lease_epoch => {
+                    self.keep_conflict(r, Some(&mut *session)).await?;
+                    fenced.push(r.state.agent_id.clone());
+                    continue;
+                }
+                Some((version, _)) if *version >= r.state.version => continue,
+                _ => {}
             }
             upserts.push(
                 doc! { "q": { "_id": &r.state.agent_id }, "u": record_to_doc(r)?, "upsert": true },
@@ -413,16 +460,14 @@ impl MongoStore {
                 .await?;
             }
         }
-        session.commit_transaction().await.map_err(driver_err)
+        session.commit_transaction().await.map_err(driver_err)?;
+        Ok(fenced)
     }
 
     /// Writes every statement; purges first, so a delete followed by a re-creation in one
     /// batch leaves the new incarnation.
-    async fn write_all(
-        &self,
-        w: Writes,
-        mut session: Option<&mut ClientSession>,
-    ) -> StoreResult<()> {
+    async fn write_all(&self, w: Writes) -> StoreResult<Vec<String>> {
+        let mut fenced = Vec::new();
         let steps = [
             ("delete", AGENT_STATES, "deletes", w.purge_states),
             ("delete", STATE_TRANSITIONS, "deletes", w.purge_transitions),
@@ -434,18 +479,143 @@ impl MongoStore {
             ("insert", CHECKPOINTS, "documents", w.checkpoints),
         ];
         for (command, collection, field, statements) in steps {
-            if !statements.is_empty() {
-                self.write(
-                    command,
-                    collection,
-                    field,
-                    statements,
-                    session.as_deref_mut(),
-                )
+            if statements.is_empty() {
+                continue;
+            }
+            let duplicates = self
+                .write(command, collection, field, statements, None)
                 .await?;
+            if command == "update" && !duplicates.is_empty() {
+                let missed: Vec<&AgentRecord> = duplicates
+                    .iter()
+                    .filter_map(|i| w.upserted.get(*i))
+                    .collect();
+                for rec in self.fenced(&missed).await? {
+                    self.keep_conflict(rec, None).await?;
+                    fenced.push(rec.state.agent_id.clone());
+                }
             }
         }
-        Ok(())
+        Ok(fenced)
+    }
+
+    /// Of records whose write missed, those a newer lease epoch fenced off (the others
+    /// were simply there already).
+    async fn fenced<'r>(&self, missed: &[&'r AgentRecord]) -> StoreResult<Vec<&'r AgentRecord>> {
+        let ids: Vec<&str> = missed.iter().map(|r| r.state.agent_id.as_str()).collect();
+        let stored = self
+            .find_many(AGENT_STATES, doc! { "_id": { "$in": &ids } }, doc! {}, None)
+            .await?;
+        let mut epochs = std::collections::HashMap::new();
+        for d in &stored {
+            epochs.insert(get_str(d, "_id")?, get_u64(d, "lease_epoch")?);
+        }
+        Ok(missed
+            .iter()
+            .filter(|r| {
+                epochs
+                    .get(&r.state.agent_id)
+                    .is_some_and(|e| *e > r.lease_epoch)
+            })
+            .copied()
+            .collect())
+    }
+
+    /// Keeps a fenced record in `agent_state_conflicts` for an operator to look at.
+    async fn keep_conflict(
+        &self,
+        rec: &AgentRecord,
+        session: Option<&mut ClientSession>,
+    ) -> StoreResult<()> {
+        let id = &rec.state.agent_id;
+        tracing::error!(
+            agent_id = %id,
+            version = rec.state.version,
+            lease_epoch = rec.lease_epoch,
+            "write fenced off: another sidecar owns this agent under a newer lease; kept in agent_state_conflicts"
+        );
+        metrics::counter!(crate::metrics::CONFLICTS_TOTAL, "kind" => "lease").increment(1);
+        let conflict = doc! {
+            "_id": format!("{id}:{}:{}", rec.state.version, rec.lease_epoch),
+            "agent_id": id,
+            "version": rec.state.version as i64,
+            "lease_epoch": rec.lease_epoch as i64,
+            "record": record_to_doc(rec)?,
+            "detected_at": bson_time(&chrono::Utc::now()),
+        };
+        self.write(
+            "update",
+            AGENT_STATE_CONFLICTS,
+            "updates",
+            vec![set_on_insert(&conflict)],
+            session,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Takes or renews this sidecar's lease on an agent.
+    pub async fn acquire_lease(
+        &self,
+        agent_id: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> StoreResult<Lease> {
+        use mongodb::options::{CollectionOptions, ReturnDocument};
+        let coll = self.db.collection_with_options::<Document>(
+            AGENT_LEASES,
+            CollectionOptions::builder()
+                .write_concern(majority())
+                .build(),
+        );
+        let now = chrono::Utc::now();
+        let until = bson_time(&(now + chrono::Duration::from_std(ttl).unwrap_or_default()));
+        let epoch_of = |d: Document| get_u64(&d, "epoch").map(|epoch| Lease::Held { epoch });
+        // Ours already: renew.
+        if let Some(d) = coll
+            .find_one_and_update(
+                doc! { "_id": agent_id, "owner": owner },
+                doc! { "$set": { "expires_at": until } },
+            )
+            .return_document(ReturnDocument::After)
+            .await
+            .map_err(driver_err)?
+        {
+            return epoch_of(d);
+        }
+        // Someone else's, expired: take it over under the next epoch.
+        if let Some(d) = coll
+            .find_one_and_update(
+                doc! { "_id": agent_id, "expires_at": { "$lt": bson_time(&now) } },
+                doc! { "$set": { "owner": owner, "expires_at": until }, "$inc": { "epoch": 1i64 } },
+            )
+            .return_document(ReturnDocument::After)
+            .await
+            .map_err(driver_err)?
+        {
+            return epoch_of(d);
+        }
+        // Nobody's yet.
+        match coll
+            .insert_one(
+                doc! { "_id": agent_id, "owner": owner, "epoch": 1i64, "expires_at": until },
+            )
+            .await
+        {
+            Ok(_) => Ok(Lease::Held { epoch: 1 }),
+            Err(e) if is_duplicate(&e) => {
+                let d = coll
+                    .find_one(doc! { "_id": agent_id })
+                    .await
+                    .map_err(driver_err)?
+                    .ok_or_else(|| StoreError::Unavailable("lease vanished; retry".into()))?;
+                Ok(Lease::Taken {
+                    owner: get_str(&d, "owner")?,
+                    expires_at: get_time(&d, "expires_at")?,
+                })
+            }
+            Err(e) => Err(driver_err(e)),
+        }
     }
 
     /// Runs one multi-statement write command; duplicate keys count as success.
@@ -456,7 +626,7 @@ impl MongoStore {
         field: &str,
         statements: Vec<Document>,
         session: Option<&mut ClientSession>,
-    ) -> StoreResult<()> {
+    ) -> StoreResult<Vec<usize>> {
         let mut cmd = Document::new();
         cmd.insert(command, collection);
         cmd.insert(field, statements);
@@ -470,13 +640,18 @@ impl MongoStore {
             }
         }
         .map_err(driver_err)?;
+        let mut duplicates = Vec::new();
         if let Ok(errors) = reply.get_array("writeErrors") {
             for e in errors {
-                let code = e.as_document().and_then(|d| d.get_i32("code").ok());
+                let d = e.as_document();
+                let code = d.and_then(|d| d.get_i32("code").ok());
                 if code != Some(DUPLICATE_KEY) {
                     return Err(StoreError::Rejected(format!(
                         "{command} on {collection}: {e}"
                     )));
+                }
+                if let Some(i) = d.and_then(|d| d.get_i32("index").ok()) {
+                    duplicates.push(i as usize);
                 }
             }
         }
@@ -485,7 +660,7 @@ impl MongoStore {
                 "{command} on {collection}: write concern not met: {wce}"
             )));
         }
-        Ok(())
+        Ok(duplicates)
     }
 
     async fn find_many(
@@ -770,6 +945,7 @@ fn record_to_doc(rec: &AgentRecord) -> StoreResult<Document> {
     d.extend(state_to_doc(&rec.state)?);
     d.insert("transition_seq", rec.transition_seq as i64);
     d.insert("message_seq", rec.message_seq as i64);
+    d.insert("lease_epoch", rec.lease_epoch as i64);
     Ok(d)
 }
 
@@ -910,6 +1086,7 @@ fn record_from_doc(agent_id: &str, d: &Document) -> StoreResult<AgentRecord> {
         state: state_from_doc(agent_id, d)?,
         transition_seq: get_u64(d, "transition_seq")?,
         message_seq: get_u64(d, "message_seq")?,
+        lease_epoch: get_u64(d, "lease_epoch")?,
     })
 }
 

@@ -176,6 +176,7 @@ impl SqliteStore {
                         },
                         transition_seq: r.get::<_, u64>(9)?.max(max_t),
                         message_seq: r.get::<_, u64>(10)?.max(max_m),
+                        lease_epoch: 0,
                     })
                 },
             )
@@ -185,7 +186,7 @@ impl SqliteStore {
     }
 
     /// Writes the whole batch in one transaction: all of it, or (with the error) none.
-    pub async fn flush(&self, batch: FlushBatch) -> (FlushBatch, Option<StoreError>) {
+    pub async fn flush(&self, batch: FlushBatch) -> (FlushBatch, Vec<String>, Option<StoreError>) {
         let written = batch.clone();
         let result = self
             .with_conn(move |c| {
@@ -199,9 +200,10 @@ impl SqliteStore {
                 tx.commit()
             })
             .await;
+        // One process per data dir: no other writer to be fenced off from.
         match result {
-            Ok(()) => (written, None),
-            Err(e) => (FlushBatch::default(), Some(e)),
+            Ok(()) => (written, Vec::new(), None),
+            Err(e) => (FlushBatch::default(), Vec::new(), Some(e)),
         }
     }
 

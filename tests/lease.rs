@@ -1,0 +1,141 @@
+//! Two sidecars, one database: a per-agent ownership lease in MongoDB with a fencing
+//! epoch. The second sidecar gets a clear conflict while the first owns an agent; it may
+//! take the agent over once the lease expires; and a write the first sidecar accepted
+//! before it lost the agent is fenced off at flush time, kept aside, never written over
+//! the new owner's.
+
+mod common;
+
+use std::time::Duration;
+
+use agentstate_protocol::{ErrorCode, SaveStateRequest, StatePersistence};
+use common::{eventually, raw, Mongo, Sidecar};
+use mongodb::bson::{doc, Document};
+use serde_json::json;
+
+fn save(by: &str, n: u64) -> SaveStateRequest {
+    SaveStateRequest {
+        state_name: "idle".into(),
+        state_data: Some(json!({ "by": by, "n": n })),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sidecars_never_silently_overwrite_each_other() {
+    let mongo = Mongo::start("lease");
+    let dir = tempfile::tempdir().unwrap();
+    let shared = mongo.sidecar_args();
+    let mut a_args: Vec<&str> = shared.iter().map(String::as_str).collect();
+    let mut b_args = a_args.clone();
+    // A flushes nothing on its own (its write stays in its WAL); B flushes at once.
+    a_args.extend(["--lease-ms", "1500", "--flush-interval-ms", "600000"]);
+    b_args.extend(["--lease-ms", "1500", "--flush-interval-ms", "20"]);
+    let mut a = Sidecar::start(&dir.path().join("a"), &a_args).await;
+    let b = Sidecar::start(&dir.path().join("b"), &b_args).await;
+
+    // A owns x; B is refused with a conflict naming the owner.
+    assert_eq!(
+        a.client()
+            .save_state("x", &save("a", 1), None)
+            .await
+            .unwrap(),
+        1
+    );
+    let e = b
+        .client()
+        .save_state("x", &save("b", 1), None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::Conflict), "{e}");
+    assert!(e.to_string().contains("is owned by sidecar"), "{e}");
+    let metrics = raw("GET", &format!("{}/metrics", b.url()), &[], "").await;
+    assert!(String::from_utf8_lossy(&metrics.body)
+        .contains(r#"agentstate_conflicts_total{kind="lease"} 1"#));
+
+    // A dies with its write unflushed. Once its lease expires, B takes x over.
+    a.kill9();
+    tokio::time::sleep(Duration::from_millis(1700)).await;
+    let v = b
+        .client()
+        .save_state("x", &save("b", 2), None)
+        .await
+        .unwrap();
+    let db = mongo.db().await;
+    eventually(Duration::from_secs(20), "B's write flushed", || {
+        let db = db.clone();
+        async move {
+            let d = db
+                .collection::<Document>("agent_states")
+                .find_one(doc! { "_id": "x" })
+                .await
+                .ok()??;
+            (d.get_document("state_data").ok()?.get_str("by").ok()? == "b").then_some(())
+        }
+    })
+    .await;
+
+    // A comes back and replays its write of x under its old epoch: fenced off, kept in
+    // agent_state_conflicts, B's document untouched.
+    a.restart().await;
+    let conflict = eventually(
+        Duration::from_secs(20),
+        "A's fenced write kept aside",
+        || {
+            let db = db.clone();
+            async move {
+                db.collection::<Document>("agent_state_conflicts")
+                    .find_one(doc! { "agent_id": "x" })
+                    .await
+                    .ok()?
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        conflict
+            .get_document("record")
+            .unwrap()
+            .get_document("state_data")
+            .unwrap()
+            .get_str("by")
+            .unwrap(),
+        "a"
+    );
+    let d = db
+        .collection::<Document>("agent_states")
+        .find_one(doc! { "_id": "x" })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        d.get_document("state_data").unwrap().get_str("by").unwrap(),
+        "b"
+    );
+    assert_eq!(d.get_i64("version").unwrap() as u64, v);
+    let metrics = raw("GET", &format!("{}/metrics", a.url()), &[], "").await;
+    assert!(String::from_utf8_lossy(&metrics.body)
+        .contains(r#"agentstate_conflicts_total{kind="lease"}"#));
+
+    // While B keeps writing x, A is refused; A reads B's state.
+    b.client()
+        .save_state("x", &save("b", 3), None)
+        .await
+        .unwrap();
+    let e = a
+        .client()
+        .save_state("x", &save("a", 2), None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::Conflict), "{e}");
+    eventually(Duration::from_secs(10), "A sees B's state", || {
+        let c = a.client();
+        async move {
+            c.load_state("x")
+                .await
+                .ok()?
+                .filter(|s| s.state_data["by"] == "b")
+        }
+    })
+    .await;
+}
