@@ -511,6 +511,26 @@ impl Engine {
         Ok(self.read_live(agent_id).await?.state.clone())
     }
 
+    /// The shape of most one-agent changes, under the agent's lock: read its record,
+    /// `build` the op (a refusal that must be logged is logged), log it, `answer`.
+    async fn change<R: Send + 'static>(
+        self: &Arc<Self>,
+        agent_id: String,
+        durability: Durability,
+        build: impl FnOnce(&AgentTypes, &str, Option<&Current>) -> EngineResult<Built> + Send + 'static,
+        answer: impl FnOnce(&Op, &str) -> R + Send + 'static,
+    ) -> EngineResult<R> {
+        let engine = self.clone();
+        self.critical(durability, async move {
+            let _g = engine.lock(&[&agent_id]).await;
+            let current = engine.current(&agent_id).await?;
+            let built = build(&engine.types, &agent_id, current.as_ref())?;
+            let (op, lsn) = engine.log_built(built, durability).await?;
+            Ok((answer(&op, &agent_id), Some(lsn)))
+        })
+        .await
+    }
+
     /// `PUT /v1/agents/{id}`: returns the new version.
     pub async fn save(
         self: &Arc<Self>,
@@ -519,14 +539,12 @@ impl Engine {
         cond: Precondition,
         durability: Durability,
     ) -> EngineResult<u64> {
-        let engine = self.clone();
-        self.critical(durability, async move {
-            let _g = engine.lock(&[&agent_id]).await;
-            let current = engine.current(&agent_id).await?;
-            let mut op = ops::put(&engine.types, &agent_id, current.as_ref(), req, cond, now())?;
-            let lsn = engine.log(&mut op, durability).await?;
-            Ok((ops::version_of(&op, &agent_id), Some(lsn)))
-        })
+        self.change(
+            agent_id,
+            durability,
+            move |types, id, current| ops::put(types, id, current, req, cond, now()).map(Built::Ok),
+            ops::version_of,
+        )
         .await
     }
 
@@ -562,15 +580,12 @@ impl Engine {
         cond: Precondition,
         durability: Durability,
     ) -> EngineResult<TransitionResponse> {
-        let engine = self.clone();
-        self.critical(durability, async move {
-            let _g = engine.lock(&[&agent_id]).await;
-            let current = engine.current(&agent_id).await?;
-            let built =
-                ops::transition(&engine.types, &agent_id, current.as_ref(), req, cond, now())?;
-            let (op, lsn) = engine.log_built(built, durability).await?;
-            Ok((ops::transition_response(&op), Some(lsn)))
-        })
+        self.change(
+            agent_id,
+            durability,
+            move |types, id, current| ops::transition(types, id, current, req, cond, now()),
+            |op, _| ops::transition_response(op),
+        )
         .await
     }
 
@@ -583,28 +598,24 @@ impl Engine {
         cond: Precondition,
         durability: Durability,
     ) -> EngineResult<BeginTransitionResponse> {
-        let engine = self.clone();
-        self.critical(durability, async move {
-            let _g = engine.lock(&[&agent_id]).await;
-            let current = engine.current(&agent_id).await?;
-            let built = ops::begin(&engine.types, &agent_id, current.as_ref(), req, cond, now())?;
-            let (op, lsn) = engine.log_built(built, durability).await?;
-            let Op::Put { record } = op else {
-                unreachable!("begin builds a Put")
-            };
-            let pending = record
-                .state
-                .pending_transition
-                .clone()
-                .expect("begin sets the pending transition");
-            Ok((
+        self.change(
+            agent_id,
+            durability,
+            move |types, id, current| ops::begin(types, id, current, req, cond, now()),
+            |op, _| {
+                let Op::Put { record } = op else {
+                    unreachable!("begin builds a Put")
+                };
                 BeginTransitionResponse {
-                    pending_transition: pending,
+                    pending_transition: record
+                        .state
+                        .pending_transition
+                        .clone()
+                        .expect("begin sets the pending transition"),
                     version: record.state.version,
-                },
-                Some(lsn),
-            ))
-        })
+                }
+            },
+        )
         .await
     }
 
@@ -617,22 +628,14 @@ impl Engine {
         cond: Precondition,
         durability: Durability,
     ) -> EngineResult<TransitionResponse> {
-        let engine = self.clone();
-        self.critical(durability, async move {
-            let _g = engine.lock(&[&agent_id]).await;
-            let current = engine.current(&agent_id).await?;
-            let mut op = ops::finish(
-                &engine.types,
-                &agent_id,
-                current.as_ref(),
-                &transition_id,
-                finish,
-                cond,
-                now(),
-            )?;
-            let lsn = engine.log(&mut op, durability).await?;
-            Ok((ops::transition_response(&op), Some(lsn)))
-        })
+        self.change(
+            agent_id,
+            durability,
+            move |types, id, current| {
+                ops::finish(types, id, current, &transition_id, finish, cond, now()).map(Built::Ok)
+            },
+            |op, _| ops::transition_response(op),
+        )
         .await
     }
 
@@ -674,23 +677,20 @@ impl Engine {
         durability: Durability,
     ) -> EngineResult<AppendMessagesResponse> {
         ops::check_messages(&messages, &self.opts.limits)?;
-        let engine = self.clone();
-        self.critical(durability, async move {
-            let _g = engine.lock(&[&agent_id]).await;
-            let current = engine.current(&agent_id).await?;
-            let mut op = ops::messages(&agent_id, current.as_ref(), messages, cond, now())?;
-            let lsn = engine.log(&mut op, durability).await?;
-            let Op::Messages { record, messages } = &op else {
-                unreachable!("messages builds Messages")
-            };
-            Ok((
+        self.change(
+            agent_id,
+            durability,
+            move |_, id, current| ops::messages(id, current, messages, cond, now()).map(Built::Ok),
+            |op, _| {
+                let Op::Messages { record, messages } = op else {
+                    unreachable!("messages builds Messages")
+                };
                 AppendMessagesResponse {
                     seqs: messages.iter().map(|m| m.seq).collect(),
                     version: record.state.version,
-                },
-                Some(lsn),
-            ))
-        })
+                }
+            },
+        )
         .await
     }
 
