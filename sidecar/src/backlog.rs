@@ -251,9 +251,22 @@ impl Backlog {
     }
 
     /// Snapshots the pending transfers and up to `max` agents, those waiting longest first.
+    ///
+    /// A transfer is written before (or with) its agents' other changes, never after: the
+    /// agents of transfers left for a later batch are left out of this one too.
     pub fn take_batch(&self, max: usize) -> FlushBatch {
         let inner = self.lock();
-        let mut oldest: Vec<(&String, &DirtyAgent)> = inner.agents.iter().collect();
+        let waiting: std::collections::HashSet<&str> = inner
+            .transfers
+            .values()
+            .skip(max)
+            .flat_map(|t| t.op.agents())
+            .collect();
+        let mut oldest: Vec<(&String, &DirtyAgent)> = inner
+            .agents
+            .iter()
+            .filter(|(id, _)| !waiting.contains(id.as_str()))
+            .collect();
         if oldest.len() > max {
             oldest.select_nth_unstable_by_key(max, |(_, d)| d.first_lsn);
             oldest.truncate(max);
