@@ -137,7 +137,7 @@ pub async fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         backlog.apply(lsn, &Op::decode(body)?, body.len() as u64);
         Ok(())
     })?;
-    let store = server::open_store(&config).await?;
+    let store = server::open_store(&config, false).await?;
     let batch = backlog.take_batch(usize::MAX);
     let mut differences = 0;
     let mut report = |what: String| {
@@ -355,7 +355,7 @@ pub async fn cleanup(args: CleanupArgs) -> anyhow::Result<ExitCode> {
     if policy.is_empty() {
         anyhow::bail!("no retention limits: give --transitions-max-age-days and the like, or a [retention] section in --config");
     }
-    let store = server::open_store(&config).await?;
+    let store = server::open_store(&config, false).await?;
     let r = store.retain(&policy, engine::now()).await?;
     println!(
         "deleted {} transitions, {} messages, {} checkpoints from the {} backend",

@@ -42,7 +42,7 @@ pub async fn run(
         .with_context(|| format!("create data dir {}", config.data_dir.display()))?;
     // One process per data dir: two writers would interleave one WAL.
     let _lock = lock_data_dir(&config.data_dir)?;
-    let store = open_store(&config).await?;
+    let store = open_store(&config, true).await?;
     serve_with(config, store, shutdown, on_listening).await
 }
 
@@ -82,8 +82,10 @@ fn owner_id(data_dir: &std::path::Path) -> anyhow::Result<String> {
     Ok(id)
 }
 
-/// The backend the configuration names (connecting lazily to MongoDB).
-pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
+/// The backend the configuration names (connecting lazily to MongoDB). `owner`: the
+/// caller holds the data dir's lock (serve, recover), not an admin command beside a
+/// running sidecar.
+pub async fn open_store(config: &Config, owner: bool) -> anyhow::Result<Store> {
     let backend = match &config.mongodb_uri {
         Some(uri) => {
             tracing::info!(uri = %redact_uri(uri), database = %config.database, "backend: MongoDB");
@@ -92,7 +94,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
                     uri,
                     &config.database,
                     config.backend_timeout,
-                    config.data_dir.join("mongo-txn-session.json"),
+                    owner.then(|| config.data_dir.join("mongo-txn-session.json")),
                 )
                 .await
                 .context("invalid --mongodb-uri")?,

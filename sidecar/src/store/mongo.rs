@@ -73,7 +73,8 @@ pub struct MongoStore {
     /// dead one left open (MongoDB would otherwise hold its documents, and refuse their
     /// re-flush with WriteConflict, for up to its transaction lifetime limit, 60 s).
     txn_session: tokio::sync::Mutex<Option<ClientSession>>,
-    session_file: PathBuf,
+    /// `None` for admin commands beside a running sidecar: they must not end its session.
+    session_file: Option<PathBuf>,
 }
 
 fn driver_err(e: mongodb::error::Error) -> StoreError {
@@ -168,12 +169,13 @@ impl Writes {
 
 impl MongoStore {
     /// Connects lazily: this only parses the URI and sets timeouts. `session_file` (in the
-    /// data dir) remembers the transaction session across restarts.
+    /// data dir, given only by the process that owns it) remembers the transaction
+    /// session across restarts.
     pub async fn connect(
         uri: &str,
         database: &str,
         timeout: Duration,
-        session_file: PathBuf,
+        session_file: Option<PathBuf>,
     ) -> anyhow::Result<Self> {
         let mut opts = ClientOptions::parse(uri).await?;
         opts.app_name
@@ -192,14 +194,17 @@ impl MongoStore {
 
     /// Ends the transaction session of a previous run, if it left one.
     async fn end_previous_session(&self) {
-        let Ok(text) = std::fs::read_to_string(&self.session_file) else {
+        let Some(file) = &self.session_file else {
+            return;
+        };
+        let Ok(text) = std::fs::read_to_string(file) else {
             return;
         };
         let lsid = serde_json::from_str::<serde_json::Value>(&text)
             .ok()
             .and_then(|v| Bson::try_from(v).ok());
         let Some(Bson::Document(lsid)) = lsid else {
-            tracing::warn!(file = %self.session_file.display(), "ignoring an unreadable session file");
+            tracing::warn!(file = %file.display(), "ignoring an unreadable session file");
             return;
         };
         match self
@@ -222,13 +227,15 @@ impl MongoStore {
         let mut guard = self.txn_session.lock().await;
         if guard.is_none() {
             let session = self.client.start_session().await.map_err(driver_err)?;
-            let lsid = Bson::Document(session.id().clone()).into_relaxed_extjson();
-            let tmp = self.session_file.with_extension("tmp");
-            std::fs::write(&tmp, lsid.to_string())
-                .and_then(|()| std::fs::rename(&tmp, &self.session_file))
-                .map_err(|e| {
-                    StoreError::Unavailable(format!("record the transaction session: {e}"))
-                })?;
+            if let Some(file) = &self.session_file {
+                let lsid = Bson::Document(session.id().clone()).into_relaxed_extjson();
+                let tmp = file.with_extension("tmp");
+                std::fs::write(&tmp, lsid.to_string())
+                    .and_then(|()| std::fs::rename(&tmp, file))
+                    .map_err(|e| {
+                        StoreError::Unavailable(format!("record the transaction session: {e}"))
+                    })?;
+            }
             *guard = Some(session);
         }
         Ok(guard)
