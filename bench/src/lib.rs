@@ -1,1 +1,49 @@
+//! Shared parts of the criterion benches (`benches/`) and the load tool
+//! (`src/bin/agentstate-load.rs`).
+//!
+//! - [`mongo_server`]: a MongoDB-wire server for a run: `MONGODB_URI`, else SecantusDB
+//!   (`secantusd-py`) started on a free loopback port.
+//! - [`sidecar_proc`]: the real `agentstate` binary as a child process (kill -9, RSS).
+//! - [`sample`]: realistic states and request bodies of a given size.
+//! - [`stats`]: latency histograms (HdrHistogram) per operation.
+//! - [`workload`]: the simulated agents, against the sidecar or straight against MongoDB.
+//! - [`probe`]: figures read from outside: `/metrics`, the log, `serverStatus`, RSS.
+//! - [`report`]: the load tool's Markdown and JSON results and its charts.
+//! - [`resp`]: a minimal Redis client and server launcher, the read-latency yardstick.
+//! - [`svg`]: hand-written SVG charts for `bench/results/`.
+//! - [`machine`]: what the figures were measured on, and the disk's serial fsync rate.
+//!
+//! Hazard: every child process started here is killed (by its own handle) when its owner
+//! is dropped, so an aborted run leaves no servers behind.
 
+pub mod machine;
+pub mod mongo_server;
+pub mod probe;
+pub mod report;
+pub mod resp;
+pub mod sample;
+pub mod sidecar_proc;
+pub mod stats;
+pub mod svg;
+pub mod workload;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+
+/// The workspace root (the parent of `bench/`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("bench/ has a parent")
+        .to_path_buf()
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// The example agent types (greeter, haiku, git_assistant) the load tool drives.
+pub fn example_agent_types() -> PathBuf {
+    workspace_root().join("protocol/examples/agent-types.toml")
+}

@@ -1,0 +1,314 @@
+//! Figures read from outside a running system: the sidecar's `/metrics` (Prometheus
+//! text), its JSON-lines log, MongoDB's `serverStatus` opcounters, a process's RSS over
+//! time, and who used the CPU (this run's processes, by command, against everything
+//! else on the machine, which on a shared machine says how far to trust a figure).
+//!
+//! Hazard: these are observers; a figure that cannot be read is `None` and reported as
+//! missing, never guessed.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mongodb::bson::{doc, Bson};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::sidecar_proc::rss_kib;
+
+/// Largest `/metrics` page read.
+const METRICS_BYTES_MAX: u64 = 8 * 1024 * 1024;
+
+/// The body of `GET /metrics` (HTTP/1.1, `Connection: close`).
+pub async fn metrics_text(addr: SocketAddr) -> Option<String> {
+    let mut stream = TcpStream::connect(addr).await.ok()?;
+    let req = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(req.as_bytes()).await.ok()?;
+    let mut raw = Vec::new();
+    stream
+        .take(METRICS_BYTES_MAX)
+        .read_to_end(&mut raw)
+        .await
+        .ok()?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
+}
+
+/// The sum over every label set of the sample `name` (e.g.
+/// `agentstate_flush_batch_agents_sum`); `None` if the page has no such sample.
+pub fn metric_sum(text: &str, name: &str) -> Option<f64> {
+    let mut found = None;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let (key, value) = match line.rsplit_once(' ') {
+            Some(kv) => kv,
+            None => continue,
+        };
+        let metric = key.split('{').next().unwrap_or(key);
+        if metric == name {
+            if let Ok(v) = value.parse::<f64>() {
+                *found.get_or_insert(0.0) += v;
+            }
+        }
+    }
+    found
+}
+
+/// The fields of the last JSON log line whose message is `message`.
+pub fn last_log_fields(log: &str, message: &str) -> Option<serde_json::Value> {
+    log.lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["fields"]["message"] == message)
+        .map(|v| v["fields"].clone())
+}
+
+/// `serverStatus.opcounters`: `(insert, update, delete)`.
+pub async fn opcounters(client: &mongodb::Client) -> Option<(i64, i64, i64)> {
+    let status = client
+        .database("admin")
+        .run_command(doc! { "serverStatus": 1 })
+        .await
+        .ok()?;
+    let ops = status.get_document("opcounters").ok()?;
+    let get = |k: &str| match ops.get(k)? {
+        Bson::Int32(v) => Some(*v as i64),
+        Bson::Int64(v) => Some(*v),
+        Bson::Double(v) => Some(*v as i64),
+        _ => None,
+    };
+    Some((get("insert")?, get("update")?, get("delete")?))
+}
+
+/// Samples a process's RSS in the background until dropped.
+pub struct RssSampler {
+    /// `(seconds since start, KiB)`.
+    pub samples: Arc<Mutex<Vec<(f64, u64)>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RssSampler {
+    pub fn start(pid: u32, every: Duration) -> RssSampler {
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        let out = samples.clone();
+        let started = Instant::now();
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let Some(kib) = rss_kib(pid) else { return };
+                out.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((started.elapsed().as_secs_f64(), kib));
+            }
+        });
+        RssSampler { samples, task }
+    }
+
+    pub fn take(&self) -> Vec<(f64, u64)> {
+        self.samples
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+impl Drop for RssSampler {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Clock ticks per second of `/proc` CPU times (`USER_HZ`, 100 on Linux).
+const TICKS_PER_SEC: f64 = 100.0;
+/// How often the CPU watch samples `/proc`: a process that exits loses at most this much
+/// of its CPU time from the accounts.
+const CPU_SAMPLE_EVERY: Duration = Duration::from_millis(200);
+
+/// Busy ticks of all CPUs (`/proc/stat` minus idle and iowait), and per process
+/// `pid -> (command, parent pid, utime + stime ticks)`.
+fn read_cpu() -> (u64, std::collections::HashMap<u32, (String, u32, u64)>) {
+    let busy = std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| {
+            let v: Vec<u64> = s
+                .lines()
+                .next()?
+                .split_whitespace()
+                .skip(1)
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            // user nice system idle iowait irq softirq steal
+            Some(v.iter().sum::<u64>() - v.get(3)? - v.get(4)?)
+        })
+        .unwrap_or(0);
+    let mut procs = std::collections::HashMap::new();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for entry in dir.flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            // `pid (comm) state ppid ...`: comm may hold spaces, so split at the last ')'.
+            let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+                continue;
+            };
+            let comm = stat[open + 1..close].to_string();
+            let rest: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+            let field = |i: usize| rest.get(i).and_then(|v| v.parse::<u64>().ok());
+            // After the comm: state(0) ppid(1) ... utime(11) stime(12).
+            if let (Some(ppid), Some(u), Some(s)) = (field(1), field(11), field(12)) {
+                procs.insert(pid, (comm, ppid as u32, u + s));
+            }
+        }
+    }
+    (busy, procs)
+}
+
+/// Running totals of CPU time: the machine's, and that of this process and every process
+/// it started (by command), including those that have exited since.
+#[derive(Default)]
+struct CpuWatch {
+    busy: u64,
+    ours: std::collections::BTreeMap<String, u64>,
+    /// Ticks of each of our processes at the last sample.
+    last: std::collections::HashMap<u32, u64>,
+    sampled: bool,
+}
+
+impl CpuWatch {
+    fn sample(&mut self) {
+        let (busy, procs) = read_cpu();
+        let me = std::process::id();
+        let descends = |mut pid: u32| {
+            for _ in 0..64 {
+                if pid == me {
+                    return true;
+                }
+                match procs.get(&pid) {
+                    Some((_, ppid, _)) if *ppid != 0 => pid = *ppid,
+                    _ => return false,
+                }
+            }
+            false
+        };
+        let mut last = std::collections::HashMap::new();
+        for (pid, (comm, _, ticks)) in &procs {
+            if !descends(*pid) {
+                continue;
+            }
+            // A process first seen after the first sample started since: all its time is new.
+            let before = match self.last.get(pid) {
+                Some(t) => *t,
+                None if self.sampled => 0,
+                None => *ticks,
+            };
+            *self.ours.entry(comm.clone()).or_default() += ticks.saturating_sub(before);
+            last.insert(*pid, *ticks);
+        }
+        self.last = last;
+        self.busy = busy;
+        self.sampled = true;
+    }
+}
+
+/// The process-wide watch, sampled by a background thread from its first use on.
+fn cpu_watch() -> &'static Mutex<CpuWatch> {
+    static WATCH: std::sync::OnceLock<Mutex<CpuWatch>> = std::sync::OnceLock::new();
+    WATCH.get_or_init(|| {
+        let mut w = CpuWatch::default();
+        w.sample();
+        let spawned = std::thread::Builder::new()
+            .name("cpu-watch".into())
+            .spawn(|| loop {
+                std::thread::sleep(CPU_SAMPLE_EVERY);
+                cpu_watch()
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .sample();
+            });
+        if let Err(e) = spawned {
+            // Without the thread, exited processes' time counts as "other"; say so.
+            eprintln!("cpu-watch thread not started ({e}); CPU shares are approximate");
+        }
+        Mutex::new(w)
+    })
+}
+
+/// CPU time used so far, from the process-wide watch.
+pub struct CpuSnapshot {
+    at: Instant,
+    busy: u64,
+    ours: std::collections::BTreeMap<String, u64>,
+}
+
+impl CpuSnapshot {
+    pub fn take() -> CpuSnapshot {
+        let mut w = cpu_watch().lock().unwrap_or_else(|p| p.into_inner());
+        w.sample();
+        CpuSnapshot {
+            at: Instant::now(),
+            busy: w.busy,
+            ours: w.ours.clone(),
+        }
+    }
+
+    /// CPU used since `earlier`, in cores: per command of this process and the processes
+    /// it started, and `"other"` for everything else on the machine.
+    pub fn cores_since(&self, earlier: &CpuSnapshot) -> Vec<(String, f64)> {
+        let secs = self.at.duration_since(earlier.at).as_secs_f64().max(1e-3);
+        let cores = |ticks: u64| ticks as f64 / TICKS_PER_SEC / secs;
+        let mut ours_total = 0;
+        let mut out = Vec::new();
+        for (comm, ticks) in &self.ours {
+            let used = ticks.saturating_sub(earlier.ours.get(comm).copied().unwrap_or(0));
+            if used > 0 {
+                ours_total += used;
+                out.push((comm.clone(), cores(used)));
+            }
+        }
+        let other = self
+            .busy
+            .saturating_sub(earlier.busy)
+            .saturating_sub(ours_total);
+        out.push(("other".into(), cores(other)));
+        out
+    }
+}
+
+/// `"agentstate 0.85, agentstate-load 0.40, other 0.10"` (cores).
+pub fn format_cores(cores: &[(String, f64)]) -> String {
+    cores
+        .iter()
+        .map(|(c, v)| format!("{c} {v:.2}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_sums_add_every_label_set() {
+        let text = "# HELP x\n# TYPE x counter\n\
+                    agentstate_flush_batches_total{outcome=\"ok\"} 10\n\
+                    agentstate_flush_batches_total{outcome=\"error\"} 2\n\
+                    agentstate_flush_batches_total_other 5\n";
+        assert_eq!(
+            metric_sum(text, "agentstate_flush_batches_total"),
+            Some(12.0)
+        );
+        assert_eq!(metric_sum(text, "agentstate_missing"), None);
+    }
+
+    #[test]
+    fn the_last_matching_log_line_wins() {
+        let log = "{\"fields\":{\"message\":\"WAL replayed\",\"records\":1}}\n\
+                   not json\n\
+                   {\"fields\":{\"message\":\"WAL replayed\",\"records\":2}}\n";
+        assert_eq!(last_log_fields(log, "WAL replayed").unwrap()["records"], 2);
+    }
+}
