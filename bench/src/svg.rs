@@ -74,7 +74,8 @@ impl Scale {
             }
             let step = nice_step((hi - lo) / 5.0);
             lo = (lo / step).floor() * step;
-            hi = (hi / step).ceil() * step;
+            // A value a hair past a round step (a 30.2 s run) does not earn a whole step.
+            hi = ((hi / step) - 0.05).ceil() * step;
         }
         Scale {
             lo,

@@ -4,17 +4,22 @@
 //! Phases (all by default, `--phases` picks some):
 //! - `mix`: Greeter conversations (save, transition, append, load, transfer) at each
 //!   `--concurrency`, through the sidecar and as direct journaled MongoDB writes.
-//! - `durability`: saves at `--durability-clients` with `local` and with `memory`, plus
-//!   the disk's serial fdatasync rate and the WAL's records per fsync.
+//! - `durability`: saves at `--clients` with `local` and with `memory`, the disk's serial
+//!   fdatasync rate before and after, and the WAL's records per fsync (from `/metrics`).
 //! - `cache`: reads of flushed (cache-resident) agents against Redis GETs at the same
 //!   concurrency.
-//! - `hot`: many saves to a few agents; MongoDB write operations against updates.
+//! - `hot`: many saves to a few agents on a MongoDB-backed sidecar of its own; MongoDB
+//!   writes against updates.
 //! - `append`: WAL bytes written by message append #1, #10, ... #10,000 of one agent.
 //! - `sustained`: saves of new agents for `--sustained-secs`, RSS sampled throughout.
 //! - `replay`: N records left in the WAL, `kill -9`, restart: replay rate and time to ready.
 //!
 //! It starts what it needs: SecantusDB (`--sync-on-commit`) unless `MONGODB_URI` is set,
 //! and the `agentstate` binary (`target/release`, else `target/debug`) unless `--url`.
+//! The mix, durability and cache phases use one sidecar (`--backend`, SQLite by default,
+//! so that the MongoDB-wire server does not share its CPUs); the others start their own.
+//! Every phase reports the CPU each of this run's processes used, and what the rest of
+//! the machine used ("other"): on a shared machine that says how far to trust a figure.
 //! Results go to `--out` (default `bench/results/`): `results.md`, `results.json`,
 //! `latency.svg`, `throughput.svg`, `rss.svg`.
 
