@@ -191,6 +191,42 @@ fn refused(
     }
 }
 
+/// What one-step and multi-step transitions check first: the request, the agent, the
+/// precondition, no other transition pending, and the agent type's rules (against
+/// the data after it, when known: a multi-step transition without data brings it when it
+/// completes). `Err(Built::Refused)` is a refusal to log.
+fn admit<'a>(
+    types: &AgentTypes,
+    agent_id: &str,
+    current: Option<&'a Current>,
+    req: &TransitionRequest,
+    cond: Precondition,
+    data_known_now: bool,
+    at: DateTime<Utc>,
+) -> EngineResult<Result<&'a Arc<AgentRecord>, Built>> {
+    check_transition_request(req)?;
+    let prev = live(agent_id, current)?;
+    cond.check(current)?;
+    no_pending(agent_id, prev)?;
+    let data_after = req
+        .state_data
+        .as_ref()
+        .or(data_known_now.then_some(&prev.state.state_data));
+    match types.check_transition(
+        prev.state.agent_type.as_deref(),
+        &prev.state.state_name,
+        &req.to_state,
+        &req.trigger,
+        data_after,
+    ) {
+        Ok(()) => Ok(Ok(prev)),
+        Err(e) => {
+            let op = refused(prev, &req.to_state, &req.trigger, e.to_string(), at);
+            Ok(Err(Built::Refused(op, invalid(e))))
+        }
+    }
+}
+
 /// A one-step transition.
 pub fn transition(
     types: &AgentTypes,
@@ -200,25 +236,15 @@ pub fn transition(
     cond: Precondition,
     at: DateTime<Utc>,
 ) -> EngineResult<Built> {
-    check_transition_request(&req)?;
-    let prev = live(agent_id, current)?;
-    cond.check(current)?;
-    no_pending(agent_id, prev)?;
+    let prev = match admit(types, agent_id, current, &req, cond, true, at)? {
+        Ok(prev) => prev,
+        Err(refusal) => return Ok(refusal),
+    };
+    let from = &prev.state.state_name;
     let data_after = req
         .state_data
         .clone()
         .unwrap_or_else(|| prev.state.state_data.clone());
-    let from = &prev.state.state_name;
-    if let Err(e) = types.check_transition(
-        prev.state.agent_type.as_deref(),
-        from,
-        &req.to_state,
-        &req.trigger,
-        Some(&data_after),
-    ) {
-        let op = refused(prev, &req.to_state, &req.trigger, e.to_string(), at);
-        return Ok(Built::Refused(op, invalid(e)));
-    }
     let mut record = next(prev, at);
     record.transition_seq += 1;
     record.state.state_name = req.to_state.clone();
@@ -247,22 +273,11 @@ pub fn begin(
     cond: Precondition,
     at: DateTime<Utc>,
 ) -> EngineResult<Built> {
-    check_transition_request(&req)?;
-    let prev = live(agent_id, current)?;
-    cond.check(current)?;
-    no_pending(agent_id, prev)?;
+    let prev = match admit(types, agent_id, current, &req, cond, false, at)? {
+        Ok(prev) => prev,
+        Err(refusal) => return Ok(refusal),
+    };
     let from = &prev.state.state_name;
-    // The data is checked now only if given now; otherwise when the transition completes.
-    if let Err(e) = types.check_transition(
-        prev.state.agent_type.as_deref(),
-        from,
-        &req.to_state,
-        &req.trigger,
-        req.state_data.as_ref(),
-    ) {
-        let op = refused(prev, &req.to_state, &req.trigger, e.to_string(), at);
-        return Ok(Built::Refused(op, invalid(e)));
-    }
     let mut record = next(prev, at);
     record.state.pending_transition = Some(PendingTransition {
         id: new_id(),
