@@ -8,6 +8,8 @@
 //! - [`error`]: the error body (`{"error": {"code", "message"}}`) and its codes.
 //! - [`codec`]: MessagePack (maps with field names, so other languages can read them) and
 //!   JSON, chosen by content type.
+//! - [`threads`]: the bodies of the threads API (framework checkpoints: LangGraph's
+//!   model), whose payloads are opaque bytes.
 //! - [`persistence`]: the `StatePersistence` trait agents program against.
 //! - [`validator`]: the `StateValidator` trait and its error.
 //! - [`client`]: an async HTTP client that implements `StatePersistence`.
@@ -18,6 +20,7 @@ pub mod client;
 pub mod codec;
 pub mod error;
 pub mod persistence;
+pub mod threads;
 pub mod types;
 pub mod validator;
 
@@ -26,5 +29,6 @@ pub use client::{Client, ClientError};
 pub use codec::{Codec, CodecError};
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use persistence::StatePersistence;
+pub use threads::*;
 pub use types::*;
 pub use validator::{StateValidator, ValidationError, ValidationRule};

@@ -16,7 +16,7 @@ use anyhow::Context;
 
 use crate::backlog::Backlog;
 use crate::config::{CheckArgs, CleanupArgs, Config, DumpArgs, RecoverArgs};
-use crate::model::{Current, Op};
+use crate::model::{Current, Op, ThreadChange};
 use crate::wal::{self, WalError};
 use crate::{engine, server};
 
@@ -70,6 +70,39 @@ fn describe(op: &Op) -> String {
             "batch of {}: {}",
             ops.len(),
             ops.iter().map(describe).collect::<Vec<_>>().join("; ")
+        ),
+        Op::Thread { record, changes } => {
+            let parts: Vec<String> = changes
+                .iter()
+                .map(|c| match c {
+                    ThreadChange::Put { checkpoint, blobs } => format!(
+                        "put {:?}/{} ({} blobs)",
+                        checkpoint.checkpoint_ns,
+                        checkpoint.checkpoint_id,
+                        blobs.len()
+                    ),
+                    ThreadChange::Writes { writes } => format!("{} writes", writes.len()),
+                    ThreadChange::Drop { checkpoints, blobs } => format!(
+                        "drop {} checkpoints, {} blobs",
+                        checkpoints.len(),
+                        blobs.len()
+                    ),
+                })
+                .collect();
+            format!(
+                "thread {} v{}: {}",
+                record.state.agent_id,
+                record.state.version,
+                parts.join("; ")
+            )
+        }
+        Op::DropMessages {
+            record,
+            from_seq,
+            to_seq,
+        } => format!(
+            "remove messages {} #{from_seq}..#{to_seq} v{}",
+            record.state.agent_id, record.state.version
         ),
     }
 }

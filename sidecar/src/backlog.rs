@@ -8,12 +8,84 @@
 //! past that the engine refuses writes with 503 until the backend catches up.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use agentstate_protocol::{Checkpoint, Message, StateTransition, Transfer};
 
-use crate::model::{Current, Effect, Op, Tombstone};
+use crate::model::{
+    BlobKey, CheckpointKey, Current, Effect, Op, StoredBlob, StoredWrite, ThreadChange,
+    ThreadCheckpoint, Tombstone, WriteKey,
+};
+
+/// Unflushed changes to one thread's framework checkpoints, each with the LSN of the WAL
+/// record that made it (an ack forgets what is at or below the flushed LSN).
+///
+/// A drop removes the pending puts it covers and is kept for the backend: the backend
+/// applies drops before puts, so a checkpoint dropped and then put again ends up present.
+#[derive(Debug, Clone, Default)]
+pub struct ThreadDirt {
+    pub checkpoints: BTreeMap<CheckpointKey, (u64, Arc<ThreadCheckpoint>)>,
+    pub blobs: BTreeMap<BlobKey, (u64, Arc<StoredBlob>)>,
+    pub writes: BTreeMap<WriteKey, (u64, Arc<StoredWrite>)>,
+    pub dropped_checkpoints: BTreeMap<CheckpointKey, u64>,
+    pub dropped_blobs: BTreeMap<BlobKey, u64>,
+}
+
+impl ThreadDirt {
+    pub fn is_empty(&self) -> bool {
+        self.checkpoints.is_empty()
+            && self.blobs.is_empty()
+            && self.writes.is_empty()
+            && self.dropped_checkpoints.is_empty()
+            && self.dropped_blobs.is_empty()
+    }
+
+    fn apply(&mut self, lsn: u64, change: &ThreadChange) {
+        match change {
+            ThreadChange::Put { checkpoint, blobs } => {
+                self.checkpoints
+                    .insert(checkpoint.key(), (lsn, Arc::new((**checkpoint).clone())));
+                for b in blobs {
+                    self.blobs.insert(b.key(), (lsn, Arc::new(b.clone())));
+                }
+            }
+            ThreadChange::Writes { writes } => {
+                for w in writes {
+                    let key = w.key();
+                    // At idx >= 0 the first write of a key wins.
+                    if w.write.idx >= 0 && self.writes.contains_key(&key) {
+                        continue;
+                    }
+                    self.writes.insert(key, (lsn, Arc::new(w.clone())));
+                }
+            }
+            ThreadChange::Drop { checkpoints, blobs } => {
+                for k in checkpoints {
+                    self.checkpoints.remove(k);
+                    self.writes.retain(|w, _| &w.checkpoint != k);
+                    self.dropped_checkpoints.insert(k.clone(), lsn);
+                }
+                for b in blobs {
+                    self.blobs.remove(b);
+                    self.dropped_blobs.insert(b.clone(), lsn);
+                }
+            }
+        }
+    }
+
+    /// Forgets what records up to `lsn` did.
+    fn forget_upto(&mut self, lsn: u64) {
+        self.checkpoints.retain(|_, (l, _)| *l > lsn);
+        self.blobs.retain(|_, (l, _)| *l > lsn);
+        self.writes.retain(|_, (l, _)| *l > lsn);
+        self.dropped_checkpoints.retain(|_, l| *l > lsn);
+        self.dropped_blobs.retain(|_, l| *l > lsn);
+    }
+}
+
+/// Messages removed but not yet from the backend: (LSN, first seq, last seq).
+pub type MessageDrop = (u64, u64, u64);
 
 /// Unflushed changes of one agent.
 #[derive(Debug, Clone)]
@@ -24,6 +96,9 @@ struct DirtyAgent {
     transitions: Vec<StateTransition>,
     messages: Vec<Message>,
     checkpoints: Vec<Checkpoint>,
+    /// The thread's framework checkpoints (when the agent is used as a thread).
+    threads: ThreadDirt,
+    message_drops: Vec<MessageDrop>,
     /// A delete to apply in the backend before anything else of this agent.
     purge: Option<Tombstone>,
     /// Oldest and newest WAL LSN whose effect is not yet in the backend.
@@ -42,6 +117,8 @@ pub struct FlushItem {
     pub transitions: Vec<StateTransition>,
     pub messages: Vec<Message>,
     pub checkpoints: Vec<Checkpoint>,
+    pub threads: ThreadDirt,
+    pub message_drops: Vec<MessageDrop>,
     pub purge: Option<Tombstone>,
     pub last_lsn: u64,
     bytes: u64,
@@ -92,6 +169,8 @@ fn dirty_entry<'m>(
             transitions: Vec::new(),
             messages: Vec::new(),
             checkpoints: Vec::new(),
+            threads: ThreadDirt::default(),
+            message_drops: Vec::new(),
             purge: None,
             first_lsn: lsn,
             last_lsn: lsn,
@@ -193,6 +272,35 @@ impl Backlog {
             .map_or_else(Vec::new, |d| d.checkpoints.clone())
     }
 
+    /// The agent's unflushed thread changes and pending purge, if it has either.
+    pub fn thread(&self, agent_id: &str) -> Option<(ThreadDirt, Option<Tombstone>)> {
+        let inner = self.lock();
+        let d = inner.agents.get(agent_id)?;
+        if d.threads.is_empty() && d.purge.is_none() {
+            return None;
+        }
+        Some((d.threads.clone(), d.purge))
+    }
+
+    /// Every agent's unflushed thread changes and pending purge.
+    pub fn threads(&self) -> Vec<(String, ThreadDirt, Option<Tombstone>)> {
+        let inner = self.lock();
+        inner
+            .agents
+            .iter()
+            .filter(|(_, d)| !d.threads.is_empty() || d.purge.is_some())
+            .map(|(id, d)| (id.clone(), d.threads.clone(), d.purge))
+            .collect()
+    }
+
+    /// Seq ranges of the agent's messages removed but not yet from the backend.
+    pub fn message_drops(&self, agent_id: &str) -> Vec<(u64, u64)> {
+        let inner = self.lock();
+        inner.agents.get(agent_id).map_or_else(Vec::new, |d| {
+            d.message_drops.iter().map(|(_, f, t)| (*f, *t)).collect()
+        })
+    }
+
     /// An unflushed transfer by id.
     pub fn transfer(&self, transfer_id: &str) -> Option<Transfer> {
         let inner = self.lock();
@@ -220,7 +328,19 @@ impl Backlog {
                 e.transitions.clear();
                 e.messages.clear();
                 e.checkpoints.clear();
+                e.threads = ThreadDirt::default();
+                e.message_drops.clear();
                 e.purge = Some(t);
+            }
+            Effect::Thread(id, change) => {
+                dirty_entry(agents, id, lsn, &mut bytes_left)
+                    .threads
+                    .apply(lsn, change);
+            }
+            Effect::DropMessages(id, from, to) => {
+                let e = dirty_entry(agents, id, lsn, &mut bytes_left);
+                e.messages.retain(|m| m.seq < from || m.seq > to);
+                e.message_drops.push((lsn, from, to));
             }
             Effect::Transition(t) => {
                 dirty_entry(agents, &t.agent_id, lsn, &mut bytes_left)
@@ -281,6 +401,8 @@ impl Backlog {
                     transitions: d.transitions.clone(),
                     messages: d.messages.clone(),
                     checkpoints: d.checkpoints.clone(),
+                    threads: d.threads.clone(),
+                    message_drops: d.message_drops.clone(),
                     purge: d.purge,
                     last_lsn: d.last_lsn,
                     bytes: d.bytes,
@@ -321,6 +443,8 @@ impl Backlog {
                         .iter()
                         .any(|f| f.checkpoint_id == c.checkpoint_id)
                 });
+                d.threads.forget_upto(item.last_lsn);
+                d.message_drops.retain(|(l, ..)| *l > item.last_lsn);
             }
             if d.current == item.current {
                 // Still the same record; the backend has it now.

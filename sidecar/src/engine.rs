@@ -27,9 +27,9 @@ use std::time::{Duration, Instant};
 use agentstate_protocol::{
     AbortTransitionRequest, AppendMessagesResponse, BatchRequest, BatchResponse, BatchResult,
     BeginTransitionResponse, Checkpoint, CheckpointRequest, CheckpointResponse,
-    CompleteTransitionRequest, Durability, Message, NewMessage, PersistedState, ReplayResponse,
-    SaveStateRequest, StateTransition, Transfer, TransferRequest, TransitionRequest,
-    TransitionResponse,
+    CompleteTransitionRequest, Durability, Message, NewMessage, PersistedState, PopMessageResponse,
+    ReplayResponse, SaveStateRequest, StateTransition, Transfer, TransferRequest,
+    TransitionRequest, TransitionResponse,
 };
 use chrono::{DateTime, SubsecRound, Utc};
 use tokio::sync::{watch, Notify, OwnedMutexGuard};
@@ -261,7 +261,7 @@ impl Engine {
     }
 
     /// Locks every key's stripe, in stripe order.
-    async fn lock(&self, keys: &[&str]) -> Vec<OwnedMutexGuard<()>> {
+    pub(crate) async fn lock(&self, keys: &[&str]) -> Vec<OwnedMutexGuard<()>> {
         let mut stripes: Vec<usize> = keys
             .iter()
             .map(|k| {
@@ -282,7 +282,7 @@ impl Engine {
     /// The agent as this sidecar knows it: unflushed changes first, then the cache, then
     /// the backend (whose answer is cached). Call with the agent's lock held when the
     /// answer feeds a write.
-    async fn current(&self, agent_id: &str) -> EngineResult<Option<Current>> {
+    pub(crate) async fn current(&self, agent_id: &str) -> EngineResult<Option<Current>> {
         if let Some(c) = self.backlog.get(agent_id) {
             return Ok(Some(c));
         }
@@ -303,7 +303,7 @@ impl Engine {
     }
 
     /// The agent's live record, or `NotFound`.
-    async fn live(&self, agent_id: &str) -> EngineResult<Arc<AgentRecord>> {
+    pub(crate) async fn live(&self, agent_id: &str) -> EngineResult<Arc<AgentRecord>> {
         match self.current(agent_id).await? {
             Some(Current::Live(r)) => Ok(r),
             _ => Err(not_found(agent_id)),
@@ -311,7 +311,7 @@ impl Engine {
     }
 
     /// Reads without taking the lock when memory has the answer.
-    async fn read_live(&self, agent_id: &str) -> EngineResult<Arc<AgentRecord>> {
+    pub(crate) async fn read_live(&self, agent_id: &str) -> EngineResult<Arc<AgentRecord>> {
         let fast = self
             .backlog
             .get(agent_id)
@@ -328,7 +328,7 @@ impl Engine {
 
     /// Logs `op` and applies it: the heart of the write path. Call under the locks of
     /// every agent it touches. Returns its LSN.
-    async fn log(&self, op: &mut Op, durability: Durability) -> EngineResult<u64> {
+    pub(crate) async fn log(&self, op: &mut Op, durability: Durability) -> EngineResult<u64> {
         self.stamp_leases(op).await?;
         let body = op
             .encode()
@@ -456,7 +456,7 @@ impl Engine {
 
     /// Runs `work` (which locks, reads, logs) in its own task, so that once started it
     /// finishes even if the caller goes away; then waits as `durability` asks.
-    async fn critical<T: Send + 'static>(
+    pub(crate) async fn critical<T: Send + 'static>(
         self: &Arc<Self>,
         durability: Durability,
         work: impl Future<Output = EngineResult<(T, Option<u64>)>> + Send + 'static,
@@ -708,12 +708,37 @@ impl Engine {
             .purge(agent_id)
             .map_or(after, |t| after.max(t.message_seq));
         let pending = self.backlog.messages(agent_id, floor);
-        let stored = self.store.messages(agent_id, floor, limit).await?;
+        // Removed messages the backend still has are skipped, range by range.
+        let drops = self.backlog.message_drops(agent_id);
+        let mut stored = Vec::new();
+        let mut cursor = floor;
+        loop {
+            while let Some((_, to)) = drops
+                .iter()
+                .find(|(from, to)| *from <= cursor + 1 && cursor < *to)
+            {
+                cursor = *to;
+            }
+            let page = self.store.messages(agent_id, cursor, limit).await?;
+            let full = page.len() >= limit as usize;
+            cursor = page.last().map_or(cursor, |m| m.seq);
+            stored.extend(page.into_iter().filter(|m| !dropped(&drops, m.seq)));
+            if !full || stored.len() >= limit as usize {
+                break;
+            }
+        }
         Ok(merge_by_seq(stored, pending, |m| m.seq, limit))
     }
 
+    /// `GET /v1/agents/{id}/messages?last=N`: the latest `n`, oldest first.
+    pub async fn last_messages(&self, agent_id: &str, n: u32) -> EngineResult<Vec<Message>> {
+        let record = self.read_live(agent_id).await?;
+        self.recent_messages(agent_id, record.message_seq, n.clamp(1, PAGE_LIMIT_MAX))
+            .await
+    }
+
     /// The latest `n` messages with `seq <= upto`, oldest first.
-    async fn recent_messages(
+    pub(crate) async fn recent_messages(
         &self,
         agent_id: &str,
         upto: u64,
@@ -729,20 +754,102 @@ impl Engine {
             .into_iter()
             .filter(|m| m.seq <= upto)
             .collect();
-        let stored_upto = pending.first().map_or(upto, |m| m.seq - 1);
-        let mut out: Vec<Message> = if stored_upto > floor {
-            self.store
-                .last_messages(agent_id, stored_upto, n)
-                .await?
+        let drops = self.backlog.message_drops(agent_id);
+        let mut stored_upto = pending.first().map_or(upto, |m| m.seq - 1);
+        let mut out: Vec<Message> = Vec::new();
+        while out.len() < n as usize {
+            while let Some((from, _)) = drops
+                .iter()
+                .find(|(from, to)| *from <= stored_upto && stored_upto <= *to)
+            {
+                stored_upto = from.saturating_sub(1);
+            }
+            if stored_upto <= floor {
+                break;
+            }
+            let page = self.store.last_messages(agent_id, stored_upto, n).await?;
+            let full = page.len() >= n as usize;
+            stored_upto = page.first().map_or(0, |m| m.seq.saturating_sub(1));
+            let mut kept: Vec<Message> = page
                 .into_iter()
-                .filter(|m| m.seq > floor)
-                .collect()
-        } else {
-            Vec::new()
-        };
+                .filter(|m| m.seq > floor && !dropped(&drops, m.seq))
+                .collect();
+            kept.append(&mut out);
+            out = kept;
+            if !full {
+                break;
+            }
+        }
         out.extend(pending);
         let skip = out.len().saturating_sub(n as usize);
         Ok(out.split_off(skip))
+    }
+
+    /// `DELETE /v1/agents/{id}/messages/last`: removes the latest message.
+    pub async fn pop_message(
+        self: &Arc<Self>,
+        agent_id: String,
+        cond: Precondition,
+        durability: Durability,
+    ) -> EngineResult<PopMessageResponse> {
+        let engine = self.clone();
+        self.critical(durability, async move {
+            let _g = engine.lock(&[&agent_id]).await;
+            let record = engine.live(&agent_id).await?;
+            cond.check(Some(&Current::Live(record.clone())))?;
+            let last = engine
+                .recent_messages(&agent_id, record.message_seq, 1)
+                .await?
+                .pop();
+            let Some(message) = last else {
+                let version = record.state.version;
+                return Ok((
+                    PopMessageResponse {
+                        message: None,
+                        version,
+                    },
+                    None,
+                ));
+            };
+            let mut op = Op::DropMessages {
+                record: ops::next(&record, now()),
+                from_seq: message.seq,
+                to_seq: message.seq,
+            };
+            let lsn = engine.log(&mut op, durability).await?;
+            let version = ops::version_of(&op, &agent_id);
+            Ok((
+                PopMessageResponse {
+                    message: Some(message),
+                    version,
+                },
+                Some(lsn),
+            ))
+        })
+        .await
+    }
+
+    /// `DELETE /v1/agents/{id}/messages`: removes the whole conversation.
+    pub async fn clear_messages(
+        self: &Arc<Self>,
+        agent_id: String,
+        cond: Precondition,
+        durability: Durability,
+    ) -> EngineResult<u64> {
+        let engine = self.clone();
+        self.critical(durability, async move {
+            let _g = engine.lock(&[&agent_id]).await;
+            let record = engine.live(&agent_id).await?;
+            cond.check(Some(&Current::Live(record.clone())))?;
+            let mut op = Op::DropMessages {
+                record: ops::next(&record, now()),
+                from_seq: 1,
+                to_seq: record.message_seq,
+            };
+            let lsn = engine.log(&mut op, durability).await?;
+            Ok((ops::version_of(&op, &agent_id), Some(lsn)))
+        })
+        .await
     }
 
     /// `POST /v1/agents/{id}/checkpoints`.
@@ -1036,6 +1143,11 @@ impl Engine {
         })
         .await
     }
+}
+
+/// Whether `seq` lies in one of the removed ranges.
+fn dropped(drops: &[(u64, u64)], seq: u64) -> bool {
+    drops.iter().any(|(from, to)| *from <= seq && seq <= *to)
 }
 
 /// The same error, its message prefixed with where it happened.

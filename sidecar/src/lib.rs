@@ -11,5 +11,6 @@ pub mod ops;
 pub mod recovery;
 pub mod server;
 pub mod store;
+pub mod threads;
 pub mod validate;
 pub mod wal;

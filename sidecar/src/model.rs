@@ -7,7 +7,11 @@
 
 use std::sync::Arc;
 
-use agentstate_protocol::{Checkpoint, Message, PersistedState, StateTransition, Transfer};
+use std::collections::BTreeMap;
+
+use agentstate_protocol::{
+    Checkpoint, Message, PersistedState, StateTransition, ThreadBlob, ThreadWrite, Transfer, Typed,
+};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -111,6 +115,133 @@ pub enum Op {
     },
     /// Several operations on several agents, all or nothing.
     Batch { ops: Vec<Op> },
+    /// Changes to a thread's framework checkpoints (the thread is the agent), and the
+    /// record that counts them.
+    Thread {
+        record: AgentRecord,
+        changes: Vec<ThreadChange>,
+    },
+    /// Messages `from_seq..=to_seq` removed from the conversation.
+    DropMessages {
+        record: AgentRecord,
+        from_seq: u64,
+        to_seq: u64,
+    },
+}
+
+/// A framework checkpoint of a thread, as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ThreadCheckpoint {
+    pub thread_id: String,
+    pub checkpoint_ns: String,
+    pub checkpoint_id: String,
+    pub parent_checkpoint_id: Option<String>,
+    pub checkpoint: Typed,
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    pub channel_versions: BTreeMap<String, String>,
+    /// The thread's version when written: a delete of the thread purges what is older.
+    pub version: u64,
+}
+
+impl ThreadCheckpoint {
+    pub fn key(&self) -> CheckpointKey {
+        CheckpointKey {
+            ns: self.checkpoint_ns.clone(),
+            id: self.checkpoint_id.clone(),
+        }
+    }
+
+    /// The blobs its channel values are made of.
+    pub fn blob_keys(&self) -> impl Iterator<Item = BlobKey> + '_ {
+        self.channel_versions.iter().map(|(c, v)| BlobKey {
+            ns: self.checkpoint_ns.clone(),
+            channel: c.clone(),
+            version: v.clone(),
+        })
+    }
+}
+
+/// A blob of a thread, in a namespace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredBlob {
+    pub checkpoint_ns: String,
+    pub blob: ThreadBlob,
+    pub version: u64,
+}
+
+impl StoredBlob {
+    pub fn key(&self) -> BlobKey {
+        BlobKey {
+            ns: self.checkpoint_ns.clone(),
+            channel: self.blob.channel.clone(),
+            version: self.blob.version.clone(),
+        }
+    }
+}
+
+/// A pending write of a thread's checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredWrite {
+    pub checkpoint_ns: String,
+    pub checkpoint_id: String,
+    pub write: ThreadWrite,
+    pub version: u64,
+}
+
+impl StoredWrite {
+    pub fn key(&self) -> WriteKey {
+        WriteKey {
+            checkpoint: CheckpointKey {
+                ns: self.checkpoint_ns.clone(),
+                id: self.checkpoint_id.clone(),
+            },
+            task_id: self.write.task_id.clone(),
+            idx: self.write.idx,
+        }
+    }
+}
+
+/// A checkpoint within a thread.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct CheckpointKey {
+    pub ns: String,
+    pub id: String,
+}
+
+/// A blob within a thread.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct BlobKey {
+    pub ns: String,
+    pub channel: String,
+    pub version: String,
+}
+
+/// A write within a thread.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct WriteKey {
+    pub checkpoint: CheckpointKey,
+    pub task_id: String,
+    pub idx: i64,
+}
+
+/// One change to a thread's checkpoints.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ThreadChange {
+    /// A checkpoint (replacing one with the same key) and the blobs of the channels that
+    /// changed (a blob already stored under its key is the same blob).
+    Put {
+        checkpoint: Box<ThreadCheckpoint>,
+        blobs: Vec<StoredBlob>,
+    },
+    /// Writes against checkpoints: at `idx >= 0` the first of a key wins, below 0 the
+    /// last.
+    Writes { writes: Vec<StoredWrite> },
+    /// Checkpoints removed with their writes, and blobs no remaining checkpoint uses.
+    Drop {
+        checkpoints: Vec<CheckpointKey>,
+        blobs: Vec<BlobKey>,
+    },
 }
 
 /// One piece of an operation's effect, on one agent (or, for a transfer record, none).
@@ -122,6 +253,10 @@ pub enum Effect<'a> {
     /// A message of the given agent.
     Message(&'a str, &'a Message),
     Checkpoint(&'a Checkpoint),
+    /// A change to the given thread's framework checkpoints.
+    Thread(&'a str, &'a ThreadChange),
+    /// Messages of the given agent removed, by `seq` range (inclusive).
+    DropMessages(&'a str, u64, u64),
 }
 
 impl Op {
@@ -162,15 +297,35 @@ impl Op {
                 }
             }
             Op::Batch { ops } => ops.iter().for_each(|op| op.for_each_effect(f)),
+            Op::Thread { record, changes } => {
+                f(Effect::Record(record));
+                for c in changes {
+                    f(Effect::Thread(&record.state.agent_id, c));
+                }
+            }
+            Op::DropMessages {
+                record,
+                from_seq,
+                to_seq,
+            } => {
+                f(Effect::Record(record));
+                f(Effect::DropMessages(
+                    &record.state.agent_id,
+                    *from_seq,
+                    *to_seq,
+                ));
+            }
         }
     }
 
     /// The records this op writes, to stamp them with their lease epoch.
     pub fn records_mut(&mut self) -> Vec<&mut AgentRecord> {
         match self {
-            Op::Put { record } | Op::Transition { record, .. } | Op::Messages { record, .. } => {
-                vec![record]
-            }
+            Op::Put { record }
+            | Op::Transition { record, .. }
+            | Op::Messages { record, .. }
+            | Op::Thread { record, .. }
+            | Op::DropMessages { record, .. } => vec![record],
             Op::Transfer { records, .. } => records.iter_mut().collect(),
             Op::Batch { ops } => ops.iter_mut().flat_map(Op::records_mut).collect(),
             Op::Delete { .. } | Op::Checkpoint { .. } => Vec::new(),
@@ -183,7 +338,10 @@ impl Op {
         self.for_each_effect(&mut |e| {
             let id = match e {
                 Effect::Record(r) => r.state.agent_id.as_str(),
-                Effect::Delete(id, _) | Effect::Message(id, _) => id,
+                Effect::Delete(id, _)
+                | Effect::Message(id, _)
+                | Effect::Thread(id, _)
+                | Effect::DropMessages(id, ..) => id,
                 Effect::Transition(t) => t.agent_id.as_str(),
                 Effect::Checkpoint(c) => c.agent_id.as_str(),
             };

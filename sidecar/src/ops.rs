@@ -77,7 +77,7 @@ fn no_pending(agent_id: &str, record: &AgentRecord) -> EngineResult<()> {
 }
 
 /// The record after a change: next version, `updated_at` now.
-fn next(record: &AgentRecord, at: DateTime<Utc>) -> AgentRecord {
+pub(crate) fn next(record: &AgentRecord, at: DateTime<Utc>) -> AgentRecord {
     let mut r = record.clone();
     r.state.version += 1;
     r.state.updated_at = at;

@@ -6,6 +6,7 @@
 //! 4xx with the documented error body. Nothing here panics on input.
 
 mod error;
+mod threads;
 
 use std::convert::Infallible;
 use std::sync::{Arc, OnceLock};
@@ -41,7 +42,7 @@ pub struct App {
     pub auth_token: Option<String>,
 }
 
-type HttpResponse = Response<Full<Bytes>>;
+pub(crate) type HttpResponse = Response<Full<Bytes>>;
 
 /// The hyper service function.
 pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<HttpResponse, Infallible> {
@@ -116,6 +117,15 @@ async fn route(app: &App, req: Request<Incoming>, codec: Codec) -> Result<HttpRe
             let body: BatchRequest = decode_body(app, req).await?;
             let resp = engine.batch(body, durability).await?;
             encode(StatusCode::OK, codec, &resp)
+        }
+        (_, ["v1", "threads", id, rest @ ..]) => {
+            validate::agent_id(id).map_err(|e| ApiError::malformed(format!("thread id: {e}")))?;
+            let engine = engine(app)?;
+            threads::thread_route(app, engine, id.to_string(), rest, req, codec).await
+        }
+        (_, ["v1", "checkpoints", rest @ ..]) => {
+            let engine = engine(app)?;
+            threads::checkpoints_route(app, engine, rest, req, codec).await
         }
         (_, ["v1", "agents", id, rest @ ..]) => {
             validate::agent_id(id).map_err(ApiError::malformed)?;
@@ -200,8 +210,23 @@ async fn agent_route(
         }
         (Method::GET, ["messages"]) => {
             let q = Query::parse(req.uri().query())?;
-            let messages = engine.messages(&id, q.after, q.limit).await?;
+            let messages = match q.last {
+                Some(n) => engine.last_messages(&id, n).await?,
+                None => engine.messages(&id, q.after, q.limit).await?,
+            };
             encode(StatusCode::OK, codec, &MessagesPage { messages })
+        }
+        (Method::DELETE, ["messages", "last"]) => {
+            let resp = engine.pop_message(id, cond, durability).await?;
+            let version = resp.version;
+            with_etag(encode(StatusCode::OK, codec, &resp), version)
+        }
+        (Method::DELETE, ["messages"]) => {
+            let version = engine.clear_messages(id, cond, durability).await?;
+            with_etag(
+                encode(StatusCode::OK, codec, &VersionResponse { version }),
+                version,
+            )
         }
         (Method::POST, ["checkpoints"]) => {
             let body: CheckpointRequest = decode_optional_body(app, req).await?;
@@ -233,6 +258,7 @@ async fn agent_route(
             []
             | ["transitions"]
             | ["messages"]
+            | ["messages", "last"]
             | ["checkpoints"]
             | ["rollback"]
             | ["replay"]
@@ -301,6 +327,16 @@ fn route_template(path: &str) -> &'static str {
         }
         ["v1", "agents", _, "transitions", _, "abort"] => "/v1/agents/{id}/transitions/{tid}/abort",
         ["v1", "agents", _, "messages"] => "/v1/agents/{id}/messages",
+        ["v1", "agents", _, "messages", "last"] => "/v1/agents/{id}/messages/last",
+        ["v1", "threads", _] => "/v1/threads/{id}",
+        ["v1", "threads", _, "checkpoints"] => "/v1/threads/{id}/checkpoints",
+        ["v1", "threads", _, "checkpoint"] => "/v1/threads/{id}/checkpoint",
+        ["v1", "threads", _, "writes"] => "/v1/threads/{id}/writes",
+        ["v1", "threads", _, "copy"] => "/v1/threads/{id}/copy",
+        ["v1", "threads", _, "delta_history"] => "/v1/threads/{id}/delta_history",
+        ["v1", "checkpoints", "search"] => "/v1/checkpoints/search",
+        ["v1", "checkpoints", "prune"] => "/v1/checkpoints/prune",
+        ["v1", "checkpoints", "delete_for_runs"] => "/v1/checkpoints/delete_for_runs",
         ["v1", "agents", _, "checkpoints"] => "/v1/agents/{id}/checkpoints",
         ["v1", "agents", _, "rollback"] => "/v1/agents/{id}/rollback",
         ["v1", "agents", _, "replay"] => "/v1/agents/{id}/replay",
@@ -480,6 +516,8 @@ fn durability<B>(req: &Request<B>) -> Result<Durability, ApiError> {
 struct Query {
     after: u64,
     limit: u32,
+    /// The latest N instead of a page after `after`.
+    last: Option<u32>,
 }
 
 impl Query {
@@ -487,6 +525,7 @@ impl Query {
         let mut q = Query {
             after: 0,
             limit: PAGE_LIMIT_DEFAULT,
+            last: None,
         };
         for kv in query.unwrap_or("").split('&').filter(|kv| !kv.is_empty()) {
             let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
@@ -509,12 +548,33 @@ impl Query {
                             ))
                         })?
                 }
+                "last" => {
+                    q.last = Some(
+                        v.parse()
+                            .ok()
+                            .filter(|n| (1..=PAGE_LIMIT_MAX).contains(n))
+                            .ok_or_else(|| {
+                                ApiError::malformed(format!(
+                                    "last must be an integer from 1 to {PAGE_LIMIT_MAX}, got {v:?}"
+                                ))
+                            })?,
+                    )
+                }
                 // Other parameters (durability) are read elsewhere.
                 _ => {}
             }
         }
         Ok(q)
     }
+}
+
+/// A percent-encoded query value (`+` is a space, as forms send it).
+fn decode_query_value(key: &str, v: &str) -> Result<String, ApiError> {
+    let spaced = v.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| ApiError::malformed(format!("query parameter {key} is not UTF-8")))
 }
 
 fn encode<T: Serialize>(

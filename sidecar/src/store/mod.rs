@@ -19,7 +19,24 @@ use chrono::{DateTime, Utc};
 
 use crate::backlog::FlushBatch;
 use crate::config::RetentionPolicy;
-use crate::model::AgentRecord;
+use crate::model::{
+    AgentRecord, BlobKey, CheckpointKey, StoredBlob, StoredWrite, ThreadCheckpoint,
+};
+
+/// Which thread checkpoints to read; every `Some` narrows, results come greatest id
+/// first, at most `limit`.
+#[derive(Debug, Clone, Default)]
+pub struct ThreadQuery {
+    pub thread_id: Option<String>,
+    pub checkpoint_ns: Option<String>,
+    pub checkpoint_id: Option<String>,
+    pub before: Option<String>,
+    /// `metadata.run_id` among these.
+    pub run_ids: Option<Vec<String>>,
+    /// Metadata equalities a backend may apply (the caller applies them again).
+    pub filter: serde_json::Map<String, serde_json::Value>,
+    pub limit: u32,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -188,6 +205,53 @@ impl Store {
             match &self.backend {
                 Backend::Mongo(s) => s.transitions(agent_id, after, limit).await,
                 Backend::Sqlite(s) => s.transitions(agent_id, after, limit).await,
+            }
+        })
+        .await
+    }
+
+    /// Thread checkpoints matching `q`, greatest id first.
+    pub async fn thread_checkpoints(&self, q: ThreadQuery) -> StoreResult<Vec<ThreadCheckpoint>> {
+        self.timed("read thread checkpoints", async {
+            match &self.backend {
+                Backend::Mongo(s) => s.thread_checkpoints(q).await,
+                Backend::Sqlite(s) => s.thread_checkpoints(q).await,
+            }
+        })
+        .await
+    }
+
+    /// The stored blobs among `keys`.
+    pub async fn thread_blobs(
+        &self,
+        thread: &str,
+        keys: Vec<BlobKey>,
+    ) -> StoreResult<Vec<StoredBlob>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.timed("read thread blobs", async {
+            match &self.backend {
+                Backend::Mongo(s) => s.thread_blobs(thread, keys).await,
+                Backend::Sqlite(s) => s.thread_blobs(thread, keys).await,
+            }
+        })
+        .await
+    }
+
+    /// The stored writes of these checkpoints.
+    pub async fn thread_writes(
+        &self,
+        thread: &str,
+        keys: Vec<CheckpointKey>,
+    ) -> StoreResult<Vec<StoredWrite>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.timed("read thread writes", async {
+            match &self.backend {
+                Backend::Mongo(s) => s.thread_writes(thread, keys).await,
+                Backend::Sqlite(s) => s.thread_writes(thread, keys).await,
             }
         })
         .await

@@ -15,10 +15,15 @@ use agentstate_protocol::{Checkpoint, Message, PersistedState, StateTransition, 
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
-use super::{cutoff, Retained, StoreError, StoreResult};
+mod threads;
+
+use super::{cutoff, Retained, StoreError, StoreResult, ThreadQuery};
 use crate::backlog::{FlushBatch, FlushItem};
 use crate::config::RetentionPolicy;
-use crate::model::{AgentRecord, Current, Effect, Op};
+use crate::model::{
+    AgentRecord, BlobKey, CheckpointKey, Current, Effect, Op, StoredBlob, StoredWrite,
+    ThreadCheckpoint,
+};
 
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
@@ -109,11 +114,11 @@ fn parse_ts(s: &str) -> rusqlite::Result<DateTime<Utc>> {
         .map_err(conversion)
 }
 
-fn parse_json<T: serde::de::DeserializeOwned>(s: &str) -> rusqlite::Result<T> {
+pub(super) fn parse_json<T: serde::de::DeserializeOwned>(s: &str) -> rusqlite::Result<T> {
     serde_json::from_str(s).map_err(conversion)
 }
 
-fn to_json<T: serde::Serialize>(v: &T) -> rusqlite::Result<String> {
+pub(super) fn to_json<T: serde::Serialize>(v: &T) -> rusqlite::Result<String> {
     serde_json::to_string(v).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
 }
 
@@ -124,6 +129,7 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(threads::SCHEMA)?;
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -342,6 +348,31 @@ impl SqliteStore {
         .await
     }
 
+    /// Thread checkpoints matching `q` (but its metadata filter), greatest id first.
+    pub async fn thread_checkpoints(&self, q: ThreadQuery) -> StoreResult<Vec<ThreadCheckpoint>> {
+        self.with_conn(move |c| threads::checkpoints(c, &q)).await
+    }
+
+    pub async fn thread_blobs(
+        &self,
+        thread: &str,
+        keys: Vec<BlobKey>,
+    ) -> StoreResult<Vec<StoredBlob>> {
+        let thread = thread.to_string();
+        self.with_conn(move |c| threads::blobs(c, &thread, &keys))
+            .await
+    }
+
+    pub async fn thread_writes(
+        &self,
+        thread: &str,
+        keys: Vec<CheckpointKey>,
+    ) -> StoreResult<Vec<StoredWrite>> {
+        let thread = thread.to_string();
+        self.with_conn(move |c| threads::writes(c, &thread, &keys))
+            .await
+    }
+
     pub async fn ping(&self) -> StoreResult<()> {
         self.with_conn(|c| c.query_row("SELECT 1", [], |_| Ok(())))
             .await
@@ -372,7 +403,10 @@ fn write_transfer(tx: &Transaction<'_>, op: &Op) -> rusqlite::Result<()> {
             Effect::Record(r) => upsert_record(tx, r),
             Effect::Transition(t) => insert_transition(tx, t),
             Effect::Message(agent, m) => insert_message(tx, agent, m),
-            Effect::Delete(..) | Effect::Checkpoint(_) => Ok(()),
+            Effect::Delete(..)
+            | Effect::Checkpoint(_)
+            | Effect::Thread(..)
+            | Effect::DropMessages(..) => Ok(()),
         };
     });
     result?;
@@ -408,7 +442,15 @@ fn write_item(tx: &Transaction<'_>, item: &FlushItem) -> rusqlite::Result<()> {
             "DELETE FROM checkpoints WHERE agent_id = ?1 AND version < ?2",
             params![item.agent_id, t.version],
         )?;
+        threads::purge(tx, &item.agent_id, t.version)?;
     }
+    for (_, from, to) in &item.message_drops {
+        tx.execute(
+            "DELETE FROM conversation_history WHERE agent_id = ?1 AND seq >= ?2 AND seq <= ?3",
+            params![item.agent_id, from, to],
+        )?;
+    }
+    threads::write(tx, &item.agent_id, &item.threads)?;
     if let Some(Current::Live(rec)) = &item.current {
         upsert_record(tx, rec)?;
     }

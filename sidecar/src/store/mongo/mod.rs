@@ -34,10 +34,16 @@ use mongodb::options::{Acknowledgment, ClientOptions, WriteConcern};
 use mongodb::{Client, ClientSession, Database};
 use tokio::sync::OnceCell;
 
-use super::{cutoff, Retained, StoreError, StoreResult};
+mod threads;
+
+use super::{cutoff, Retained, StoreError, StoreResult, ThreadQuery};
 use crate::backlog::{FlushBatch, FlushItem};
 use crate::config::RetentionPolicy;
-use crate::model::{AgentRecord, Current, Effect, Op};
+use crate::model::{
+    AgentRecord, BlobKey, CheckpointKey, Current, Effect, Op, StoredBlob, StoredWrite,
+    ThreadCheckpoint,
+};
+pub use threads::{THREAD_BLOBS, THREAD_CHECKPOINTS, THREAD_WRITES};
 
 pub const AGENT_STATES: &str = "agent_states";
 pub const STATE_TRANSITIONS: &str = "state_transitions";
@@ -113,6 +119,7 @@ struct Writes {
     /// The records behind `upserts`, in the same order, to tell a fenced write from one
     /// that is simply already there.
     upserted: Vec<AgentRecord>,
+    threads: threads::ThreadWrites,
 }
 
 impl Writes {
@@ -150,7 +157,14 @@ impl Writes {
             self.purge_checkpoints.push(doc! {
                 "q": { "agent_id": id, "version": { "$lt": t.version as i64 } }, "limit": 0,
             });
+            self.threads.purge(id, t.version);
         }
+        for (_, from, to) in &item.message_drops {
+            self.purge_messages.push(doc! {
+                "q": { "agent_id": id, "seq": { "$gte": *from as i64, "$lte": *to as i64 } }, "limit": 0,
+            });
+        }
+        self.threads.dirt(id, &item.threads)?;
         if let Some(Current::Live(rec)) = &item.current {
             self.record(rec)?;
         }
@@ -255,7 +269,10 @@ impl MongoStore {
                         CHECKPOINTS,
                         doc! { "key": { "agent_id": 1, "created_at": 1 }, "name": "agent_created" },
                     ),
-                ] {
+                ]
+                .into_iter()
+                .chain(threads::indexes())
+                {
                     self.db
                         .run_command(doc! { "createIndexes": collection, "indexes": [index] })
                         .await
@@ -374,7 +391,10 @@ impl MongoStore {
                 Effect::Message(agent, m) => {
                     message_to_doc(agent, m).map(|d| (CONVERSATION_HISTORY, d))
                 }
-                Effect::Delete(..) | Effect::Checkpoint(_) => return,
+                Effect::Delete(..)
+                | Effect::Checkpoint(_)
+                | Effect::Thread(..)
+                | Effect::DropMessages(..) => return,
             };
             match doc {
                 Ok(d) => inserts.push(d),
@@ -480,10 +500,26 @@ impl MongoStore {
             ("delete", STATE_TRANSITIONS, "deletes", w.purge_transitions),
             ("delete", CONVERSATION_HISTORY, "deletes", w.purge_messages),
             ("delete", CHECKPOINTS, "deletes", w.purge_checkpoints),
+            (
+                "delete",
+                THREAD_CHECKPOINTS,
+                "deletes",
+                w.threads.delete_checkpoints,
+            ),
+            ("delete", THREAD_BLOBS, "deletes", w.threads.delete_blobs),
+            ("delete", THREAD_WRITES, "deletes", w.threads.delete_writes),
             ("update", AGENT_STATES, "updates", w.upserts),
             ("insert", STATE_TRANSITIONS, "documents", w.transitions),
             ("insert", CONVERSATION_HISTORY, "documents", w.messages),
             ("insert", CHECKPOINTS, "documents", w.checkpoints),
+            (
+                "update",
+                THREAD_CHECKPOINTS,
+                "updates",
+                w.threads.upsert_checkpoints,
+            ),
+            ("update", THREAD_BLOBS, "updates", w.threads.upsert_blobs),
+            ("update", THREAD_WRITES, "updates", w.threads.upsert_writes),
         ];
         for (command, collection, field, statements) in steps {
             if statements.is_empty() {
@@ -492,7 +528,7 @@ impl MongoStore {
             let duplicates = self
                 .write(command, collection, field, statements, None)
                 .await?;
-            if command == "update" && !duplicates.is_empty() {
+            if command == "update" && collection == AGENT_STATES && !duplicates.is_empty() {
                 let missed: Vec<&AgentRecord> = duplicates
                     .iter()
                     .filter_map(|i| w.upserted.get(*i))
@@ -884,6 +920,50 @@ impl MongoStore {
         Ok(deleted)
     }
 
+    /// Thread checkpoints matching `q`, greatest id first.
+    pub async fn thread_checkpoints(&self, q: ThreadQuery) -> StoreResult<Vec<ThreadCheckpoint>> {
+        let (filter, sort) = threads::query(&q)?;
+        self.find_many(THREAD_CHECKPOINTS, filter, sort, Some(q.limit as i64))
+            .await?
+            .iter()
+            .map(threads::checkpoint_from_doc)
+            .collect()
+    }
+
+    pub async fn thread_blobs(
+        &self,
+        thread: &str,
+        keys: Vec<BlobKey>,
+    ) -> StoreResult<Vec<StoredBlob>> {
+        self.find_many(
+            THREAD_BLOBS,
+            threads::blob_filter(thread, &keys),
+            doc! {},
+            None,
+        )
+        .await?
+        .iter()
+        .map(threads::blob_from_doc)
+        .collect()
+    }
+
+    pub async fn thread_writes(
+        &self,
+        thread: &str,
+        keys: Vec<CheckpointKey>,
+    ) -> StoreResult<Vec<StoredWrite>> {
+        self.find_many(
+            THREAD_WRITES,
+            threads::writes_filter(thread, &keys),
+            doc! {},
+            None,
+        )
+        .await?
+        .iter()
+        .map(threads::write_from_doc)
+        .collect()
+    }
+
     pub async fn ping(&self) -> StoreResult<()> {
         self.db
             .run_command(doc! { "ping": 1 })
@@ -913,7 +993,7 @@ fn bson_time(t: &chrono::DateTime<chrono::Utc>) -> bson::DateTime {
     bson::DateTime::from_millis(t.timestamp_millis())
 }
 
-fn to_bson(v: &serde_json::Value) -> StoreResult<Bson> {
+pub(super) fn to_bson(v: &serde_json::Value) -> StoreResult<Bson> {
     bson::to_bson(v).map_err(bson_err)
 }
 
@@ -1011,11 +1091,11 @@ fn transfer_to_doc(t: &Transfer) -> StoreResult<Document> {
     })
 }
 
-fn bad_doc(field: &str, e: impl std::fmt::Display) -> StoreError {
+pub(super) fn bad_doc(field: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Rejected(format!("stored document has a bad `{field}`: {e}"))
 }
 
-fn get_u64(d: &Document, field: &str) -> StoreResult<u64> {
+pub(super) fn get_u64(d: &Document, field: &str) -> StoreResult<u64> {
     let v = match d.get(field) {
         Some(Bson::Int64(v)) => *v,
         Some(Bson::Int32(v)) => i64::from(*v),
@@ -1026,7 +1106,7 @@ fn get_u64(d: &Document, field: &str) -> StoreResult<u64> {
     u64::try_from(v).map_err(|e| bad_doc(field, e))
 }
 
-fn get_str(d: &Document, field: &str) -> StoreResult<String> {
+pub(super) fn get_str(d: &Document, field: &str) -> StoreResult<String> {
     d.get_str(field)
         .map(str::to_string)
         .map_err(|e| bad_doc(field, e))
@@ -1055,7 +1135,7 @@ fn get_opt_json(d: &Document, field: &str) -> Option<serde_json::Value> {
     }
 }
 
-fn get_map(d: &Document, field: &str) -> serde_json::Map<String, serde_json::Value> {
+pub(super) fn get_map(d: &Document, field: &str) -> serde_json::Map<String, serde_json::Value> {
     match get_json(d, field) {
         serde_json::Value::Object(m) => m,
         _ => Default::default(),

@@ -1,0 +1,269 @@
+//! Threads' framework checkpoints in MongoDB.
+//!
+//! Collections: `thread_checkpoints` (`_id` = {thread, ns, id}; indexed by thread,
+//! namespace and id descending, by id for searches across threads, and by
+//! `metadata.run_id`), `thread_blobs` (`_id` = {thread, ns, channel, version}) and
+//! `thread_writes` (`_id` = {thread, ns, checkpoint, task, idx}). Payloads are BSON
+//! binary; metadata is an embedded document, so operators can query it. Channel versions
+//! are stored as `[channel, version]` pairs: channel names are not field names MongoDB
+//! always accepts.
+
+use agentstate_protocol::{Payload, ThreadBlob, ThreadWrite, Typed};
+use bytes::Bytes;
+use mongodb::bson::{doc, spec::BinarySubtype, Binary, Bson, Document};
+
+use super::{bad_doc, get_map, get_str, get_u64, to_bson, StoreResult};
+use crate::backlog::ThreadDirt;
+use crate::model::{BlobKey, CheckpointKey, StoredBlob, StoredWrite, ThreadCheckpoint};
+use crate::store::ThreadQuery;
+
+pub const THREAD_CHECKPOINTS: &str = "thread_checkpoints";
+pub const THREAD_BLOBS: &str = "thread_blobs";
+pub const THREAD_WRITES: &str = "thread_writes";
+
+/// Indexes, as `createIndexes` specs per collection.
+pub fn indexes() -> Vec<(&'static str, Document)> {
+    vec![
+        (
+            THREAD_CHECKPOINTS,
+            doc! { "key": { "thread_id": 1, "checkpoint_ns": 1, "checkpoint_id": -1 }, "name": "thread_ns_id" },
+        ),
+        (
+            THREAD_CHECKPOINTS,
+            doc! { "key": { "checkpoint_id": -1 }, "name": "id" },
+        ),
+        (
+            THREAD_CHECKPOINTS,
+            doc! { "key": { "metadata.run_id": 1 }, "name": "run_id" },
+        ),
+        (
+            THREAD_BLOBS,
+            doc! { "key": { "thread_id": 1, "thread_version": 1 }, "name": "thread_version" },
+        ),
+        (
+            THREAD_WRITES,
+            doc! { "key": { "thread_id": 1, "checkpoint_ns": 1, "checkpoint_id": 1 }, "name": "thread_ns_id" },
+        ),
+    ]
+}
+
+/// Delete and upsert statements for one flush, by collection.
+#[derive(Default)]
+pub struct ThreadWrites {
+    pub delete_checkpoints: Vec<Document>,
+    pub delete_blobs: Vec<Document>,
+    pub delete_writes: Vec<Document>,
+    pub upsert_checkpoints: Vec<Document>,
+    pub upsert_blobs: Vec<Document>,
+    pub upsert_writes: Vec<Document>,
+}
+
+fn binary(p: &Payload) -> Binary {
+    Binary {
+        subtype: BinarySubtype::Generic,
+        bytes: p.0.to_vec(),
+    }
+}
+
+fn checkpoint_id(thread: &str, k: &CheckpointKey) -> Document {
+    doc! { "t": thread, "ns": &k.ns, "id": &k.id }
+}
+
+fn blob_id(thread: &str, k: &BlobKey) -> Document {
+    doc! { "t": thread, "ns": &k.ns, "ch": &k.channel, "v": &k.version }
+}
+
+impl ThreadWrites {
+    /// What a thread's delete purges: everything written before `version`.
+    pub fn purge(&mut self, thread: &str, version: u64) {
+        let q = doc! { "q": { "thread_id": thread, "thread_version": { "$lt": version as i64 } }, "limit": 0 };
+        self.delete_checkpoints.push(q.clone());
+        self.delete_blobs.push(q.clone());
+        self.delete_writes.push(q);
+    }
+
+    pub fn dirt(&mut self, thread: &str, dirt: &ThreadDirt) -> StoreResult<()> {
+        for k in dirt.dropped_checkpoints.keys() {
+            self.delete_checkpoints
+                .push(doc! { "q": { "_id": checkpoint_id(thread, k) }, "limit": 1 });
+            self.delete_writes.push(doc! {
+                "q": { "thread_id": thread, "checkpoint_ns": &k.ns, "checkpoint_id": &k.id },
+                "limit": 0,
+            });
+        }
+        for k in dirt.dropped_blobs.keys() {
+            self.delete_blobs
+                .push(doc! { "q": { "_id": blob_id(thread, k) }, "limit": 1 });
+        }
+        for (_, c) in dirt.checkpoints.values() {
+            let versions: Vec<Bson> = c
+                .channel_versions
+                .iter()
+                .map(|(ch, v)| Bson::Array(vec![ch.into(), v.into()]))
+                .collect();
+            let metadata = to_bson(&serde_json::Value::Object(c.metadata.clone()))?;
+            self.upsert_checkpoints.push(doc! {
+                "q": { "_id": checkpoint_id(thread, &c.key()) },
+                "u": {
+                    "thread_id": thread,
+                    "checkpoint_ns": &c.checkpoint_ns,
+                    "checkpoint_id": &c.checkpoint_id,
+                    "parent_checkpoint_id": c.parent_checkpoint_id.as_deref().map_or(Bson::Null, Bson::from),
+                    "type": &c.checkpoint.type_,
+                    "data": binary(&c.checkpoint.data),
+                    "metadata": metadata,
+                    "channel_versions": versions,
+                    "thread_version": c.version as i64,
+                },
+                "upsert": true,
+            });
+        }
+        for (_, b) in dirt.blobs.values() {
+            self.upsert_blobs.push(doc! {
+                "q": { "_id": blob_id(thread, &b.key()) },
+                "u": {
+                    "thread_id": thread,
+                    "checkpoint_ns": &b.checkpoint_ns,
+                    "channel": &b.blob.channel,
+                    "version": &b.blob.version,
+                    "type": &b.blob.value.type_,
+                    "data": binary(&b.blob.value.data),
+                    "thread_version": b.version as i64,
+                },
+                "upsert": true,
+            });
+        }
+        for (_, w) in dirt.writes.values() {
+            let fields = doc! {
+                "thread_id": thread,
+                "checkpoint_ns": &w.checkpoint_ns,
+                "checkpoint_id": &w.checkpoint_id,
+                "task_id": &w.write.task_id,
+                "idx": w.write.idx,
+                "task_path": &w.write.task_path,
+                "channel": &w.write.channel,
+                "type": &w.write.value.type_,
+                "data": binary(&w.write.value.data),
+                "thread_version": w.version as i64,
+            };
+            let id = doc! {
+                "t": thread, "ns": &w.checkpoint_ns, "id": &w.checkpoint_id,
+                "task": &w.write.task_id, "idx": w.write.idx,
+            };
+            // At idx >= 0 the first write of a key wins; below 0 the last.
+            let update = if w.write.idx >= 0 {
+                doc! { "$setOnInsert": fields }
+            } else {
+                fields
+            };
+            self.upsert_writes
+                .push(doc! { "q": { "_id": id }, "u": update, "upsert": true });
+        }
+        Ok(())
+    }
+}
+
+/// The filter and sort of a checkpoint query.
+pub fn query(q: &ThreadQuery) -> StoreResult<(Document, Document)> {
+    let mut f = Document::new();
+    if let Some(t) = &q.thread_id {
+        f.insert("thread_id", t);
+    }
+    if let Some(ns) = &q.checkpoint_ns {
+        f.insert("checkpoint_ns", ns);
+    }
+    match (&q.checkpoint_id, &q.before) {
+        (Some(id), Some(b)) => {
+            f.insert("checkpoint_id", doc! { "$eq": id, "$lt": b });
+        }
+        (Some(id), None) => {
+            f.insert("checkpoint_id", id);
+        }
+        (None, Some(b)) => {
+            f.insert("checkpoint_id", doc! { "$lt": b });
+        }
+        (None, None) => {}
+    }
+    if let Some(runs) = &q.run_ids {
+        f.insert("metadata.run_id", doc! { "$in": runs });
+    }
+    for (k, v) in &q.filter {
+        // Keys MongoDB would read as a path or an operator are left to the caller.
+        if !k.contains('.') && !k.starts_with('$') {
+            f.insert(format!("metadata.{k}"), to_bson(v)?);
+        }
+    }
+    let sort = doc! { "checkpoint_id": -1, "thread_id": 1, "checkpoint_ns": 1 };
+    Ok((f, sort))
+}
+
+fn typed(d: &Document) -> StoreResult<Typed> {
+    let data = d
+        .get_binary_generic("data")
+        .map_err(|e| bad_doc("data", e))?;
+    Ok(Typed {
+        type_: get_str(d, "type")?,
+        data: Payload(Bytes::copy_from_slice(data)),
+    })
+}
+
+pub fn checkpoint_from_doc(d: &Document) -> StoreResult<ThreadCheckpoint> {
+    let mut channel_versions = std::collections::BTreeMap::new();
+    if let Ok(pairs) = d.get_array("channel_versions") {
+        for p in pairs {
+            if let Some([Bson::String(ch), Bson::String(v)]) = p.as_array().map(Vec::as_slice) {
+                channel_versions.insert(ch.clone(), v.clone());
+            }
+        }
+    }
+    Ok(ThreadCheckpoint {
+        thread_id: get_str(d, "thread_id")?,
+        checkpoint_ns: get_str(d, "checkpoint_ns")?,
+        checkpoint_id: get_str(d, "checkpoint_id")?,
+        parent_checkpoint_id: d.get_str("parent_checkpoint_id").ok().map(str::to_string),
+        checkpoint: typed(d)?,
+        metadata: get_map(d, "metadata"),
+        channel_versions,
+        version: get_u64(d, "thread_version")?,
+    })
+}
+
+pub fn blob_filter(thread: &str, keys: &[BlobKey]) -> Document {
+    let ids: Vec<Document> = keys.iter().map(|k| blob_id(thread, k)).collect();
+    doc! { "_id": { "$in": ids } }
+}
+
+pub fn blob_from_doc(d: &Document) -> StoreResult<StoredBlob> {
+    Ok(StoredBlob {
+        checkpoint_ns: get_str(d, "checkpoint_ns")?,
+        blob: ThreadBlob {
+            channel: get_str(d, "channel")?,
+            version: get_str(d, "version")?,
+            value: typed(d)?,
+        },
+        version: get_u64(d, "thread_version")?,
+    })
+}
+
+pub fn writes_filter(thread: &str, keys: &[CheckpointKey]) -> Document {
+    let any: Vec<Document> = keys
+        .iter()
+        .map(|k| doc! { "checkpoint_ns": &k.ns, "checkpoint_id": &k.id })
+        .collect();
+    doc! { "thread_id": thread, "$or": any }
+}
+
+pub fn write_from_doc(d: &Document) -> StoreResult<StoredWrite> {
+    Ok(StoredWrite {
+        checkpoint_ns: get_str(d, "checkpoint_ns")?,
+        checkpoint_id: get_str(d, "checkpoint_id")?,
+        write: ThreadWrite {
+            task_id: get_str(d, "task_id")?,
+            task_path: get_str(d, "task_path")?,
+            idx: d.get_i64("idx").map_err(|e| bad_doc("idx", e))?,
+            channel: get_str(d, "channel")?,
+            value: typed(d)?,
+        },
+        version: get_u64(d, "thread_version")?,
+    })
+}

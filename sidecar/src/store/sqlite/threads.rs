@@ -1,0 +1,269 @@
+//! Threads' framework checkpoints in the embedded store: three tables mirroring the
+//! MongoDB collections, payloads as BLOBs, metadata as JSON text (with `run_id` pulled
+//! out into an indexed column for deletes by run).
+
+use agentstate_protocol::{Payload, ThreadBlob, ThreadWrite, Typed};
+use bytes::Bytes;
+use rusqlite::{params, params_from_iter, types::Value as SqlValue, Connection, Transaction};
+
+use super::{parse_json, to_json};
+use crate::backlog::ThreadDirt;
+use crate::model::{BlobKey, CheckpointKey, StoredBlob, StoredWrite, ThreadCheckpoint};
+use crate::store::ThreadQuery;
+
+pub(super) const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS thread_checkpoints (
+    thread_id TEXT NOT NULL,
+    checkpoint_ns TEXT NOT NULL,
+    checkpoint_id TEXT NOT NULL,
+    parent_checkpoint_id TEXT,
+    type TEXT NOT NULL,
+    data BLOB NOT NULL,
+    metadata TEXT NOT NULL,
+    channel_versions TEXT NOT NULL,
+    run_id TEXT,
+    thread_version INTEGER NOT NULL,
+    PRIMARY KEY (thread_id, checkpoint_ns, checkpoint_id)
+);
+CREATE INDEX IF NOT EXISTS thread_checkpoints_id ON thread_checkpoints (checkpoint_id);
+CREATE INDEX IF NOT EXISTS thread_checkpoints_run ON thread_checkpoints (run_id);
+CREATE TABLE IF NOT EXISTS thread_blobs (
+    thread_id TEXT NOT NULL,
+    checkpoint_ns TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    version TEXT NOT NULL,
+    type TEXT NOT NULL,
+    data BLOB NOT NULL,
+    thread_version INTEGER NOT NULL,
+    PRIMARY KEY (thread_id, checkpoint_ns, channel, version)
+);
+CREATE TABLE IF NOT EXISTS thread_writes (
+    thread_id TEXT NOT NULL,
+    checkpoint_ns TEXT NOT NULL,
+    checkpoint_id TEXT NOT NULL,
+    task_id TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    task_path TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    type TEXT NOT NULL,
+    data BLOB NOT NULL,
+    thread_version INTEGER NOT NULL,
+    PRIMARY KEY (thread_id, checkpoint_ns, checkpoint_id, task_id, idx)
+);
+";
+
+/// Deletes what a thread's delete purges: everything written before `version`.
+pub(super) fn purge(tx: &Transaction<'_>, thread: &str, version: u64) -> rusqlite::Result<()> {
+    for table in ["thread_checkpoints", "thread_blobs", "thread_writes"] {
+        tx.execute(
+            &format!("DELETE FROM {table} WHERE thread_id = ?1 AND thread_version < ?2"),
+            params![thread, version],
+        )?;
+    }
+    Ok(())
+}
+
+/// Writes a thread's unflushed changes: drops first, then puts.
+pub(super) fn write(tx: &Transaction<'_>, thread: &str, dirt: &ThreadDirt) -> rusqlite::Result<()> {
+    for k in dirt.dropped_checkpoints.keys() {
+        tx.execute(
+            "DELETE FROM thread_checkpoints WHERE thread_id = ?1 AND checkpoint_ns = ?2 AND checkpoint_id = ?3",
+            params![thread, k.ns, k.id],
+        )?;
+        tx.execute(
+            "DELETE FROM thread_writes WHERE thread_id = ?1 AND checkpoint_ns = ?2 AND checkpoint_id = ?3",
+            params![thread, k.ns, k.id],
+        )?;
+    }
+    for k in dirt.dropped_blobs.keys() {
+        tx.execute(
+            "DELETE FROM thread_blobs WHERE thread_id = ?1 AND checkpoint_ns = ?2 AND channel = ?3 AND version = ?4",
+            params![thread, k.ns, k.channel, k.version],
+        )?;
+    }
+    for (_, c) in dirt.checkpoints.values() {
+        let run_id = c.metadata.get("run_id").and_then(|v| v.as_str());
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO thread_checkpoints (thread_id, checkpoint_ns, checkpoint_id,
+                 parent_checkpoint_id, type, data, metadata, channel_versions, run_id, thread_version)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )?
+        .execute(params![
+            thread,
+            c.checkpoint_ns,
+            c.checkpoint_id,
+            c.parent_checkpoint_id,
+            c.checkpoint.type_,
+            &c.checkpoint.data.0[..],
+            to_json(&c.metadata)?,
+            to_json(&c.channel_versions)?,
+            run_id,
+            c.version,
+        ])?;
+    }
+    for (_, b) in dirt.blobs.values() {
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO thread_blobs (thread_id, checkpoint_ns, channel, version, type, data, thread_version)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?
+        .execute(params![
+            thread,
+            b.checkpoint_ns,
+            b.blob.channel,
+            b.blob.version,
+            b.blob.value.type_,
+            &b.blob.value.data.0[..],
+            b.version,
+        ])?;
+    }
+    for (_, w) in dirt.writes.values() {
+        // At idx >= 0 the first write of a key wins; below 0 the last.
+        let verb = if w.write.idx >= 0 {
+            "INSERT OR IGNORE"
+        } else {
+            "INSERT OR REPLACE"
+        };
+        tx.prepare_cached(&format!(
+            "{verb} INTO thread_writes (thread_id, checkpoint_ns, checkpoint_id, task_id, idx,
+                 task_path, channel, type, data, thread_version)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+        ))?
+        .execute(params![
+            thread,
+            w.checkpoint_ns,
+            w.checkpoint_id,
+            w.write.task_id,
+            w.write.idx,
+            w.write.task_path,
+            w.write.channel,
+            w.write.value.type_,
+            &w.write.value.data.0[..],
+            w.version,
+        ])?;
+    }
+    Ok(())
+}
+
+fn typed(type_: String, data: Vec<u8>) -> Typed {
+    Typed {
+        type_,
+        data: Payload(Bytes::from(data)),
+    }
+}
+
+/// Checkpoints matching `q`, greatest id first. The metadata filter is left to the
+/// caller (JSON equality is not SQL's).
+pub(super) fn checkpoints(
+    c: &Connection,
+    q: &ThreadQuery,
+) -> rusqlite::Result<Vec<ThreadCheckpoint>> {
+    let mut sql = String::from(
+        "SELECT thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, data,
+                metadata, channel_versions, thread_version
+         FROM thread_checkpoints WHERE 1 = 1",
+    );
+    let mut args: Vec<SqlValue> = Vec::new();
+    let mut cond = |sql: &mut String, clause: &str, v: &str| {
+        args.push(SqlValue::Text(v.to_string()));
+        sql.push_str(&format!(" AND {clause} ?{}", args.len()));
+    };
+    if let Some(t) = &q.thread_id {
+        cond(&mut sql, "thread_id =", t);
+    }
+    if let Some(ns) = &q.checkpoint_ns {
+        cond(&mut sql, "checkpoint_ns =", ns);
+    }
+    if let Some(id) = &q.checkpoint_id {
+        cond(&mut sql, "checkpoint_id =", id);
+    }
+    if let Some(b) = &q.before {
+        cond(&mut sql, "checkpoint_id <", b);
+    }
+    if let Some(runs) = &q.run_ids {
+        let marks: Vec<String> = runs
+            .iter()
+            .map(|r| {
+                args.push(SqlValue::Text(r.clone()));
+                format!("?{}", args.len())
+            })
+            .collect();
+        sql.push_str(&format!(" AND run_id IN ({})", marks.join(", ")));
+    }
+    sql.push_str(&format!(
+        " ORDER BY checkpoint_id DESC, thread_id, checkpoint_ns LIMIT {}",
+        q.limit
+    ));
+    let mut stmt = c.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params_from_iter(args), |r| {
+        Ok(ThreadCheckpoint {
+            thread_id: r.get(0)?,
+            checkpoint_ns: r.get(1)?,
+            checkpoint_id: r.get(2)?,
+            parent_checkpoint_id: r.get(3)?,
+            checkpoint: typed(r.get(4)?, r.get(5)?),
+            metadata: parse_json(&r.get::<_, String>(6)?)?,
+            channel_versions: parse_json(&r.get::<_, String>(7)?)?,
+            version: r.get(8)?,
+        })
+    })?;
+    rows.collect()
+}
+
+pub(super) fn blobs(
+    c: &Connection,
+    thread: &str,
+    keys: &[BlobKey],
+) -> rusqlite::Result<Vec<StoredBlob>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT type, data, thread_version FROM thread_blobs
+         WHERE thread_id = ?1 AND checkpoint_ns = ?2 AND channel = ?3 AND version = ?4",
+    )?;
+    let mut out = Vec::new();
+    for k in keys {
+        let mut rows = stmt.query(params![thread, k.ns, k.channel, k.version])?;
+        if let Some(r) = rows.next()? {
+            out.push(StoredBlob {
+                checkpoint_ns: k.ns.clone(),
+                blob: ThreadBlob {
+                    channel: k.channel.clone(),
+                    version: k.version.clone(),
+                    value: typed(r.get(0)?, r.get(1)?),
+                },
+                version: r.get(2)?,
+            });
+        }
+    }
+    Ok(out)
+}
+
+pub(super) fn writes(
+    c: &Connection,
+    thread: &str,
+    keys: &[CheckpointKey],
+) -> rusqlite::Result<Vec<StoredWrite>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT task_id, idx, task_path, channel, type, data, thread_version FROM thread_writes
+         WHERE thread_id = ?1 AND checkpoint_ns = ?2 AND checkpoint_id = ?3",
+    )?;
+    let mut out = Vec::new();
+    for k in keys {
+        let rows = stmt.query_map(params![thread, k.ns, k.id], |r| {
+            Ok(StoredWrite {
+                checkpoint_ns: k.ns.clone(),
+                checkpoint_id: k.id.clone(),
+                write: ThreadWrite {
+                    task_id: r.get(0)?,
+                    idx: r.get(1)?,
+                    task_path: r.get(2)?,
+                    channel: r.get(3)?,
+                    value: typed(r.get(4)?, r.get(5)?),
+                },
+                version: r.get(6)?,
+            })
+        })?;
+        for w in rows {
+            out.push(w?);
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,790 @@
+//! The threads API on the engine: framework checkpoints (LangGraph's model) kept beside
+//! an agent's own state. A thread is an agent; its checkpoints go through the same write
+//! path as everything else (one WAL record per change, group commit, the backlog, the
+//! coalescing flusher), carrying their payloads as bytes.
+//!
+//! Reads merge what the backlog holds (unflushed puts, drops and a pending delete) with
+//! what the backend has, the backlog first: an entry leaves the backlog only after the
+//! backend has it, so this order cannot miss one in transit.
+//!
+//! Hazards: copies, prunes and deletes for runs are computed from a consistent read
+//! under the threads' locks and logged as explicit lists of what they add or remove, so
+//! replaying them can never touch a checkpoint written later.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use agentstate_protocol::{
+    ChannelHistory, CheckpointsDeletedResponse, CopyThreadResponse, DeltaHistoryRequest,
+    DeltaHistoryResponse, Durability, PersistedState, PruneStrategy, PutThreadCheckpointRequest,
+    PutThreadCheckpointResponse, PutThreadWritesRequest, SearchCheckpointsRequest, ThreadBlob,
+    ThreadCheckpointTuple, ThreadWrite,
+};
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use crate::backlog::ThreadDirt;
+use crate::engine::{now, Engine, EngineError, EngineResult, Precondition, PAGE_LIMIT_MAX};
+use crate::model::{
+    AgentRecord, BlobKey, CheckpointKey, Current, Op, StoredBlob, StoredWrite, ThreadChange,
+    ThreadCheckpoint, Tombstone, WriteKey,
+};
+use crate::ops;
+use crate::store::ThreadQuery;
+use crate::validate;
+
+/// The state a thread's agent is created in by its first checkpoint.
+pub const THREAD_STATE: &str = "active";
+/// Page size of a search when none is asked for.
+const SEARCH_LIMIT_DEFAULT: u32 = 100;
+/// Most checkpoints one copy, prune or delete for runs reads per thread.
+const THREAD_CHECKPOINTS_MAX: usize = 100_000;
+/// Most ancestors a delta history walks.
+const ANCESTORS_MAX: usize = 100_000;
+/// Longest namespace.
+const NS_BYTES_MAX: usize = 1024;
+
+fn invalid(e: impl ToString) -> EngineError {
+    EngineError::Validation(e.to_string())
+}
+
+/// Namespaces may be empty (the root); otherwise bounded, no control characters.
+fn check_ns(ns: &str) -> EngineResult<()> {
+    if ns.len() > NS_BYTES_MAX || ns.chars().any(char::is_control) {
+        return Err(invalid(format!(
+            "checkpoint_ns must be at most {NS_BYTES_MAX} bytes without control characters"
+        )));
+    }
+    Ok(())
+}
+
+fn check_put(req: &PutThreadCheckpointRequest) -> EngineResult<()> {
+    check_ns(&req.checkpoint_ns)?;
+    validate::name("checkpoint_id", &req.checkpoint_id).map_err(invalid)?;
+    if let Some(p) = &req.parent_checkpoint_id {
+        validate::name("parent_checkpoint_id", p).map_err(invalid)?;
+    }
+    validate::name("checkpoint.type", &req.checkpoint.type_).map_err(invalid)?;
+    validate::document("metadata", &Value::Object(req.metadata.clone())).map_err(invalid)?;
+    for (channel, version) in &req.channel_versions {
+        validate::name("channel", channel).map_err(invalid)?;
+        validate::name("channel version", version).map_err(invalid)?;
+    }
+    for b in &req.blobs {
+        validate::name("blob channel", &b.channel).map_err(invalid)?;
+        validate::name("blob version", &b.version).map_err(invalid)?;
+        validate::name("blob type", &b.value.type_).map_err(invalid)?;
+    }
+    Ok(())
+}
+
+fn check_writes(req: &PutThreadWritesRequest) -> EngineResult<()> {
+    check_ns(&req.checkpoint_ns)?;
+    validate::name("checkpoint_id", &req.checkpoint_id).map_err(invalid)?;
+    validate::name("task_id", &req.task_id).map_err(invalid)?;
+    if req.task_path.len() > NS_BYTES_MAX || req.task_path.chars().any(char::is_control) {
+        return Err(invalid(format!(
+            "task_path must be at most {NS_BYTES_MAX} bytes without control characters"
+        )));
+    }
+    if req.writes.is_empty() {
+        return Err(invalid("writes must not be empty"));
+    }
+    for w in &req.writes {
+        validate::name("write channel", &w.channel).map_err(invalid)?;
+        validate::name("write type", &w.value.type_).map_err(invalid)?;
+    }
+    Ok(())
+}
+
+/// The thread's record after a change: its next version, created if absent.
+fn thread_record(thread: &str, current: Option<&Current>, at: DateTime<Utc>) -> AgentRecord {
+    match current {
+        Some(Current::Live(r)) => ops::next(r, at),
+        other => AgentRecord {
+            state: PersistedState {
+                agent_id: thread.to_string(),
+                agent_type: None,
+                state_name: THREAD_STATE.into(),
+                state_data: Value::Null,
+                conversation_context: Value::Null,
+                created_at: at,
+                updated_at: at,
+                version: other.map_or(0, Current::version) + 1,
+                metadata: Default::default(),
+                pending_transition: None,
+            },
+            transition_seq: other.map_or(0, Current::transition_seq),
+            message_seq: other.map_or(0, Current::message_seq),
+            lease_epoch: 0,
+        },
+    }
+}
+
+/// What the backlog holds of one thread.
+type Pending = (ThreadDirt, Option<Tombstone>);
+
+/// Whether a stored row of version `version` is superseded by a pending delete.
+fn purged(pending: Option<&Pending>, version: u64) -> bool {
+    pending
+        .and_then(|p| p.1)
+        .is_some_and(|t| version < t.version)
+}
+
+fn matches(q: &SearchCheckpointsRequest, c: &ThreadCheckpoint) -> bool {
+    q.thread_id.as_ref().is_none_or(|t| *t == c.thread_id)
+        && q.checkpoint_ns
+            .as_ref()
+            .is_none_or(|n| *n == c.checkpoint_ns)
+        && q.checkpoint_id
+            .as_ref()
+            .is_none_or(|i| *i == c.checkpoint_id)
+        && q.before.as_ref().is_none_or(|b| c.checkpoint_id < *b)
+        && q.filter
+            .as_ref()
+            .is_none_or(|f| f.iter().all(|(k, v)| c.metadata.get(k) == Some(v)))
+}
+
+/// Search order: greatest id first, then thread and namespace.
+type Order = (Reverse<String>, String, String);
+
+fn order(c: &ThreadCheckpoint) -> Order {
+    (
+        Reverse(c.checkpoint_id.clone()),
+        c.thread_id.clone(),
+        c.checkpoint_ns.clone(),
+    )
+}
+
+impl Engine {
+    /// `POST /v1/threads/{id}/checkpoints`.
+    pub async fn put_thread_checkpoint(
+        self: &Arc<Self>,
+        thread: String,
+        req: PutThreadCheckpointRequest,
+        durability: Durability,
+    ) -> EngineResult<PutThreadCheckpointResponse> {
+        check_put(&req)?;
+        let engine = self.clone();
+        self.critical(durability, async move {
+            let _g = engine.lock(&[&thread]).await;
+            let current = engine.current(&thread).await?;
+            let record = thread_record(&thread, current.as_ref(), now());
+            let version = record.state.version;
+            let ns = req.checkpoint_ns;
+            let blobs = req
+                .blobs
+                .into_iter()
+                .map(|blob| StoredBlob {
+                    checkpoint_ns: ns.clone(),
+                    blob,
+                    version,
+                })
+                .collect();
+            let checkpoint = ThreadCheckpoint {
+                thread_id: thread.clone(),
+                checkpoint_ns: ns.clone(),
+                checkpoint_id: req.checkpoint_id.clone(),
+                parent_checkpoint_id: req.parent_checkpoint_id,
+                checkpoint: req.checkpoint,
+                metadata: req.metadata,
+                channel_versions: req.channel_versions,
+                version,
+            };
+            let mut op = Op::Thread {
+                record,
+                changes: vec![ThreadChange::Put {
+                    checkpoint: Box::new(checkpoint),
+                    blobs,
+                }],
+            };
+            let lsn = engine.log(&mut op, durability).await?;
+            let resp = PutThreadCheckpointResponse {
+                thread_id: thread,
+                checkpoint_ns: ns,
+                checkpoint_id: req.checkpoint_id,
+                version,
+            };
+            Ok((resp, Some(lsn)))
+        })
+        .await
+    }
+
+    /// `POST /v1/threads/{id}/writes`: returns the thread's version.
+    pub async fn put_thread_writes(
+        self: &Arc<Self>,
+        thread: String,
+        req: PutThreadWritesRequest,
+        durability: Durability,
+    ) -> EngineResult<u64> {
+        check_writes(&req)?;
+        let engine = self.clone();
+        self.critical(durability, async move {
+            let _g = engine.lock(&[&thread]).await;
+            let current = engine.current(&thread).await?;
+            let record = thread_record(&thread, current.as_ref(), now());
+            let version = record.state.version;
+            let writes = req
+                .writes
+                .into_iter()
+                .map(|w| StoredWrite {
+                    checkpoint_ns: req.checkpoint_ns.clone(),
+                    checkpoint_id: req.checkpoint_id.clone(),
+                    write: ThreadWrite {
+                        task_id: req.task_id.clone(),
+                        task_path: req.task_path.clone(),
+                        idx: w.idx,
+                        channel: w.channel,
+                        value: w.value,
+                    },
+                    version,
+                })
+                .collect();
+            let mut op = Op::Thread {
+                record,
+                changes: vec![ThreadChange::Writes { writes }],
+            };
+            let lsn = engine.log(&mut op, durability).await?;
+            Ok((version, Some(lsn)))
+        })
+        .await
+    }
+
+    /// `GET /v1/threads/{id}/checkpoint`: one checkpoint, or the latest of a namespace.
+    pub async fn thread_checkpoint(
+        &self,
+        thread: &str,
+        ns: String,
+        checkpoint_id: Option<String>,
+    ) -> EngineResult<ThreadCheckpointTuple> {
+        check_ns(&ns)?;
+        let q = SearchCheckpointsRequest {
+            thread_id: Some(thread.to_string()),
+            checkpoint_ns: Some(ns.clone()),
+            checkpoint_id: checkpoint_id.clone(),
+            limit: Some(1),
+            ..Default::default()
+        };
+        self.search_checkpoints(q).await?.pop().ok_or_else(|| {
+            EngineError::NotFound(match checkpoint_id {
+                Some(id) => format!("thread {thread} has no checkpoint {id} in namespace {ns:?}"),
+                None => format!("thread {thread} has no checkpoint in namespace {ns:?}"),
+            })
+        })
+    }
+
+    /// `POST /v1/checkpoints/search`: greatest id first.
+    pub async fn search_checkpoints(
+        &self,
+        q: SearchCheckpointsRequest,
+    ) -> EngineResult<Vec<ThreadCheckpointTuple>> {
+        if let Some(t) = &q.thread_id {
+            validate::agent_id(t).map_err(|e| EngineError::Malformed(format!("thread id: {e}")))?;
+        }
+        if let Some(ns) = &q.checkpoint_ns {
+            check_ns(ns)?;
+        }
+        let limit = q
+            .limit
+            .unwrap_or(SEARCH_LIMIT_DEFAULT)
+            .clamp(1, PAGE_LIMIT_MAX);
+        let pending = self.pending_threads(q.thread_id.as_deref());
+        let rows = self.checkpoint_rows(&q, &pending, limit as usize).await?;
+        self.tuples(rows, &pending).await
+    }
+
+    /// What the backlog holds of one thread, or of every thread.
+    fn pending_threads(&self, thread: Option<&str>) -> HashMap<String, Pending> {
+        match thread {
+            Some(t) => self
+                .backlog
+                .thread(t)
+                .map(|p| (t.to_string(), p))
+                .into_iter()
+                .collect(),
+            None => self
+                .backlog
+                .threads()
+                .into_iter()
+                .map(|(t, d, p)| (t, (d, p)))
+                .collect(),
+        }
+    }
+
+    /// The checkpoints matching `q`, unflushed ones merged in, at most `limit`.
+    async fn checkpoint_rows(
+        &self,
+        q: &SearchCheckpointsRequest,
+        pending: &HashMap<String, Pending>,
+        limit: usize,
+    ) -> EngineResult<Vec<Arc<ThreadCheckpoint>>> {
+        let mut found: BTreeMap<Order, Arc<ThreadCheckpoint>> = BTreeMap::new();
+        let mut hidden = 0usize;
+        for (dirt, _) in pending.values() {
+            hidden += dirt.checkpoints.len() + dirt.dropped_checkpoints.len();
+            for (_, c) in dirt.checkpoints.values() {
+                if matches(q, c) {
+                    found.insert(order(c), c.clone());
+                }
+            }
+        }
+        // Stored rows may be hidden by pending drops, puts and deletes: read pages until
+        // `limit` visible rows precede the page's end, or the store has no more.
+        let page = (limit + hidden).min(10_000) as u32;
+        let mut before = q.before.clone();
+        loop {
+            let rows = self
+                .store
+                .thread_checkpoints(ThreadQuery {
+                    thread_id: q.thread_id.clone(),
+                    checkpoint_ns: q.checkpoint_ns.clone(),
+                    checkpoint_id: q.checkpoint_id.clone(),
+                    before: before.clone(),
+                    run_ids: None,
+                    filter: q.filter.clone().unwrap_or_default(),
+                    limit: page,
+                })
+                .await?;
+            let full = rows.len() >= page as usize;
+            let last = rows.last().map(order);
+            for c in rows {
+                let p = pending.get(&c.thread_id);
+                let key = c.key();
+                let superseded = p.is_some_and(|(d, _)| {
+                    d.checkpoints.contains_key(&key) || d.dropped_checkpoints.contains_key(&key)
+                });
+                if superseded || purged(p, c.version) || !matches(q, &c) {
+                    continue;
+                }
+                found.entry(order(&c)).or_insert_with(|| Arc::new(c));
+            }
+            let Some(last) = last else { break };
+            let settled = found.range(..=last.clone()).count();
+            if !full || settled >= limit {
+                break;
+            }
+            before = Some(last.0 .0);
+        }
+        Ok(found.into_values().take(limit).collect())
+    }
+
+    /// Every checkpoint of a thread (all namespaces), greatest id first.
+    async fn all_rows(&self, thread: &str) -> EngineResult<Vec<Arc<ThreadCheckpoint>>> {
+        let q = SearchCheckpointsRequest {
+            thread_id: Some(thread.to_string()),
+            ..Default::default()
+        };
+        let pending = self.pending_threads(Some(thread));
+        let rows = self
+            .checkpoint_rows(&q, &pending, THREAD_CHECKPOINTS_MAX + 1)
+            .await?;
+        if rows.len() > THREAD_CHECKPOINTS_MAX {
+            return Err(invalid(format!(
+                "thread {thread} has more than {THREAD_CHECKPOINTS_MAX} checkpoints; prune it first"
+            )));
+        }
+        Ok(rows)
+    }
+
+    /// Makes checkpoints whole: their channel blobs and pending writes.
+    async fn tuples(
+        &self,
+        rows: Vec<Arc<ThreadCheckpoint>>,
+        pending: &HashMap<String, Pending>,
+    ) -> EngineResult<Vec<ThreadCheckpointTuple>> {
+        let mut by_thread: BTreeMap<&str, Vec<&ThreadCheckpoint>> = BTreeMap::new();
+        for c in &rows {
+            by_thread.entry(&c.thread_id).or_default().push(c);
+        }
+        let mut blobs: HashMap<(String, BlobKey), ThreadBlob> = HashMap::new();
+        let mut writes: HashMap<(String, CheckpointKey), Vec<ThreadWrite>> = HashMap::new();
+        for (thread, cps) in by_thread {
+            let p = pending.get(thread);
+            // Blobs: unflushed ones first, the rest from the backend.
+            let mut missing = Vec::new();
+            for key in cps
+                .iter()
+                .flat_map(|c| c.blob_keys())
+                .collect::<BTreeSet<_>>()
+            {
+                match p.and_then(|(d, _)| d.blobs.get(&key)) {
+                    Some((_, b)) => {
+                        blobs.insert((thread.to_string(), key), b.blob.clone());
+                    }
+                    None if p.is_some_and(|(d, _)| d.dropped_blobs.contains_key(&key)) => {}
+                    None => missing.push(key),
+                }
+            }
+            for b in self.store.thread_blobs(thread, missing).await? {
+                if !purged(p, b.version) {
+                    blobs.insert((thread.to_string(), b.key()), b.blob);
+                }
+            }
+            // Writes: at idx >= 0 the first (a stored one) wins, below 0 the last.
+            let keys: Vec<CheckpointKey> = cps.iter().map(|c| c.key()).collect();
+            let mut merged: BTreeMap<WriteKey, ThreadWrite> = BTreeMap::new();
+            for w in self.store.thread_writes(thread, keys.clone()).await? {
+                let dropped = p.is_some_and(|(d, _)| {
+                    d.dropped_checkpoints.contains_key(&CheckpointKey {
+                        ns: w.checkpoint_ns.clone(),
+                        id: w.checkpoint_id.clone(),
+                    })
+                });
+                if !dropped && !purged(p, w.version) {
+                    merged.insert(w.key(), w.write);
+                }
+            }
+            if let Some((d, _)) = p {
+                for key in &keys {
+                    for (wk, (_, w)) in d.writes.iter().filter(|(wk, _)| &wk.checkpoint == key) {
+                        if w.write.idx < 0 || !merged.contains_key(wk) {
+                            merged.insert(wk.clone(), w.write.clone());
+                        }
+                    }
+                }
+            }
+            for (wk, w) in merged {
+                writes
+                    .entry((thread.to_string(), wk.checkpoint))
+                    .or_default()
+                    .push(w);
+            }
+        }
+        Ok(rows
+            .into_iter()
+            .map(|c| {
+                let c = Arc::unwrap_or_clone(c);
+                let thread = c.thread_id.clone();
+                let tuple_blobs = c
+                    .blob_keys()
+                    .filter_map(|k| blobs.get(&(thread.clone(), k)).cloned())
+                    .collect();
+                let mut tuple_writes = writes
+                    .remove(&(thread.clone(), c.key()))
+                    .unwrap_or_default();
+                tuple_writes.sort_by(|a, b| {
+                    (&a.task_path, &a.task_id, a.idx).cmp(&(&b.task_path, &b.task_id, b.idx))
+                });
+                ThreadCheckpointTuple {
+                    thread_id: c.thread_id,
+                    checkpoint_ns: c.checkpoint_ns,
+                    checkpoint_id: c.checkpoint_id,
+                    parent_checkpoint_id: c.parent_checkpoint_id,
+                    checkpoint: c.checkpoint,
+                    metadata: c.metadata,
+                    channel_versions: c.channel_versions,
+                    blobs: tuple_blobs,
+                    writes: tuple_writes,
+                }
+            })
+            .collect())
+    }
+
+    /// `DELETE /v1/threads/{id}`: the thread's checkpoints and the agent itself.
+    pub async fn delete_thread(
+        self: &Arc<Self>,
+        thread: String,
+        durability: Durability,
+    ) -> EngineResult<()> {
+        self.delete(thread, Precondition::None, durability)
+            .await
+            .map(|_| ())
+    }
+
+    /// `POST /v1/threads/{id}/copy`: every checkpoint of `source`, with its blobs and
+    /// writes, into `target`, as one change.
+    pub async fn copy_thread(
+        self: &Arc<Self>,
+        source: String,
+        target: String,
+        durability: Durability,
+    ) -> EngineResult<CopyThreadResponse> {
+        validate::agent_id(&target)
+            .map_err(|e| EngineError::Malformed(format!("target_thread_id: {e}")))?;
+        if source == target {
+            return Err(invalid("a thread cannot be copied onto itself"));
+        }
+        let engine = self.clone();
+        self.critical(durability, async move {
+            let _g = engine.lock(&[&source, &target]).await;
+            let rows = engine.all_rows(&source).await?;
+            if rows.is_empty() {
+                return Err(EngineError::NotFound(format!(
+                    "thread {source} has no checkpoints to copy"
+                )));
+            }
+            let pending = engine.pending_threads(Some(&source));
+            let mut tuples = engine.tuples(rows, &pending).await?;
+            tuples.reverse();
+            let current = engine.current(&target).await?;
+            let record = thread_record(&target, current.as_ref(), now());
+            let version = record.state.version;
+            let copied = tuples.len() as u64;
+            let mut seen: BTreeSet<BlobKey> = BTreeSet::new();
+            let mut changes = Vec::with_capacity(tuples.len() * 2);
+            for t in tuples {
+                let ns = t.checkpoint_ns;
+                let blobs = t
+                    .blobs
+                    .into_iter()
+                    .filter(|b| {
+                        seen.insert(BlobKey {
+                            ns: ns.clone(),
+                            channel: b.channel.clone(),
+                            version: b.version.clone(),
+                        })
+                    })
+                    .map(|blob| StoredBlob {
+                        checkpoint_ns: ns.clone(),
+                        blob,
+                        version,
+                    })
+                    .collect();
+                let writes: Vec<StoredWrite> = t
+                    .writes
+                    .into_iter()
+                    .map(|write| StoredWrite {
+                        checkpoint_ns: ns.clone(),
+                        checkpoint_id: t.checkpoint_id.clone(),
+                        write,
+                        version,
+                    })
+                    .collect();
+                changes.push(ThreadChange::Put {
+                    checkpoint: Box::new(ThreadCheckpoint {
+                        thread_id: target.clone(),
+                        checkpoint_ns: ns.clone(),
+                        checkpoint_id: t.checkpoint_id,
+                        parent_checkpoint_id: t.parent_checkpoint_id,
+                        checkpoint: t.checkpoint,
+                        metadata: t.metadata,
+                        channel_versions: t.channel_versions,
+                        version,
+                    }),
+                    blobs,
+                });
+                if !writes.is_empty() {
+                    changes.push(ThreadChange::Writes { writes });
+                }
+            }
+            let mut op = Op::Thread { record, changes };
+            let lsn = engine.log(&mut op, durability).await?;
+            Ok((
+                CopyThreadResponse {
+                    checkpoints_copied: copied,
+                },
+                Some(lsn),
+            ))
+        })
+        .await
+    }
+
+    /// `POST /v1/checkpoints/prune`.
+    pub async fn prune_threads(
+        self: &Arc<Self>,
+        threads: Vec<String>,
+        strategy: PruneStrategy,
+        durability: Durability,
+    ) -> EngineResult<CheckpointsDeletedResponse> {
+        self.drop_checkpoints(threads, durability, move |rows| {
+            let mut latest: HashMap<&str, &str> = HashMap::new();
+            for c in rows {
+                let l = latest.entry(&c.checkpoint_ns).or_insert(&c.checkpoint_id);
+                if c.checkpoint_id.as_str() > *l {
+                    *l = &c.checkpoint_id;
+                }
+            }
+            rows.iter()
+                .filter(|c| {
+                    strategy == PruneStrategy::Delete
+                        || latest.get(c.checkpoint_ns.as_str()) != Some(&c.checkpoint_id.as_str())
+                })
+                .map(|c| c.key())
+                .collect()
+        })
+        .await
+    }
+
+    /// `POST /v1/checkpoints/delete_for_runs`: checkpoints whose `metadata.run_id` is
+    /// one of `run_ids`, in any thread.
+    pub async fn delete_for_runs(
+        self: &Arc<Self>,
+        run_ids: Vec<String>,
+        durability: Durability,
+    ) -> EngineResult<CheckpointsDeletedResponse> {
+        if run_ids.len() > PAGE_LIMIT_MAX as usize {
+            return Err(invalid(format!(
+                "at most {PAGE_LIMIT_MAX} run ids per call, not {}",
+                run_ids.len()
+            )));
+        }
+        let runs: BTreeSet<String> = run_ids.iter().cloned().collect();
+        let listed = move |c: &ThreadCheckpoint| {
+            c.metadata
+                .get("run_id")
+                .and_then(Value::as_str)
+                .is_some_and(|r| runs.contains(r))
+        };
+        let is_listed = listed.clone();
+        let mut threads: BTreeSet<String> = BTreeSet::new();
+        for (t, (dirt, _)) in self.pending_threads(None) {
+            if dirt
+                .checkpoints
+                .values()
+                .any(|(_, c)| is_listed(c.as_ref()))
+            {
+                threads.insert(t);
+            }
+        }
+        let stored = self
+            .store
+            .thread_checkpoints(ThreadQuery {
+                run_ids: Some(run_ids.clone()),
+                limit: THREAD_CHECKPOINTS_MAX as u32,
+                ..Default::default()
+            })
+            .await?;
+        threads.extend(stored.into_iter().map(|c| c.thread_id));
+        self.drop_checkpoints(threads.into_iter().collect(), durability, move |rows| {
+            rows.iter()
+                .filter(|c| listed(c.as_ref()))
+                .map(|c| c.key())
+                .collect()
+        })
+        .await
+    }
+
+    /// Removes, in each thread, the checkpoints `choose` picks from all of its
+    /// checkpoints, with their writes and the blobs no remaining checkpoint uses; one
+    /// WAL record for all the threads.
+    async fn drop_checkpoints(
+        self: &Arc<Self>,
+        mut threads: Vec<String>,
+        durability: Durability,
+        choose: impl Fn(&[Arc<ThreadCheckpoint>]) -> BTreeSet<CheckpointKey> + Send + 'static,
+    ) -> EngineResult<CheckpointsDeletedResponse> {
+        threads.sort();
+        threads.dedup();
+        if threads.len() > PAGE_LIMIT_MAX as usize {
+            return Err(invalid(format!(
+                "at most {PAGE_LIMIT_MAX} threads per call, not {}",
+                threads.len()
+            )));
+        }
+        for t in &threads {
+            validate::agent_id(t).map_err(|e| EngineError::Malformed(format!("thread id: {e}")))?;
+        }
+        let engine = self.clone();
+        self.critical(durability, async move {
+            let keys: Vec<&str> = threads.iter().map(String::as_str).collect();
+            let _g = engine.lock(&keys).await;
+            let mut ops = Vec::new();
+            let mut deleted = 0u64;
+            for thread in &threads {
+                let rows = engine.all_rows(thread).await?;
+                let drop = choose(&rows);
+                if drop.is_empty() {
+                    continue;
+                }
+                let kept: BTreeSet<BlobKey> = rows
+                    .iter()
+                    .filter(|c| !drop.contains(&c.key()))
+                    .flat_map(|c| c.blob_keys())
+                    .collect();
+                let blobs: BTreeSet<BlobKey> = rows
+                    .iter()
+                    .filter(|c| drop.contains(&c.key()))
+                    .flat_map(|c| c.blob_keys())
+                    .filter(|k| !kept.contains(k))
+                    .collect();
+                deleted += drop.len() as u64;
+                let current = engine.current(thread).await?;
+                ops.push(Op::Thread {
+                    record: thread_record(thread, current.as_ref(), now()),
+                    changes: vec![ThreadChange::Drop {
+                        checkpoints: drop.into_iter().collect(),
+                        blobs: blobs.into_iter().collect(),
+                    }],
+                });
+            }
+            let resp = CheckpointsDeletedResponse {
+                checkpoints_deleted: deleted,
+            };
+            let mut op = match ops.len() {
+                0 => return Ok((resp, None)),
+                1 => ops.remove(0),
+                _ => Op::Batch { ops },
+            };
+            let lsn = engine.log(&mut op, durability).await?;
+            Ok((resp, Some(lsn)))
+        })
+        .await
+    }
+
+    /// `POST /v1/threads/{id}/delta_history`: what each channel contributed along the
+    /// checkpoint's ancestors (LangGraph's `get_delta_channel_history`).
+    pub async fn delta_history(
+        &self,
+        thread: &str,
+        req: DeltaHistoryRequest,
+    ) -> EngineResult<DeltaHistoryResponse> {
+        check_ns(&req.checkpoint_ns)?;
+        let mut out = DeltaHistoryResponse::default();
+        for ch in &req.channels {
+            validate::name("channel", ch).map_err(invalid)?;
+            out.channels.insert(ch.clone(), ChannelHistory::default());
+        }
+        let target = match self
+            .thread_checkpoint(thread, req.checkpoint_ns.clone(), req.checkpoint_id)
+            .await
+        {
+            Ok(t) => t,
+            Err(EngineError::NotFound(_)) => return Ok(out),
+            Err(e) => return Err(e),
+        };
+        let mut remaining: BTreeSet<String> = out.channels.keys().cloned().collect();
+        let mut cursor = target.parent_checkpoint_id;
+        let mut walked = 0usize;
+        while let Some(id) = cursor.take() {
+            if remaining.is_empty() {
+                break;
+            }
+            walked += 1;
+            if walked > ANCESTORS_MAX {
+                return Err(invalid(format!(
+                    "more than {ANCESTORS_MAX} ancestors; the thread needs a snapshot"
+                )));
+            }
+            let t = match self
+                .thread_checkpoint(thread, req.checkpoint_ns.clone(), Some(id))
+                .await
+            {
+                Ok(t) => t,
+                Err(EngineError::NotFound(_)) => break,
+                Err(e) => return Err(e),
+            };
+            // Collected newest first, reversed at the end.
+            for w in t.writes.iter().rev() {
+                if remaining.contains(&w.channel) {
+                    if let Some(h) = out.channels.get_mut(&w.channel) {
+                        h.writes.push(w.clone());
+                    }
+                }
+            }
+            for b in &t.blobs {
+                let current = t.channel_versions.get(&b.channel) == Some(&b.version);
+                if current && b.value.type_ != "empty" && remaining.remove(&b.channel) {
+                    if let Some(h) = out.channels.get_mut(&b.channel) {
+                        h.seed = Some(b.value.clone());
+                    }
+                }
+            }
+            cursor = t.parent_checkpoint_id;
+        }
+        for h in out.channels.values_mut() {
+            h.writes.reverse();
+        }
+        Ok(out)
+    }
+}
