@@ -17,6 +17,12 @@ use serde::{de::DeserializeOwned, Serialize};
 use crate::codec::{Codec, CodecError};
 use crate::error::{ErrorBody, ErrorCode};
 use crate::persistence::StatePersistence;
+use crate::threads::{
+    CheckpointsDeletedResponse, CopyThreadRequest, CopyThreadResponse, DeleteForRunsRequest,
+    DeltaHistoryRequest, DeltaHistoryResponse, PopMessageResponse, PruneRequest, PruneStrategy,
+    PutThreadCheckpointRequest, PutThreadCheckpointResponse, PutThreadWritesRequest,
+    SearchCheckpointsRequest, ThreadCheckpointTuple, ThreadCheckpointsPage,
+};
 use crate::types::{
     AbortTransitionRequest, AppendMessagesRequest, AppendMessagesResponse, BatchRequest,
     BatchResponse, BeginTransitionResponse, Checkpoint, CheckpointRequest, CheckpointResponse,
@@ -190,6 +196,140 @@ impl Client {
         );
         let page: Option<MessagesPage> = self.send::<(), _>(Method::GET, &path, None, None).await?;
         Ok(page.map(|p| p.messages).unwrap_or_default())
+    }
+
+    /// The latest `n` messages, oldest first.
+    pub async fn last_messages(&self, agent_id: &str, n: u32) -> Result<Vec<Message>, ClientError> {
+        let path = format!("{}/messages?last={n}", agent_path(agent_id)?);
+        let page: Option<MessagesPage> = self.send::<(), _>(Method::GET, &path, None, None).await?;
+        Ok(page.map(|p| p.messages).unwrap_or_default())
+    }
+
+    /// Removes and returns the latest message.
+    pub async fn pop_message(&self, agent_id: &str) -> Result<PopMessageResponse, ClientError> {
+        let path = format!("{}/messages/last", agent_path(agent_id)?);
+        self.call::<(), _>(Method::DELETE, &path, None, None).await
+    }
+
+    /// Removes the whole conversation; returns the agent's new version.
+    pub async fn clear_messages(&self, agent_id: &str) -> Result<u64, ClientError> {
+        let path = format!("{}/messages", agent_path(agent_id)?);
+        let v: VersionResponse = self
+            .call::<(), _>(Method::DELETE, &path, None, None)
+            .await?;
+        Ok(v.version)
+    }
+
+    /// Stores a framework checkpoint in a thread (created if absent).
+    pub async fn put_thread_checkpoint(
+        &self,
+        thread_id: &str,
+        req: &PutThreadCheckpointRequest,
+    ) -> Result<PutThreadCheckpointResponse, ClientError> {
+        let path = format!("{}/checkpoints", thread_path(thread_id)?);
+        self.call(Method::POST, &path, Some(req), None).await
+    }
+
+    /// Stores a task's writes against a thread's checkpoint.
+    pub async fn put_thread_writes(
+        &self,
+        thread_id: &str,
+        req: &PutThreadWritesRequest,
+    ) -> Result<u64, ClientError> {
+        let path = format!("{}/writes", thread_path(thread_id)?);
+        let v: VersionResponse = self.call(Method::POST, &path, Some(req), None).await?;
+        Ok(v.version)
+    }
+
+    /// A thread's checkpoint (the latest of the namespace without an id), or `None`.
+    pub async fn thread_checkpoint(
+        &self,
+        thread_id: &str,
+        checkpoint_ns: &str,
+        checkpoint_id: Option<&str>,
+    ) -> Result<Option<ThreadCheckpointTuple>, ClientError> {
+        use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+        let mut path = format!(
+            "{}/checkpoint?checkpoint_ns={}",
+            thread_path(thread_id)?,
+            utf8_percent_encode(checkpoint_ns, NON_ALPHANUMERIC)
+        );
+        if let Some(id) = checkpoint_id {
+            path.push_str(&format!(
+                "&checkpoint_id={}",
+                utf8_percent_encode(id, NON_ALPHANUMERIC)
+            ));
+        }
+        self.send::<(), _>(Method::GET, &path, None, None).await
+    }
+
+    /// Checkpoints matching `q`, greatest id first.
+    pub async fn search_checkpoints(
+        &self,
+        q: &SearchCheckpointsRequest,
+    ) -> Result<Vec<ThreadCheckpointTuple>, ClientError> {
+        let page: ThreadCheckpointsPage = self
+            .call(Method::POST, "/v1/checkpoints/search", Some(q), None)
+            .await?;
+        Ok(page.checkpoints)
+    }
+
+    /// Deletes a thread: its checkpoints and the agent. Absent is fine.
+    pub async fn delete_thread(&self, thread_id: &str) -> Result<(), ClientError> {
+        let path = thread_path(thread_id)?;
+        self.send::<(), serde_json::Value>(Method::DELETE, &path, None, None)
+            .await?;
+        Ok(())
+    }
+
+    /// Copies every checkpoint of `source` into `target`.
+    pub async fn copy_thread(&self, source: &str, target: &str) -> Result<u64, ClientError> {
+        let path = format!("{}/copy", thread_path(source)?);
+        let body = CopyThreadRequest {
+            target_thread_id: target.to_string(),
+        };
+        let r: CopyThreadResponse = self.call(Method::POST, &path, Some(&body), None).await?;
+        Ok(r.checkpoints_copied)
+    }
+
+    /// Prunes threads' checkpoints; returns how many were deleted.
+    pub async fn prune_threads(
+        &self,
+        thread_ids: Vec<String>,
+        strategy: PruneStrategy,
+    ) -> Result<u64, ClientError> {
+        let body = PruneRequest {
+            thread_ids,
+            strategy,
+        };
+        let r: CheckpointsDeletedResponse = self
+            .call(Method::POST, "/v1/checkpoints/prune", Some(&body), None)
+            .await?;
+        Ok(r.checkpoints_deleted)
+    }
+
+    /// Deletes the checkpoints of these runs, in any thread.
+    pub async fn delete_for_runs(&self, run_ids: Vec<String>) -> Result<u64, ClientError> {
+        let body = DeleteForRunsRequest { run_ids };
+        let r: CheckpointsDeletedResponse = self
+            .call(
+                Method::POST,
+                "/v1/checkpoints/delete_for_runs",
+                Some(&body),
+                None,
+            )
+            .await?;
+        Ok(r.checkpoints_deleted)
+    }
+
+    /// What channels contributed along a checkpoint's ancestors.
+    pub async fn delta_history(
+        &self,
+        thread_id: &str,
+        req: &DeltaHistoryRequest,
+    ) -> Result<DeltaHistoryResponse, ClientError> {
+        let path = format!("{}/delta_history", thread_path(thread_id)?);
+        self.call(Method::POST, &path, Some(req), None).await
     }
 
     /// Takes a checkpoint of the agent's current state.
@@ -392,6 +532,10 @@ fn id_segment(id: &str) -> Result<&str, ClientError> {
 
 fn agent_path(agent_id: &str) -> Result<String, ClientError> {
     Ok(format!("/v1/agents/{}", id_segment(agent_id)?))
+}
+
+fn thread_path(thread_id: &str) -> Result<String, ClientError> {
+    Ok(format!("/v1/threads/{}", id_segment(thread_id)?))
 }
 
 impl StatePersistence for Client {
