@@ -28,7 +28,6 @@ import shutil
 import signal
 import socket
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -71,7 +70,7 @@ def wait_port(port: int, timeout: float = 60.0) -> None:
 
 def pct(xs: list[float], p: float) -> float:
     s = sorted(xs)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+    return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
 
 
 # ---------------------------------------------------------------- servers
@@ -95,7 +94,17 @@ class Servers:
         log = open(self.tmp / "secantus.log", "wb")  # noqa: SIM115
         self.procs.append(
             subprocess.Popen(
-                [str(binary), "--host", "127.0.0.1", "--port", str(port), "--storage-path", str(store), "--log-level", "WARNING"],
+                [
+                    str(binary),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--storage-path",
+                    str(store),
+                    "--log-level",
+                    "WARNING",
+                ],
                 stdout=subprocess.DEVNULL,
                 stderr=log,
             )
@@ -112,15 +121,45 @@ class Servers:
         shutil.chown(self.tmp, "postgres")
         port = free_port()
         run_as = ["runuser", "-u", "postgres", "--"]
-        subprocess.run([*run_as, str(bindir / "initdb"), "-D", str(self.pg_dir / "data"), "-U", "postgres", "--auth=trust"], check=True, stdout=subprocess.DEVNULL)
         subprocess.run(
-            [*run_as, str(bindir / "pg_ctl"), "-D", str(self.pg_dir / "data"), "-l", str(self.pg_dir / "log"), "-w",
-             "-o", f"-p {port} -k {self.pg_dir} -c listen_addresses=127.0.0.1", "start"],
+            [
+                *run_as,
+                str(bindir / "initdb"),
+                "-D",
+                str(self.pg_dir / "data"),
+                "-U",
+                "postgres",
+                "--auth=trust",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        subprocess.run(
+            [
+                *run_as,
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(self.pg_dir / "data"),
+                "-l",
+                str(self.pg_dir / "log"),
+                "-w",
+                "-o",
+                f"-p {port} -k {self.pg_dir} -c listen_addresses=127.0.0.1",
+                "start",
+            ],
             check=True,
             stdout=subprocess.DEVNULL,
         )
         self.pg_dsn = f"postgresql://postgres@127.0.0.1:{port}/postgres"
-        self._pg_ctl = [*run_as, str(bindir / "pg_ctl"), "-D", str(self.pg_dir / "data"), "-m", "immediate", "stop"]
+        self._pg_ctl = [
+            *run_as,
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(self.pg_dir / "data"),
+            "-m",
+            "immediate",
+            "stop",
+        ]
 
     def start_sidecar(self, name: str, args: list[str]) -> str:
         port = free_port()
@@ -129,7 +168,15 @@ class Servers:
         log = open(self.tmp / f"sidecar-{name}.log", "wb")  # noqa: SIM115
         self.procs.append(
             subprocess.Popen(
-                [str(binary), "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", str(data), *args],
+                [
+                    str(binary),
+                    "serve",
+                    "--listen",
+                    f"127.0.0.1:{port}",
+                    "--data-dir",
+                    str(data),
+                    *args,
+                ],
                 stdout=subprocess.DEVNULL,
                 stderr=log,
             )
@@ -148,7 +195,9 @@ class Servers:
             p.send_signal(signal.SIGKILL)
             p.wait()
         if self.pg_dir is not None:
-            subprocess.run(self._pg_ctl, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            subprocess.run(
+                self._pg_ctl, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
 
 
 def sidecar_drained(url: str, timeout: float = 30.0) -> None:
@@ -211,14 +260,22 @@ def savers(servers: Servers, only: set[str] | None) -> list[Saver]:
 
         def memory_bytes(s: BaseCheckpointSaver) -> int:
             assert isinstance(s, InMemorySaver)
-            n = sum(len(c[0][1]) + len(c[1][1]) for t in s.storage.values() for ns in t.values() for c in ns.values())
+            n = sum(
+                len(c[0][1]) + len(c[1][1])
+                for t in s.storage.values()
+                for ns in t.values()
+                for c in ns.values()
+            )
             n += sum(len(v[1]) for v in s.blobs.values())
             n += sum(len(w[2][1]) for ws in s.writes.values() for w in ws.values())
             return n
 
         out.append(Saver("InMemorySaver", memory, memory_bytes))
 
-    for name, args in [("embedded", []), ("mongodb", ["--mongodb-uri", servers.mongo_uri, "--database", "bench_sidecar"])]:
+    for name, args in [
+        ("embedded", []),
+        ("mongodb", ["--mongodb-uri", servers.mongo_uri, "--database", "bench_sidecar"]),
+    ]:
         if not want(f"agentstate-{name}"):
             continue
         url = servers.start_sidecar(name, args)
@@ -234,7 +291,8 @@ def savers(servers: Servers, only: set[str] | None) -> list[Saver]:
                 return sqlite_bytes(
                     data / "agentstate.db",
                     [
-                        "SELECT SUM(LENGTH(data) + LENGTH(metadata) + LENGTH(channel_versions)) FROM thread_checkpoints",
+                        "SELECT SUM(LENGTH(data) + LENGTH(metadata) + LENGTH(channel_versions))"
+                        " FROM thread_checkpoints",
                         "SELECT SUM(LENGTH(data)) FROM thread_blobs",
                         "SELECT SUM(LENGTH(data)) FROM thread_writes",
                     ],
@@ -243,7 +301,11 @@ def savers(servers: Servers, only: set[str] | None) -> list[Saver]:
 
             def stored(_: BaseCheckpointSaver, url: str = url) -> int:
                 sidecar_drained(url)
-                return mongo_bytes(servers.mongo_uri, "bench_sidecar", ["thread_checkpoints", "thread_blobs", "thread_writes"])
+                return mongo_bytes(
+                    servers.mongo_uri,
+                    "bench_sidecar",
+                    ["thread_checkpoints", "thread_blobs", "thread_writes"],
+                )
 
         out.append(Saver(f"AsyncAgentstateSaver ({name})", opener, stored))
 
@@ -279,7 +341,8 @@ def savers(servers: Servers, only: set[str] | None) -> list[Saver]:
 
             with psycopg.connect(servers.pg_dsn) as c:
                 row = c.execute(
-                    "SELECT SUM(pg_total_relation_size(t)) FROM unnest(ARRAY['checkpoints','checkpoint_blobs','checkpoint_writes']) t"
+                    "SELECT SUM(pg_total_relation_size(t)) FROM unnest("
+                    "ARRAY['checkpoints','checkpoint_blobs','checkpoint_writes']) t"
                 ).fetchone()
                 return int(row[0] if row else 0)
 
@@ -296,7 +359,9 @@ def savers(servers: Servers, only: set[str] | None) -> list[Saver]:
                 client.close()
 
         def mongo_stored(_: BaseCheckpointSaver) -> int:
-            return mongo_bytes(servers.mongo_uri, "bench_mongodb_saver", ["checkpoints", "checkpoint_writes"])
+            return mongo_bytes(
+                servers.mongo_uri, "bench_mongodb_saver", ["checkpoints", "checkpoint_writes"]
+            )
 
         out.append(Saver("MongoDBSaver", mongo_saver, mongo_stored))
     return out
@@ -305,7 +370,9 @@ def savers(servers: Servers, only: set[str] | None) -> list[Saver]:
 # ---------------------------------------------------------------- workloads
 
 
-def step_checkpoint(prev: dict[str, Any], saver: BaseCheckpointSaver, messages: list[Any], step: int) -> tuple[dict[str, Any], dict[str, Any]]:
+def step_checkpoint(
+    prev: dict[str, Any], saver: BaseCheckpointSaver, messages: list[Any], step: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
     version = saver.get_next_version(prev["channel_versions"].get("messages"), None)
     ckpt = empty_checkpoint()
     ckpt["id"] = str(uuid6(clock_seq=step))
@@ -315,7 +382,9 @@ def step_checkpoint(prev: dict[str, Any], saver: BaseCheckpointSaver, messages: 
     return ckpt, {"messages": version}
 
 
-async def conversation(saver: BaseCheckpointSaver, s: Saver, thread: str, steps: int, measure: bool) -> dict[str, Any]:
+async def conversation(
+    saver: BaseCheckpointSaver, s: Saver, thread: str, steps: int, measure: bool
+) -> dict[str, Any]:
     """One thread, `steps` steps; per-call latencies and bytes at steps 50 and `steps`."""
     times: dict[str, list[float]] = {"aput": [], "aput_writes": [], "aget_tuple": []}
     stored: dict[int, int] = {}
@@ -327,9 +396,13 @@ async def conversation(saver: BaseCheckpointSaver, s: Saver, thread: str, steps:
         messages.append(AIMessage(f"{step}: {TEXT}"))
         ckpt, new_versions = step_checkpoint(prev, saver, messages, step)
         t0 = time.perf_counter()
-        config = await saver.aput(config, ckpt, {"source": "loop", "step": step, "parents": {}}, new_versions)
+        config = await saver.aput(
+            config, ckpt, {"source": "loop", "step": step, "parents": {}}, new_versions
+        )
         t1 = time.perf_counter()
-        await saver.aput_writes(config, [("messages", [AIMessage(f"w{step}: {TEXT}")])], str(uuid.uuid4()))
+        await saver.aput_writes(
+            config, [("messages", [AIMessage(f"w{step}: {TEXT}")])], str(uuid.uuid4())
+        )
         t2 = time.perf_counter()
         got = await saver.aget_tuple({"configurable": {"thread_id": thread, "checkpoint_ns": ""}})
         t3 = time.perf_counter()
@@ -340,7 +413,9 @@ async def conversation(saver: BaseCheckpointSaver, s: Saver, thread: str, steps:
         prev = ckpt
         if measure and step + 1 in (50, steps):
             stored[step + 1] = s.stored_bytes(saver)
-    out: dict[str, Any] = {k: {"p50_ms": pct(v, 50) * 1e3, "p99_ms": pct(v, 99) * 1e3} for k, v in times.items()}
+    out: dict[str, Any] = {
+        k: {"p50_ms": pct(v, 50) * 1e3, "p99_ms": pct(v, 99) * 1e3} for k, v in times.items()
+    }
     out["bytes"] = stored
     return out
 
@@ -356,7 +431,9 @@ async def concurrent(saver: BaseCheckpointSaver) -> float:
         for step in range(STEPS_PER_THREAD):
             messages.append(HumanMessage(f"{step}: {TEXT}"))
             ckpt, nv = step_checkpoint(prev, saver, messages, step)
-            config = await saver.aput(config, ckpt, {"source": "loop", "step": step, "parents": {}}, nv)
+            config = await saver.aput(
+                config, ckpt, {"source": "loop", "step": step, "parents": {}}, nv
+            )
             await saver.aput_writes(config, [("messages", [AIMessage(TEXT)])], str(uuid.uuid4()))
             prev = ckpt
 
@@ -400,7 +477,9 @@ async def run(only: set[str] | None) -> dict[str, Any]:
         for s in savers(servers, only):
             print(f"== {s.name}", file=sys.stderr, flush=True)
             async with s.open() as saver:
-                r = await conversation(saver, s, f"conv-{uuid.uuid4().hex[:8]}", STEPS, measure=True)
+                r = await conversation(
+                    saver, s, f"conv-{uuid.uuid4().hex[:8]}", STEPS, measure=True
+                )
                 r["steps_per_s_32"] = await concurrent(saver)
                 r["invoke_ms"] = await invokes(saver)
             results[s.name] = r
@@ -414,7 +493,9 @@ async def run(only: set[str] | None) -> dict[str, Any]:
 def table(results: dict[str, Any]) -> str:
     mem = results.get("InMemorySaver")
     rows = [
-        "| saver | aput p50 / p99 ms | aput_writes p50 / p99 ms | aget_tuple p50 / p99 ms | steps/s, 32 threads | StateGraph invoke, mean ms | bytes at step 50 | bytes at step 200 |",
+        "| saver | aput p50 / p99 ms | aput_writes p50 / p99 ms | aget_tuple p50 / p99 ms"
+        " | steps/s, 32 threads | StateGraph invoke, mean ms | bytes at step 50"
+        " | bytes at step 200 |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for name, r in results.items():
@@ -439,24 +520,46 @@ def table(results: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--only", help="comma-separated: memory,agentstate-embedded,agentstate-mongodb,sqlite,postgres,mongodb")
-    p.add_argument("--out", default=str(ROOT / "bench" / "results"), help="where langgraph.md and langgraph.json go")
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--only",
+        help="comma-separated: memory, agentstate-embedded, agentstate-mongodb, sqlite, "
+        "postgres, mongodb",
+    )
+    p.add_argument(
+        "--out",
+        default=str(ROOT / "bench" / "results"),
+        help="where langgraph.md and langgraph.json go",
+    )
     args = p.parse_args()
     only = set(args.only.split(",")) if args.only else None
     results = asyncio.run(run(only))
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), platform.processor())
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     header = (
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, commit {commit}, "
         f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}; "
-        f"{STEPS} steps on one thread, {THREADS} threads x {STEPS_PER_THREAD} steps, {INVOKES} invokes.\n\n"
+        f"{STEPS} steps on one thread, {THREADS} threads x {STEPS_PER_THREAD} steps, "
+        f"{INVOKES} invokes.\n\n"
     )
     md = header + table(results) + "\n"
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "langgraph.md").write_text(md)
-    (out / "langgraph.json").write_text(json.dumps({"commit": commit, "results": results}, indent=2) + "\n")
+    (out / "langgraph.json").write_text(
+        json.dumps({"commit": commit, "results": results}, indent=2) + "\n"
+    )
     print(md)
 
 

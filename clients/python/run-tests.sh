@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs the Python client's tests against the real sidecar binary.
+#
+# Creates (or reuses) <repo>/.venv-py, installs ./clients/python with its langgraph and
+# openai-agents extras plus the pinned test dependencies (ruff among them, for CI's lint
+# step), and runs pytest. Builds nothing: it expects target/debug/agentstate
+# (cargo build -p agentstate), or AGENTSTATE_BIN. MongoDB-backed tests use MONGODB_URI,
+# else install and start SecantusDB (.venv-test), as the Rust tests do. Exits with
+# pytest's code; "no tests collected" (5) counts as a failure.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+venv="$repo/.venv-py"
+
+if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv"
+fi
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+    -r "$here/requirements-test.txt" "$here[langgraph,openai-agents]"
+
+cd "$repo"
+set +e
+"$venv/bin/python" -m pytest "$here/tests" -q -ra -p no:cacheprovider --timeout 300 "$@"
+code=$?
+set -e
+if [ "$code" -eq 5 ]; then
+    echo "run-tests.sh: pytest collected no tests" >&2
+    exit 1
+fi
+exit "$code"

@@ -1,0 +1,89 @@
+"""agentstate: Python client of the agentstate sidecar.
+
+The sidecar (a Rust process beside each agent) makes agent state durable: every write is
+in its write-ahead log before it is acknowledged, then flushed to MongoDB or an embedded
+store. This package talks to it over HTTP (MessagePack by default):
+
+- :class:`Client` / :class:`AsyncClient`: the whole HTTP API, typed (``models``), with
+  typed errors (``errors``) and bounded retries.
+- :mod:`agentstate.langgraph`: LangGraph checkpoint savers on the sidecar's threads API.
+- :mod:`agentstate.openai_agents`: an OpenAI Agents SDK session on an agent's messages.
+"""
+
+from agentstate.async_client import AsyncClient
+from agentstate.client import Client
+from agentstate.errors import (
+    AgentstateError,
+    Conflict,
+    ConnectionFailed,
+    Malformed,
+    NotFound,
+    TooLarge,
+    Unauthorized,
+    Unavailable,
+    ValidationFailed,
+    VersionConflict,
+)
+from agentstate.models import (
+    AgentState,
+    AppendResult,
+    BatchResult,
+    BeginResult,
+    Blob,
+    Checkpoint,
+    CheckpointResult,
+    DeltaChannel,
+    Message,
+    NewMessage,
+    PendingTransition,
+    PendingWriteValue,
+    PopResult,
+    PutCheckpointResult,
+    ReplayResult,
+    Status,
+    ThreadTuple,
+    Transfer,
+    Transition,
+    TransitionResult,
+    Typed,
+    Write,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AgentState",
+    "AgentstateError",
+    "AppendResult",
+    "AsyncClient",
+    "BatchResult",
+    "BeginResult",
+    "Blob",
+    "Checkpoint",
+    "CheckpointResult",
+    "Client",
+    "Conflict",
+    "ConnectionFailed",
+    "DeltaChannel",
+    "Malformed",
+    "Message",
+    "NewMessage",
+    "NotFound",
+    "PendingTransition",
+    "PendingWriteValue",
+    "PopResult",
+    "PutCheckpointResult",
+    "ReplayResult",
+    "Status",
+    "ThreadTuple",
+    "TooLarge",
+    "Transfer",
+    "Transition",
+    "TransitionResult",
+    "Typed",
+    "Unauthorized",
+    "Unavailable",
+    "ValidationFailed",
+    "VersionConflict",
+    "Write",
+]

@@ -1,0 +1,558 @@
+"""The asyncio client: the same methods as :class:`agentstate.Client`, awaited.
+
+It mirrors ``client.py`` method for method (both run the call descriptions of
+``_api.py``), on one long-lived ``httpx.AsyncClient`` whose transport is aiohttp's
+connection pool (see ``_aiohttp.py``), bound to the event loop that first uses it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+from urllib.parse import urlencode
+
+import httpx
+
+from agentstate import _api, _codec, _http, _retry
+from agentstate._aiohttp import AiohttpPool
+from agentstate._config import Settings
+from agentstate.errors import AgentstateError
+from agentstate.models import (
+    AgentState,
+    AppendResult,
+    BatchResult,
+    BeginResult,
+    Checkpoint,
+    CheckpointResult,
+    DeltaChannel,
+    Message,
+    NewMessage,
+    PendingWriteValue,
+    PopResult,
+    PutCheckpointResult,
+    ReplayResult,
+    Status,
+    ThreadTuple,
+    Transfer,
+    Transition,
+    TransitionResult,
+    Typed,
+)
+
+T = TypeVar("T")
+
+
+class AsyncClient:
+    """Asyncio client of the agentstate sidecar.
+
+    Args:
+        url: Base URL; default ``AGENTSTATE_URL``, else ``http://127.0.0.1:7700``.
+        token: Bearer token; default ``AGENTSTATE_TOKEN``.
+        uds: Unix socket path to connect through; default ``AGENTSTATE_SOCKET``.
+        codec: ``"msgpack"`` (default) or ``"json"`` bodies.
+        durability: Default durability of writes (``local``/``remote``/``memory``); None
+            leaves it to the server (``local``). Every write method also takes one.
+        max_retries: Retries after connection failures and 503s (never after 4xx).
+        timeout: Seconds for one request (a ``remote`` write may wait for the backend).
+        transport: An httpx transport to use instead of the default (tests, proxies).
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        token: str | None = None,
+        uds: str | None = None,
+        codec: str = "msgpack",
+        durability: str | None = None,
+        max_retries: int = 3,
+        timeout: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.settings = Settings.resolve(
+            url,
+            token=token,
+            uds=uds,
+            codec=codec,
+            durability=durability,
+            max_retries=max_retries,
+            timeout=timeout,
+        )
+        # Requests go straight to aiohttp's pool unless a transport is given.
+        self._pool = AiohttpPool(uds=self.settings.uds) if transport is None else None
+        self._base_headers = list(self.settings.headers().items())
+        self._connect_timeout_s = min(5.0, timeout)
+        self._http = httpx.AsyncClient(
+            base_url=self.settings.url,
+            headers=self.settings.headers(),
+            timeout=httpx.Timeout(self.settings.timeout_s, connect=min(5.0, timeout)),
+            transport=transport,
+        )
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._http.aclose()
+        if self._pool is not None:
+            await self._pool.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def _send(self, call: _api.Call[T]) -> T:
+        settings = self.settings
+        durability = _http.effective_durability(settings, call)
+        parts = _http.request_parts(settings, call)
+        attempt = 0
+        while True:
+            error: AgentstateError
+            try:
+                reply = await self._exchange(call, parts)
+            except httpx.TransportError as e:
+                error = _http.connection_failed(settings, e)
+                retriable = _retry.retriable_transport_error(e, call)
+                cause: BaseException | None = e
+            else:
+                if _http.is_success(call, reply):
+                    return call.parse(reply)
+                error = _http.error_of(reply)
+                retriable = _retry.retriable_error(error, call, durability)
+                cause = None
+            if not retriable or attempt >= settings.max_retries:
+                raise error from cause
+            await asyncio.sleep(_retry.wait_s(settings, attempt, _http.retry_after(error)))
+            attempt += 1
+
+    async def _exchange(self, call: _api.Call[T], parts: dict[str, Any]) -> _api.Reply:
+        if self._pool is None:
+            return _http.read_reply(await self._http.request(call.method, call.path, **parts))
+        url = self.settings.url + call.path
+        if parts["params"]:
+            url += "?" + urlencode(parts["params"])
+        status, headers, body = await self._pool.send(
+            call.method,
+            url,
+            self._base_headers + list(parts["headers"].items()),
+            parts.get("content"),
+            connect_timeout_s=self._connect_timeout_s,
+            read_timeout_s=self.settings.timeout_s,
+        )
+        return _api.Reply(status, headers, _codec.decode(headers.get("content-type"), body))
+
+    # --- agents --------------------------------------------------------------------------
+
+    async def get_agent(self, agent_id: str) -> AgentState:
+        """The agent's current state (:class:`~agentstate.errors.NotFound` if none)."""
+        return await self._send(_api.get_agent(agent_id))
+
+    async def save_agent(
+        self,
+        agent_id: str,
+        state_name: str,
+        *,
+        agent_type: str | None = None,
+        state_data: Any = None,
+        metadata: Mapping[str, Any] | None = None,
+        if_match: int | None = None,
+        if_none_match: bool = False,
+        durability: str | None = None,
+    ) -> int:
+        """Save the agent's state; returns the new version.
+
+        ``if_match=v``: only if the stored version is ``v``; ``if_none_match=True``: only
+        if the agent does not exist. Either failing raises ``VersionConflict``.
+        """
+        return await self._send(
+            _api.save_agent(
+                agent_id,
+                state_name,
+                agent_type=agent_type,
+                state_data=state_data,
+                metadata=metadata,
+                if_match=if_match,
+                if_none_match=if_none_match,
+                durability=durability,
+            )
+        )
+
+    async def delete_agent(
+        self, agent_id: str, *, if_match: int | None = None, durability: str | None = None
+    ) -> None:
+        """Delete the agent with its log, conversation and checkpoints."""
+        return await self._send(
+            _api.delete_agent(agent_id, if_match=if_match, durability=durability)
+        )
+
+    # --- transitions ---------------------------------------------------------------------
+
+    async def transition(
+        self,
+        agent_id: str,
+        to_state: str,
+        trigger: str,
+        *,
+        state_data: Any = None,
+        if_match: int | None = None,
+        durability: str | None = None,
+    ) -> TransitionResult:
+        """Move the agent to ``to_state`` and log it, atomically (422 if not allowed)."""
+        return await self._send(
+            _api.transition(
+                agent_id,
+                to_state,
+                trigger,
+                state_data=state_data,
+                if_match=if_match,
+                durability=durability,
+            )
+        )
+
+    async def begin_transition(
+        self,
+        agent_id: str,
+        to_state: str,
+        trigger: str,
+        *,
+        state_data: Any = None,
+        if_match: int | None = None,
+        durability: str | None = None,
+    ) -> BeginResult:
+        """Start a multi-step transition; finish it with ``complete_transition`` or
+        ``abort_transition`` (it survives crashes meanwhile)."""
+        return await self._send(
+            _api.begin_transition(
+                agent_id,
+                to_state,
+                trigger,
+                state_data=state_data,
+                if_match=if_match,
+                durability=durability,
+            )
+        )
+
+    async def complete_transition(
+        self,
+        agent_id: str,
+        transition_id: str,
+        *,
+        state_data: Any = None,
+        if_match: int | None = None,
+        durability: str | None = None,
+    ) -> TransitionResult:
+        return await self._send(
+            _api.finish_transition(
+                agent_id,
+                transition_id,
+                "complete",
+                {"state_data": state_data},
+                if_match=if_match,
+                durability=durability,
+            )
+        )
+
+    async def abort_transition(
+        self,
+        agent_id: str,
+        transition_id: str,
+        *,
+        error: str | None = None,
+        if_match: int | None = None,
+        durability: str | None = None,
+    ) -> TransitionResult:
+        return await self._send(
+            _api.finish_transition(
+                agent_id,
+                transition_id,
+                "abort",
+                {"error": error},
+                if_match=if_match,
+                durability=durability,
+            )
+        )
+
+    async def list_transitions(
+        self, agent_id: str, *, after: int = 0, limit: int = 100
+    ) -> list[Transition]:
+        """The transition log, oldest first, from ``seq > after``."""
+        return await self._send(_api.list_transitions(agent_id, after=after, limit=limit))
+
+    # --- messages ------------------------------------------------------------------------
+
+    async def append_messages(
+        self,
+        agent_id: str,
+        messages: Iterable[NewMessage | Mapping[str, Any]],
+        *,
+        if_match: int | None = None,
+        durability: str | None = None,
+    ) -> AppendResult:
+        """Append ``{role, content, metadata?}`` messages (the agent must exist)."""
+        return await self._send(
+            _api.append_messages(agent_id, messages, if_match=if_match, durability=durability)
+        )
+
+    async def list_messages(
+        self, agent_id: str, *, after: int = 0, limit: int = 100
+    ) -> list[Message]:
+        """The conversation, oldest first, from ``seq > after``."""
+        return await self._send(_api.list_messages(agent_id, after=after, limit=limit))
+
+    async def last_messages(self, agent_id: str, n: int) -> list[Message]:
+        """The latest ``n`` (1..1000) messages, oldest first."""
+        return await self._send(_api.last_messages(agent_id, n))
+
+    async def pop_last_message(
+        self, agent_id: str, *, if_match: int | None = None, durability: str | None = None
+    ) -> PopResult:
+        """Remove and return the latest message (``message`` None if there was none)."""
+        return await self._send(
+            _api.pop_last_message(agent_id, if_match=if_match, durability=durability)
+        )
+
+    async def clear_messages(
+        self, agent_id: str, *, if_match: int | None = None, durability: str | None = None
+    ) -> int:
+        """Remove the whole conversation (the agent stays); returns the new version."""
+        return await self._send(
+            _api.clear_messages(agent_id, if_match=if_match, durability=durability)
+        )
+
+    # --- agent checkpoints ---------------------------------------------------------------
+
+    async def create_checkpoint(
+        self, agent_id: str, *, label: str | None = None, durability: str | None = None
+    ) -> CheckpointResult:
+        """Snapshot the agent (state, log and conversation positions)."""
+        return await self._send(
+            _api.create_checkpoint(agent_id, label=label, durability=durability)
+        )
+
+    async def list_checkpoints(self, agent_id: str) -> list[Checkpoint]:
+        return await self._send(_api.list_checkpoints(agent_id))
+
+    async def rollback(
+        self,
+        agent_id: str,
+        checkpoint_id: str,
+        *,
+        if_match: int | None = None,
+        durability: str | None = None,
+    ) -> TransitionResult:
+        """Make the checkpoint's state current (a new version, logged as ``rollback``)."""
+        return await self._send(
+            _api.rollback(agent_id, checkpoint_id, if_match=if_match, durability=durability)
+        )
+
+    async def replay(
+        self,
+        agent_id: str,
+        checkpoint_id: str,
+        *,
+        apply: bool = False,
+        if_match: int | None = None,
+        durability: str | None = None,
+    ) -> ReplayResult:
+        """Recompute the state from a checkpoint and the log; a dry run unless ``apply``."""
+        return await self._send(
+            _api.replay(
+                agent_id, checkpoint_id, apply=apply, if_match=if_match, durability=durability
+            )
+        )
+
+    # --- transfers and batches -----------------------------------------------------------
+
+    async def create_transfer(
+        self,
+        transfer_id: str,
+        from_agent: str,
+        to_agent: str,
+        trigger: str,
+        *,
+        to_trigger: str | None = None,
+        to_agent_type: str | None = None,
+        context: Any = None,
+        messages_max: int | None = None,
+        durability: str | None = None,
+    ) -> Transfer:
+        """Hand the conversation and context to another agent, all or nothing."""
+        return await self._send(
+            _api.create_transfer(
+                transfer_id,
+                from_agent,
+                to_agent,
+                trigger,
+                to_trigger=to_trigger,
+                to_agent_type=to_agent_type,
+                context=context,
+                messages_max=messages_max,
+                durability=durability,
+            )
+        )
+
+    async def get_transfer(self, transfer_id: str) -> Transfer:
+        return await self._send(_api.get_transfer(transfer_id))
+
+    async def batch(
+        self, operations: Sequence[Mapping[str, Any]], *, durability: str | None = None
+    ) -> list[BatchResult]:
+        """Several operations, all or nothing. Each is a wire map with ``op`` one of
+        ``put``/``delete``/``transition``/``messages``, ``agent_id``, ``if_match?`` and
+        the fields of the matching single call."""
+        return await self._send(_api.batch(operations, durability=durability))
+
+    # --- operations ----------------------------------------------------------------------
+
+    async def health(self) -> bool:
+        """True while the process runs (``/healthz``)."""
+        return await self._send(_api.health())
+
+    async def ready(self) -> bool:
+        """True once the WAL is replayed and the backlog is under its bound (``/readyz``)."""
+        return await self._send(_api.ready())
+
+    async def status(self) -> Status:
+        return await self._send(_api.status())
+
+    async def metrics(self) -> str:
+        """Prometheus text."""
+        return await self._send(_api.metrics())
+
+    # --- threads (graph checkpoints) -----------------------------------------------------
+
+    async def put_checkpoint(
+        self,
+        thread_id: str,
+        checkpoint_id: str,
+        checkpoint: Typed,
+        *,
+        checkpoint_ns: str = "",
+        parent_checkpoint_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        channel_versions: Mapping[str, str] | None = None,
+        blobs: Iterable[Any] = (),
+        durability: str | None = None,
+    ) -> PutCheckpointResult:
+        """Store a graph checkpoint (creates the thread's agent if absent)."""
+        return await self._send(
+            _api.put_checkpoint(
+                thread_id,
+                checkpoint_id,
+                checkpoint,
+                checkpoint_ns=checkpoint_ns,
+                parent_checkpoint_id=parent_checkpoint_id,
+                metadata=metadata,
+                channel_versions=channel_versions,
+                blobs=blobs,
+                durability=durability,
+            )
+        )
+
+    async def put_writes(
+        self,
+        thread_id: str,
+        checkpoint_id: str,
+        task_id: str,
+        writes: Iterable[PendingWriteValue],
+        *,
+        checkpoint_ns: str = "",
+        task_path: str = "",
+        durability: str | None = None,
+    ) -> int:
+        """Store a task's pending writes against a checkpoint; returns the version."""
+        return await self._send(
+            _api.put_writes(
+                thread_id,
+                checkpoint_id,
+                task_id,
+                writes,
+                checkpoint_ns=checkpoint_ns,
+                task_path=task_path,
+                durability=durability,
+            )
+        )
+
+    async def get_checkpoint(
+        self, thread_id: str, *, checkpoint_ns: str = "", checkpoint_id: str | None = None
+    ) -> ThreadTuple:
+        """A checkpoint tuple; the latest in the namespace without ``checkpoint_id``.
+        Raises ``NotFound`` if there is none."""
+        return await self._send(
+            _api.get_checkpoint(thread_id, checkpoint_ns=checkpoint_ns, checkpoint_id=checkpoint_id)
+        )
+
+    async def search_checkpoints(
+        self,
+        *,
+        thread_id: str | None = None,
+        checkpoint_ns: str | None = None,
+        checkpoint_id: str | None = None,
+        before: str | None = None,
+        filter: Mapping[str, Any] | None = None,
+        limit: int | None = None,
+    ) -> list[ThreadTuple]:
+        """One page of checkpoints, newest id first (None = any thread / namespace)."""
+        return await self._send(
+            _api.search_checkpoints(
+                thread_id=thread_id,
+                checkpoint_ns=checkpoint_ns,
+                checkpoint_id=checkpoint_id,
+                before=before,
+                filter=filter,
+                limit=limit,
+            )
+        )
+
+    async def delete_thread(self, thread_id: str, *, durability: str | None = None) -> None:
+        """Delete the thread's checkpoints, writes, blobs and agent (fine if absent)."""
+        return await self._send(_api.delete_thread(thread_id, durability=durability))
+
+    async def copy_thread(
+        self, source_thread_id: str, target_thread_id: str, *, durability: str | None = None
+    ) -> int:
+        """Copy every checkpoint and write; returns how many checkpoints were copied."""
+        return await self._send(
+            _api.copy_thread(source_thread_id, target_thread_id, durability=durability)
+        )
+
+    async def prune(
+        self,
+        thread_ids: Sequence[str],
+        *,
+        strategy: str = "keep_latest",
+        durability: str | None = None,
+    ) -> int:
+        """``keep_latest`` (per namespace) or ``delete``; returns checkpoints deleted."""
+        return await self._send(_api.prune(thread_ids, strategy=strategy, durability=durability))
+
+    async def delete_for_runs(
+        self, run_ids: Sequence[str], *, durability: str | None = None
+    ) -> int:
+        """Delete checkpoints whose ``metadata.run_id`` is listed, in any thread."""
+        return await self._send(_api.delete_for_runs(run_ids, durability=durability))
+
+    async def delta_history(
+        self,
+        thread_id: str,
+        channels: Sequence[str],
+        *,
+        checkpoint_ns: str = "",
+        checkpoint_id: str | None = None,
+    ) -> dict[str, DeltaChannel]:
+        """Per channel: the writes along the target's ancestors and the nearest stored
+        value (LangGraph's ``get_delta_channel_history``, served by the sidecar)."""
+        return await self._send(
+            _api.delta_history(
+                thread_id, channels, checkpoint_ns=checkpoint_ns, checkpoint_id=checkpoint_id
+            )
+        )

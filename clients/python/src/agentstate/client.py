@@ -1,0 +1,525 @@
+"""The blocking client: one method per endpoint, on one long-lived connection pool.
+
+Safe to share between threads (``httpx.Client`` is), and so usable from any thread,
+including one that runs an event loop (it then blocks that loop for the call's duration).
+``async_client.py`` mirrors this file method for method.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+
+from agentstate import _api, _http, _retry
+from agentstate._config import Settings
+from agentstate.errors import AgentstateError
+from agentstate.models import (
+    AgentState,
+    AppendResult,
+    BatchResult,
+    BeginResult,
+    Checkpoint,
+    CheckpointResult,
+    DeltaChannel,
+    Message,
+    NewMessage,
+    PendingWriteValue,
+    PopResult,
+    PutCheckpointResult,
+    ReplayResult,
+    Status,
+    ThreadTuple,
+    Transfer,
+    Transition,
+    TransitionResult,
+    Typed,
+)
+
+T = TypeVar("T")
+
+
+class Client:
+    """Blocking client of the agentstate sidecar.
+
+    Args:
+        url: Base URL; default ``AGENTSTATE_URL``, else ``http://127.0.0.1:7700``.
+        token: Bearer token; default ``AGENTSTATE_TOKEN``.
+        uds: Unix socket path to connect through; default ``AGENTSTATE_SOCKET``.
+        codec: ``"msgpack"`` (default) or ``"json"`` bodies.
+        durability: Default durability of writes (``local``/``remote``/``memory``); None
+            leaves it to the server (``local``). Every write method also takes one.
+        max_retries: Retries after connection failures and 503s (never after 4xx).
+        timeout: Seconds for one request (a ``remote`` write may wait for the backend).
+        transport: An httpx transport to use instead of the default (tests, proxies).
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        token: str | None = None,
+        uds: str | None = None,
+        codec: str = "msgpack",
+        durability: str | None = None,
+        max_retries: int = 3,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.settings = Settings.resolve(
+            url,
+            token=token,
+            uds=uds,
+            codec=codec,
+            durability=durability,
+            max_retries=max_retries,
+            timeout=timeout,
+        )
+        if transport is None and self.settings.uds:
+            transport = httpx.HTTPTransport(uds=self.settings.uds)
+        self._http = httpx.Client(
+            base_url=self.settings.url,
+            headers=self.settings.headers(),
+            timeout=httpx.Timeout(self.settings.timeout_s, connect=min(5.0, timeout)),
+            transport=transport,
+        )
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _send(self, call: _api.Call[T]) -> T:
+        settings = self.settings
+        durability = _http.effective_durability(settings, call)
+        parts = _http.request_parts(settings, call)
+        attempt = 0
+        while True:
+            error: AgentstateError
+            try:
+                response = self._http.request(call.method, call.path, **parts)
+            except httpx.TransportError as e:
+                error = _http.connection_failed(settings, e)
+                retriable = _retry.retriable_transport_error(e, call)
+                cause: BaseException | None = e
+            else:
+                reply = _http.read_reply(response)
+                if _http.is_success(call, reply):
+                    return call.parse(reply)
+                error = _http.error_of(reply)
+                retriable = _retry.retriable_error(error, call, durability)
+                cause = None
+            if not retriable or attempt >= settings.max_retries:
+                raise error from cause
+            time.sleep(_retry.wait_s(settings, attempt, _http.retry_after(error)))
+            attempt += 1
+
+    # --- agents --------------------------------------------------------------------------
+
+    def get_agent(self, agent_id: str) -> AgentState:
+        """The agent's current state (:class:`~agentstate.errors.NotFound` if none)."""
+        return self._send(_api.get_agent(agent_id))
+
+    def save_agent(
+        self,
+        agent_id: str,
+        state_name: str,
+        *,
+        agent_type: str | None = None,
+        state_data: Any = None,
+        metadata: Mapping[str, Any] | None = None,
+        if_match: int | None = None,
+        if_none_match: bool = False,
+        durability: str | None = None,
+    ) -> int:
+        """Save the agent's state; returns the new version.
+
+        ``if_match=v``: only if the stored version is ``v``; ``if_none_match=True``: only
+        if the agent does not exist. Either failing raises ``VersionConflict``.
+        """
+        return self._send(
+            _api.save_agent(
+                agent_id,
+                state_name,
+                agent_type=agent_type,
+                state_data=state_data,
+                metadata=metadata,
+                if_match=if_match,
+                if_none_match=if_none_match,
+                durability=durability,
+            )
+        )
+
+    def delete_agent(
+        self, agent_id: str, *, if_match: int | None = None, durability: str | None = None
+    ) -> None:
+        """Delete the agent with its log, conversation and checkpoints."""
+        return self._send(_api.delete_agent(agent_id, if_match=if_match, durability=durability))
+
+    # --- transitions ---------------------------------------------------------------------
+
+    def transition(
+        self,
+        agent_id: str,
+        to_state: str,
+        trigger: str,
+        *,
+        state_data: Any = None,
+        if_match: int | None = None,
+        durability: str | None = None,
+    ) -> TransitionResult:
+        """Move the agent to ``to_state`` and log it, atomically (422 if not allowed)."""
+        return self._send(
+            _api.transition(
+                agent_id,
+                to_state,
+                trigger,
+                state_data=state_data,
+                if_match=if_match,
+                durability=durability,
+            )
+        )
+
+    def begin_transition(
+        self,
+        agent_id: str,
+        to_state: str,
+        trigger: str,
+        *,
+        state_data: Any = None,
+        if_match: int | None = None,
+        durability: str | None = None,
+    ) -> BeginResult:
+        """Start a multi-step transition; finish it with ``complete_transition`` or
+        ``abort_transition`` (it survives crashes meanwhile)."""
+        return self._send(
+            _api.begin_transition(
+                agent_id,
+                to_state,
+                trigger,
+                state_data=state_data,
+                if_match=if_match,
+                durability=durability,
+            )
+        )
+
+    def complete_transition(
+        self,
+        agent_id: str,
+        transition_id: str,
+        *,
+        state_data: Any = None,
+        if_match: int | None = None,
+        durability: str | None = None,
+    ) -> TransitionResult:
+        return self._send(
+            _api.finish_transition(
+                agent_id,
+                transition_id,
+                "complete",
+                {"state_data": state_data},
+                if_match=if_match,
+                durability=durability,
+            )
+        )
+
+    def abort_transition(
+        self,
+        agent_id: str,
+        transition_id: str,
+        *,
+        error: str | None = None,
+        if_match: int | None = None,
+        durability: str | None = None,
+    ) -> TransitionResult:
+        return self._send(
+            _api.finish_transition(
+                agent_id,
+                transition_id,
+                "abort",
+                {"error": error},
+                if_match=if_match,
+                durability=durability,
+            )
+        )
+
+    def list_transitions(
+        self, agent_id: str, *, after: int = 0, limit: int = 100
+    ) -> list[Transition]:
+        """The transition log, oldest first, from ``seq > after``."""
+        return self._send(_api.list_transitions(agent_id, after=after, limit=limit))
+
+    # --- messages ------------------------------------------------------------------------
+
+    def append_messages(
+        self,
+        agent_id: str,
+        messages: Iterable[NewMessage | Mapping[str, Any]],
+        *,
+        if_match: int | None = None,
+        durability: str | None = None,
+    ) -> AppendResult:
+        """Append ``{role, content, metadata?}`` messages (the agent must exist)."""
+        return self._send(
+            _api.append_messages(agent_id, messages, if_match=if_match, durability=durability)
+        )
+
+    def list_messages(self, agent_id: str, *, after: int = 0, limit: int = 100) -> list[Message]:
+        """The conversation, oldest first, from ``seq > after``."""
+        return self._send(_api.list_messages(agent_id, after=after, limit=limit))
+
+    def last_messages(self, agent_id: str, n: int) -> list[Message]:
+        """The latest ``n`` (1..1000) messages, oldest first."""
+        return self._send(_api.last_messages(agent_id, n))
+
+    def pop_last_message(
+        self, agent_id: str, *, if_match: int | None = None, durability: str | None = None
+    ) -> PopResult:
+        """Remove and return the latest message (``message`` None if there was none)."""
+        return self._send(_api.pop_last_message(agent_id, if_match=if_match, durability=durability))
+
+    def clear_messages(
+        self, agent_id: str, *, if_match: int | None = None, durability: str | None = None
+    ) -> int:
+        """Remove the whole conversation (the agent stays); returns the new version."""
+        return self._send(_api.clear_messages(agent_id, if_match=if_match, durability=durability))
+
+    # --- agent checkpoints ---------------------------------------------------------------
+
+    def create_checkpoint(
+        self, agent_id: str, *, label: str | None = None, durability: str | None = None
+    ) -> CheckpointResult:
+        """Snapshot the agent (state, log and conversation positions)."""
+        return self._send(_api.create_checkpoint(agent_id, label=label, durability=durability))
+
+    def list_checkpoints(self, agent_id: str) -> list[Checkpoint]:
+        return self._send(_api.list_checkpoints(agent_id))
+
+    def rollback(
+        self,
+        agent_id: str,
+        checkpoint_id: str,
+        *,
+        if_match: int | None = None,
+        durability: str | None = None,
+    ) -> TransitionResult:
+        """Make the checkpoint's state current (a new version, logged as ``rollback``)."""
+        return self._send(
+            _api.rollback(agent_id, checkpoint_id, if_match=if_match, durability=durability)
+        )
+
+    def replay(
+        self,
+        agent_id: str,
+        checkpoint_id: str,
+        *,
+        apply: bool = False,
+        if_match: int | None = None,
+        durability: str | None = None,
+    ) -> ReplayResult:
+        """Recompute the state from a checkpoint and the log; a dry run unless ``apply``."""
+        return self._send(
+            _api.replay(
+                agent_id, checkpoint_id, apply=apply, if_match=if_match, durability=durability
+            )
+        )
+
+    # --- transfers and batches -----------------------------------------------------------
+
+    def create_transfer(
+        self,
+        transfer_id: str,
+        from_agent: str,
+        to_agent: str,
+        trigger: str,
+        *,
+        to_trigger: str | None = None,
+        to_agent_type: str | None = None,
+        context: Any = None,
+        messages_max: int | None = None,
+        durability: str | None = None,
+    ) -> Transfer:
+        """Hand the conversation and context to another agent, all or nothing."""
+        return self._send(
+            _api.create_transfer(
+                transfer_id,
+                from_agent,
+                to_agent,
+                trigger,
+                to_trigger=to_trigger,
+                to_agent_type=to_agent_type,
+                context=context,
+                messages_max=messages_max,
+                durability=durability,
+            )
+        )
+
+    def get_transfer(self, transfer_id: str) -> Transfer:
+        return self._send(_api.get_transfer(transfer_id))
+
+    def batch(
+        self, operations: Sequence[Mapping[str, Any]], *, durability: str | None = None
+    ) -> list[BatchResult]:
+        """Several operations, all or nothing. Each is a wire map with ``op`` one of
+        ``put``/``delete``/``transition``/``messages``, ``agent_id``, ``if_match?`` and
+        the fields of the matching single call."""
+        return self._send(_api.batch(operations, durability=durability))
+
+    # --- operations ----------------------------------------------------------------------
+
+    def health(self) -> bool:
+        """True while the process runs (``/healthz``)."""
+        return self._send(_api.health())
+
+    def ready(self) -> bool:
+        """True once the WAL is replayed and the backlog is under its bound (``/readyz``)."""
+        return self._send(_api.ready())
+
+    def status(self) -> Status:
+        return self._send(_api.status())
+
+    def metrics(self) -> str:
+        """Prometheus text."""
+        return self._send(_api.metrics())
+
+    # --- threads (graph checkpoints) -----------------------------------------------------
+
+    def put_checkpoint(
+        self,
+        thread_id: str,
+        checkpoint_id: str,
+        checkpoint: Typed,
+        *,
+        checkpoint_ns: str = "",
+        parent_checkpoint_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        channel_versions: Mapping[str, str] | None = None,
+        blobs: Iterable[Any] = (),
+        durability: str | None = None,
+    ) -> PutCheckpointResult:
+        """Store a graph checkpoint (creates the thread's agent if absent)."""
+        return self._send(
+            _api.put_checkpoint(
+                thread_id,
+                checkpoint_id,
+                checkpoint,
+                checkpoint_ns=checkpoint_ns,
+                parent_checkpoint_id=parent_checkpoint_id,
+                metadata=metadata,
+                channel_versions=channel_versions,
+                blobs=blobs,
+                durability=durability,
+            )
+        )
+
+    def put_writes(
+        self,
+        thread_id: str,
+        checkpoint_id: str,
+        task_id: str,
+        writes: Iterable[PendingWriteValue],
+        *,
+        checkpoint_ns: str = "",
+        task_path: str = "",
+        durability: str | None = None,
+    ) -> int:
+        """Store a task's pending writes against a checkpoint; returns the version."""
+        return self._send(
+            _api.put_writes(
+                thread_id,
+                checkpoint_id,
+                task_id,
+                writes,
+                checkpoint_ns=checkpoint_ns,
+                task_path=task_path,
+                durability=durability,
+            )
+        )
+
+    def get_checkpoint(
+        self, thread_id: str, *, checkpoint_ns: str = "", checkpoint_id: str | None = None
+    ) -> ThreadTuple:
+        """A checkpoint tuple; the latest in the namespace without ``checkpoint_id``.
+        Raises ``NotFound`` if there is none."""
+        return self._send(
+            _api.get_checkpoint(thread_id, checkpoint_ns=checkpoint_ns, checkpoint_id=checkpoint_id)
+        )
+
+    def search_checkpoints(
+        self,
+        *,
+        thread_id: str | None = None,
+        checkpoint_ns: str | None = None,
+        checkpoint_id: str | None = None,
+        before: str | None = None,
+        filter: Mapping[str, Any] | None = None,
+        limit: int | None = None,
+    ) -> list[ThreadTuple]:
+        """One page of checkpoints, newest id first (None = any thread / namespace)."""
+        return self._send(
+            _api.search_checkpoints(
+                thread_id=thread_id,
+                checkpoint_ns=checkpoint_ns,
+                checkpoint_id=checkpoint_id,
+                before=before,
+                filter=filter,
+                limit=limit,
+            )
+        )
+
+    def delete_thread(self, thread_id: str, *, durability: str | None = None) -> None:
+        """Delete the thread's checkpoints, writes, blobs and agent (fine if absent)."""
+        return self._send(_api.delete_thread(thread_id, durability=durability))
+
+    def copy_thread(
+        self, source_thread_id: str, target_thread_id: str, *, durability: str | None = None
+    ) -> int:
+        """Copy every checkpoint and write; returns how many checkpoints were copied."""
+        return self._send(
+            _api.copy_thread(source_thread_id, target_thread_id, durability=durability)
+        )
+
+    def prune(
+        self,
+        thread_ids: Sequence[str],
+        *,
+        strategy: str = "keep_latest",
+        durability: str | None = None,
+    ) -> int:
+        """``keep_latest`` (per namespace) or ``delete``; returns checkpoints deleted."""
+        return self._send(_api.prune(thread_ids, strategy=strategy, durability=durability))
+
+    def delete_for_runs(self, run_ids: Sequence[str], *, durability: str | None = None) -> int:
+        """Delete checkpoints whose ``metadata.run_id`` is listed, in any thread."""
+        return self._send(_api.delete_for_runs(run_ids, durability=durability))
+
+    def delta_history(
+        self,
+        thread_id: str,
+        channels: Sequence[str],
+        *,
+        checkpoint_ns: str = "",
+        checkpoint_id: str | None = None,
+    ) -> dict[str, DeltaChannel]:
+        """Per channel: the writes along the target's ancestors and the nearest stored
+        value (LangGraph's ``get_delta_channel_history``, served by the sidecar)."""
+        return self._send(
+            _api.delta_history(
+                thread_id, channels, checkpoint_ns=checkpoint_ns, checkpoint_id=checkpoint_id
+            )
+        )

@@ -1,0 +1,498 @@
+"""Typed views of the sidecar's answers (and of a few request parts).
+
+Each model reads itself from a decoded body with ``from_wire``, taking the fields it knows
+and ignoring the rest, so a newer sidecar that adds fields does not break an older client.
+Timestamps become aware ``datetime`` objects (the wire carries RFC 3339 UTC).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from agentstate._codec import as_bytes
+
+_FRACTION = re.compile(r"\.(\d+)")
+
+
+def parse_timestamp(value: Any) -> datetime | None:
+    """RFC 3339 (``Z`` or an offset, up to nanoseconds) as an aware datetime.
+
+    ``datetime.fromisoformat`` on Python 3.10 takes neither ``Z`` nor more than six
+    fractional digits, both of which the sidecar writes.
+    """
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value
+    text = str(value).strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    text = _FRACTION.sub(lambda m: "." + (m.group(1) + "000000")[:6], text, count=1)
+    parsed = datetime.fromisoformat(text)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def _ts(value: Any) -> datetime:
+    parsed = parse_timestamp(value)
+    if parsed is None:
+        raise ValueError("a required timestamp is missing")
+    return parsed
+
+
+def _map(value: Any) -> dict[str, Any]:
+    return dict(value) if isinstance(value, Mapping) else {}
+
+
+# --- agents ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PendingTransition:
+    """A multi-step transition begun and neither completed nor aborted."""
+
+    id: str
+    from_state: str
+    to_state: str
+    trigger: str
+    started_at: datetime
+    state_data: Any = None
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> PendingTransition:
+        return cls(
+            id=d["id"],
+            from_state=d["from_state"],
+            to_state=d["to_state"],
+            trigger=d["trigger"],
+            started_at=_ts(d["started_at"]),
+            state_data=d.get("state_data"),
+        )
+
+
+@dataclass(frozen=True)
+class AgentState:
+    """An agent's current state; ``version`` is its ETag."""
+
+    agent_id: str
+    state_name: str
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    agent_type: str | None = None
+    state_data: Any = None
+    conversation_context: Any = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    pending_transition: PendingTransition | None = None
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> AgentState:
+        pending = d.get("pending_transition")
+        return cls(
+            agent_id=d["agent_id"],
+            state_name=d["state_name"],
+            version=int(d["version"]),
+            created_at=_ts(d["created_at"]),
+            updated_at=_ts(d["updated_at"]),
+            agent_type=d.get("agent_type"),
+            state_data=d.get("state_data"),
+            conversation_context=d.get("conversation_context"),
+            metadata=_map(d.get("metadata")),
+            pending_transition=PendingTransition.from_wire(pending) if pending else None,
+        )
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One entry of an agent's transition log."""
+
+    id: str
+    seq: int
+    agent_id: str
+    from_state: str
+    to_state: str
+    trigger: str
+    timestamp: datetime
+    success: bool
+    error: str | None = None
+    state_data: Any = None
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> Transition:
+        return cls(
+            id=d["id"],
+            seq=int(d["seq"]),
+            agent_id=d["agent_id"],
+            from_state=d["from_state"],
+            to_state=d["to_state"],
+            trigger=d["trigger"],
+            timestamp=_ts(d["timestamp"]),
+            success=bool(d["success"]),
+            error=d.get("error"),
+            state_data=d.get("state_data"),
+        )
+
+
+@dataclass(frozen=True)
+class TransitionResult:
+    """Answer to a one-step transition, ``complete`` or ``abort``."""
+
+    transition: Transition
+    version: int
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> TransitionResult:
+        return cls(Transition.from_wire(d["transition"]), int(d["version"]))
+
+
+@dataclass(frozen=True)
+class BeginResult:
+    """Answer to ``transitions/begin``."""
+
+    pending_transition: PendingTransition
+    version: int
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> BeginResult:
+        return cls(PendingTransition.from_wire(d["pending_transition"]), int(d["version"]))
+
+
+# --- messages ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    """A message to append; the sidecar assigns ``seq`` and ``timestamp``."""
+
+    role: str
+    content: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"role": self.role, "content": self.content, "metadata": self.metadata}
+
+
+@dataclass(frozen=True)
+class Message:
+    """One message of an agent's conversation; ``seq`` counts from 1 per agent."""
+
+    seq: int
+    role: str
+    content: str
+    timestamp: datetime
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> Message:
+        return cls(
+            seq=int(d["seq"]),
+            role=d["role"],
+            content=d["content"],
+            timestamp=_ts(d["timestamp"]),
+            metadata=_map(d.get("metadata")),
+        )
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    """Sequence numbers given to appended messages, and the agent's version."""
+
+    seqs: list[int]
+    version: int
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> AppendResult:
+        return cls([int(s) for s in d.get("seqs", [])], int(d["version"]))
+
+
+@dataclass(frozen=True)
+class PopResult:
+    """The message ``pop_last_message`` removed (None if there was none)."""
+
+    message: Message | None
+    version: int
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> PopResult:
+        m = d.get("message")
+        return cls(Message.from_wire(m) if m else None, int(d["version"]))
+
+
+# --- agent checkpoints, transfers, batches ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A snapshot of an agent to roll back or replay from."""
+
+    checkpoint_id: str
+    agent_id: str
+    version: int
+    state: AgentState
+    transition_seq: int
+    message_seq: int
+    created_at: datetime
+    label: str | None = None
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> Checkpoint:
+        return cls(
+            checkpoint_id=d["checkpoint_id"],
+            agent_id=d["agent_id"],
+            version=int(d["version"]),
+            state=AgentState.from_wire(d["state"]),
+            transition_seq=int(d["transition_seq"]),
+            message_seq=int(d["message_seq"]),
+            created_at=_ts(d["created_at"]),
+            label=d.get("label"),
+        )
+
+
+@dataclass(frozen=True)
+class CheckpointResult:
+    checkpoint_id: str
+    version: int
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> CheckpointResult:
+        return cls(d["checkpoint_id"], int(d["version"]))
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    """The state recomputed from a checkpoint and the log (applied or a dry run)."""
+
+    state: AgentState
+    transitions_applied: int
+    applied: bool
+    version: int
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> ReplayResult:
+        return cls(
+            AgentState.from_wire(d["state"]),
+            int(d["transitions_applied"]),
+            bool(d["applied"]),
+            int(d["version"]),
+        )
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """A transfer's record: the same ``transfer_id`` again returns this."""
+
+    transfer_id: str
+    from_agent: str
+    to_agent: str
+    trigger: str
+    context: Any
+    messages_copied: int
+    from_version: int
+    to_version: int
+    created_at: datetime
+    to_trigger: str | None = None
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> Transfer:
+        return cls(
+            transfer_id=d["transfer_id"],
+            from_agent=d["from_agent"],
+            to_agent=d["to_agent"],
+            trigger=d["trigger"],
+            context=d.get("context"),
+            messages_copied=int(d["messages_copied"]),
+            from_version=int(d["from_version"]),
+            to_version=int(d["to_version"]),
+            created_at=_ts(d["created_at"]),
+            to_trigger=d.get("to_trigger"),
+        )
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """Per batch operation, in order: the agent and its version after it."""
+
+    agent_id: str
+    version: int
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> BatchResult:
+        return cls(d["agent_id"], int(d["version"]))
+
+
+# --- operations -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Status:
+    """``GET /v1/status``: what an operator looks at first."""
+
+    ready: bool
+    backend: str
+    backend_reachable: bool
+    wal_segments: int
+    wal_bytes: int
+    wal_last_lsn: int
+    flushed_lsn: int
+    backlog_agents: int
+    backlog_bytes: int
+    backlog_bytes_max: int
+    backlog_oldest_age_ms: int
+    cache_entries: int
+    last_flush_at: datetime | None = None
+    last_flush_error: str | None = None
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> Status:
+        return cls(
+            ready=bool(d["ready"]),
+            backend=d["backend"],
+            backend_reachable=bool(d["backend_reachable"]),
+            wal_segments=int(d["wal_segments"]),
+            wal_bytes=int(d["wal_bytes"]),
+            wal_last_lsn=int(d["wal_last_lsn"]),
+            flushed_lsn=int(d["flushed_lsn"]),
+            backlog_agents=int(d["backlog_agents"]),
+            backlog_bytes=int(d["backlog_bytes"]),
+            backlog_bytes_max=int(d["backlog_bytes_max"]),
+            backlog_oldest_age_ms=int(d["backlog_oldest_age_ms"]),
+            cache_entries=int(d["cache_entries"]),
+            last_flush_at=parse_timestamp(d.get("last_flush_at")),
+            last_flush_error=d.get("last_flush_error"),
+        )
+
+
+# --- threads (graph checkpoints) --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Typed:
+    """A serialized value: exactly what a LangGraph serde's ``dumps_typed`` returns."""
+
+    type: str
+    data: bytes
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"type": self.type, "data": self.data}
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> Typed:
+        return cls(str(d["type"]), as_bytes(d.get("data")))
+
+    def as_tuple(self) -> tuple[str, bytes]:
+        return (self.type, self.data)
+
+
+@dataclass(frozen=True)
+class Blob:
+    """One channel's value at one version; type ``empty`` means "no value"."""
+
+    channel: str
+    version: str
+    value: Typed
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"channel": self.channel, "version": self.version, "value": self.value.to_wire()}
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> Blob:
+        return cls(d["channel"], str(d["version"]), Typed.from_wire(d["value"]))
+
+
+@dataclass(frozen=True)
+class PendingWriteValue:
+    """A write to put: its index in the task's writes, the channel and the value."""
+
+    idx: int
+    channel: str
+    value: Typed
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"idx": self.idx, "channel": self.channel, "value": self.value.to_wire()}
+
+
+@dataclass(frozen=True)
+class Write:
+    """A stored write of a task against a checkpoint."""
+
+    task_id: str
+    task_path: str
+    idx: int
+    channel: str
+    value: Typed
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> Write:
+        return cls(
+            task_id=d["task_id"],
+            task_path=d.get("task_path") or "",
+            idx=int(d["idx"]),
+            channel=d["channel"],
+            value=Typed.from_wire(d["value"]),
+        )
+
+
+@dataclass(frozen=True)
+class ThreadTuple:
+    """A graph checkpoint with what it needs: its channel blobs and pending writes.
+
+    ``writes`` come in the server's order: ``(task_path, task_id, idx)``.
+    """
+
+    thread_id: str
+    checkpoint_ns: str
+    checkpoint_id: str
+    parent_checkpoint_id: str | None
+    checkpoint: Typed
+    metadata: dict[str, Any]
+    channel_versions: dict[str, str]
+    blobs: list[Blob]
+    writes: list[Write]
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> ThreadTuple:
+        return cls(
+            thread_id=d["thread_id"],
+            checkpoint_ns=d.get("checkpoint_ns") or "",
+            checkpoint_id=d["checkpoint_id"],
+            parent_checkpoint_id=d.get("parent_checkpoint_id") or None,
+            checkpoint=Typed.from_wire(d["checkpoint"]),
+            metadata=_map(d.get("metadata")),
+            channel_versions={str(k): str(v) for k, v in _map(d.get("channel_versions")).items()},
+            blobs=[Blob.from_wire(b) for b in d.get("blobs") or []],
+            writes=[Write.from_wire(w) for w in d.get("writes") or []],
+        )
+
+
+@dataclass(frozen=True)
+class PutCheckpointResult:
+    thread_id: str
+    checkpoint_ns: str
+    checkpoint_id: str
+    version: int
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> PutCheckpointResult:
+        return cls(
+            d["thread_id"], d.get("checkpoint_ns") or "", d["checkpoint_id"], int(d["version"])
+        )
+
+
+@dataclass(frozen=True)
+class DeltaChannel:
+    """One channel's history for ``delta_history``: writes oldest first, and the value at
+    the nearest ancestor that stored one (None when the walk found none)."""
+
+    writes: list[Write]
+    seed: Typed | None
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> DeltaChannel:
+        seed = d.get("seed")
+        return cls(
+            [Write.from_wire(w) for w in d.get("writes") or []],
+            Typed.from_wire(seed) if seed else None,
+        )
