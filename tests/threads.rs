@@ -640,6 +640,8 @@ async fn bad_thread_input_gets_a_clear_4xx() {
         ("no writes", format!("{base}/v1/threads/t/writes"), "POST", r#"{"checkpoint_id":"1","task_id":"x","writes":[]}"#.into(), 422, "validation_failed"),
         ("unknown strategy", format!("{base}/v1/checkpoints/prune"), "POST", r#"{"thread_ids":["t"],"strategy":"all"}"#.into(), 400, "malformed"),
         ("copy onto itself", format!("{base}/v1/threads/t/copy"), "POST", r#"{"target_thread_id":"t"}"#.into(), 422, "validation_failed"),
+        ("search limit 0", format!("{base}/v1/checkpoints/search"), "POST", r#"{"limit":0}"#.into(), 400, "malformed"),
+        ("search limit 1001", format!("{base}/v1/checkpoints/search"), "POST", r#"{"limit":1001}"#.into(), 400, "malformed"),
         ("GET on writes", format!("{base}/v1/threads/t/writes"), "GET", String::new(), 405, "method_not_allowed"),
         ("bad last", format!("{base}/v1/agents/t/messages?last=0"), "GET", String::new(), 400, "malformed"),
     ];
@@ -663,4 +665,146 @@ async fn bad_thread_input_gets_a_clear_4xx() {
     )
     .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
+}
+
+/// The latest checkpoint is answered from memory once a thread is hot; after every
+/// step of a random mix of puts (new heads, forks from older checkpoints, re-puts),
+/// writes (to the head, to older checkpoints, to checkpoints not yet put), prunes,
+/// copies and deletes, it must equal what a search (backlog and backend) says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_latest_checkpoint_from_memory_always_matches_the_store() {
+    use rand::{rngs::StdRng, Rng, SeedableRng};
+    let dir = tempfile::tempdir().unwrap();
+    let (sidecar, _m) = start_with(
+        Backend::Embedded,
+        "threads_heads",
+        dir.path(),
+        &["--flush-interval-ms", "20"],
+    )
+    .await;
+    let c = sidecar.client();
+    let mut rng = StdRng::seed_from_u64(common::seed("threads_heads"));
+    let mut next_id = 0u32;
+    let mut ids: Vec<String> = Vec::new();
+    let mut hits_seen = false;
+    for step in 0..300 {
+        let ns = if rng.gen_bool(0.8) { "" } else { "sub" };
+        match rng.gen_range(0..100) {
+            0..=44 => {
+                // A new checkpoint, usually on top of the latest, sometimes a fork.
+                next_id += 1;
+                let id = format!("{next_id:06}");
+                let parent = if ids.is_empty() || rng.gen_bool(0.2) {
+                    None
+                } else {
+                    Some(ids[rng.gen_range(0..ids.len())].clone())
+                };
+                let v = rng.gen_range(1..4).to_string();
+                let changed = rng.gen_bool(0.5);
+                let blobs: Vec<(&str, &str, &str)> = if changed {
+                    vec![("m", &v, "\"value\"")]
+                } else {
+                    vec![]
+                };
+                c.put_thread_checkpoint(
+                    "h",
+                    &put(
+                        &id,
+                        ns,
+                        parent.as_deref(),
+                        json!({"step": step}),
+                        &[("m", &v)],
+                        &blobs,
+                    ),
+                )
+                .await
+                .unwrap();
+                ids.push(id);
+            }
+            45..=49 if !ids.is_empty() => {
+                // The same checkpoint again.
+                let id = ids[rng.gen_range(0..ids.len())].clone();
+                c.put_thread_checkpoint(
+                    "h",
+                    &put(
+                        &id,
+                        ns,
+                        None,
+                        json!({"again": true}),
+                        &[("m", "1")],
+                        &[("m", "1", "\"again\"")],
+                    ),
+                )
+                .await
+                .unwrap();
+            }
+            50..=84 => {
+                // Writes: to a known checkpoint, or to one not put yet.
+                let id = if ids.is_empty() || rng.gen_bool(0.15) {
+                    format!("{:06}", next_id + 1)
+                } else {
+                    ids[rng.gen_range(0..ids.len())].clone()
+                };
+                let mut w = writes(
+                    &id,
+                    &format!("task{}", rng.gen_range(0..3)),
+                    &[(rng.gen_range(-1..2), "m", &format!("\"w{step}\""))],
+                );
+                w.checkpoint_ns = ns.to_string();
+                c.put_thread_writes("h", &w).await.unwrap();
+            }
+            85..=89 => {
+                let strategy = if rng.gen_bool(0.8) {
+                    PruneStrategy::KeepLatest
+                } else {
+                    PruneStrategy::Delete
+                };
+                c.prune_threads(vec!["h".into()], strategy).await.unwrap();
+            }
+            90..=93 => {
+                let _ = c.copy_thread("h2", "h").await;
+            }
+            94..=95 => {
+                c.delete_thread("h").await.unwrap();
+                ids.clear();
+            }
+            _ => {
+                // Let a flush happen, so the store answers too.
+                tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+            }
+        }
+        for ns in ["", "sub"] {
+            let mut q = search(Some("h"));
+            q.checkpoint_ns = Some(ns.to_string());
+            q.limit = Some(1);
+            let expected = c.search_checkpoints(&q).await.unwrap().pop();
+            let got = c.thread_checkpoint("h", ns, None).await.unwrap();
+            assert_eq!(got, expected, "step {step}, namespace {ns:?}");
+        }
+        hits_seen = hits_seen || step % 50 == 49 && cache_hits(&sidecar.url()).await > 0.0;
+        if step >= 20
+            && c.search_checkpoints(&search(Some("h2")))
+                .await
+                .unwrap()
+                .is_empty()
+        {
+            // A second thread to copy from, once there is something to copy.
+            let _ = c.copy_thread("h", "h2").await;
+        }
+    }
+    assert!(
+        hits_seen,
+        "reads of the latest checkpoint were answered from memory"
+    );
+}
+
+/// `agentstate_thread_cache_reads_total{outcome="hit"}` from /metrics.
+async fn cache_hits(base: &str) -> f64 {
+    let r = raw("GET", &format!("{base}/metrics"), &[], "").await;
+    String::from_utf8_lossy(&r.body)
+        .lines()
+        .find(|l| l.starts_with("agentstate_thread_cache_reads_total{outcome=\"hit\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
 }

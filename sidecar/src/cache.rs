@@ -1,12 +1,17 @@
-//! The read cache: recently used agents, clean or dirty, in moka.
+//! The read caches: recently used agents, clean or dirty, and the latest checkpoints of
+//! recently used threads, in moka.
 //!
 //! Hazard: moka may evict or refuse any entry at any time, so the cache is never the only
 //! home of a change. Unflushed changes live in the [`crate::backlog::Backlog`] until the
 //! backend has them; readers look there first.
 
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use agentstate_protocol::{ThreadCheckpointTuple, ThreadWrite};
 use moka::sync::Cache;
 
-use crate::model::Current;
+use crate::model::{Current, StoredBlob, ThreadChange, ThreadCheckpoint};
 
 #[derive(Clone)]
 pub struct StateCache {
@@ -37,4 +42,212 @@ impl StateCache {
         self.inner.run_pending_tasks();
         self.inner.entry_count()
     }
+}
+
+/// The latest checkpoint of each namespace of recently used threads, whole (blobs and
+/// writes): the read a framework makes at the start of every run, answered from memory.
+///
+/// Coherence: every change reaches [`ThreadHeads::apply`] from `Engine::log`, under the
+/// thread's lock, and misses are filled under that lock too, so an entry is never older
+/// than the last change of its thread. What a change cannot update exactly (a drop, a
+/// copy, a put whose blobs are not all known here) removes the entry instead. Bounded by
+/// bytes (moka's weigher); eviction only costs a read from the backend.
+pub struct ThreadHeads {
+    inner: Cache<String, Arc<HeadsOfThread>>,
+}
+
+/// What is cached of one thread: per namespace read so far, its latest checkpoint (or
+/// `None`: the namespace has none).
+#[derive(Debug, Clone, Default)]
+pub struct HeadsOfThread {
+    heads: HashMap<String, NsHead>,
+}
+
+#[derive(Debug, Clone)]
+struct NsHead {
+    latest: Option<Arc<ThreadCheckpointTuple>>,
+    /// Checkpoint ids above the latest that already have writes (written before their
+    /// checkpoint): a put making one of them the latest cannot know its writes here.
+    orphans: HashSet<String>,
+}
+
+impl HeadsOfThread {
+    fn bytes(&self) -> u32 {
+        let tuple = |t: &ThreadCheckpointTuple| {
+            t.checkpoint.len()
+                + t.blobs.iter().map(|b| b.value.len() + 64).sum::<usize>()
+                + t.writes.iter().map(|w| w.value.len() + 96).sum::<usize>()
+                + 256
+        };
+        let n: usize = self
+            .heads
+            .values()
+            .map(|h| h.latest.as_deref().map_or(64, tuple))
+            .sum();
+        n.min(u32::MAX as usize) as u32
+    }
+}
+
+/// A cache lookup: the answer, or that memory does not know.
+pub enum HeadLookup {
+    /// The namespace's latest checkpoint (`None`: it has none).
+    Known(Option<Arc<ThreadCheckpointTuple>>),
+    Unknown,
+}
+
+impl ThreadHeads {
+    pub fn new(bytes_max: u64) -> Self {
+        ThreadHeads {
+            inner: Cache::builder()
+                .max_capacity(bytes_max)
+                .weigher(|_: &String, v: &Arc<HeadsOfThread>| v.bytes())
+                .build(),
+        }
+    }
+
+    pub fn get(&self, thread: &str, ns: &str) -> HeadLookup {
+        match self
+            .inner
+            .get(thread)
+            .and_then(|t| t.heads.get(ns).cloned())
+        {
+            Some(h) => HeadLookup::Known(h.latest),
+            None => HeadLookup::Unknown,
+        }
+    }
+
+    /// Records what the backend and backlog say (call under the thread's lock).
+    pub fn fill(
+        &self,
+        thread: &str,
+        ns: &str,
+        latest: Option<ThreadCheckpointTuple>,
+        orphans: HashSet<String>,
+    ) {
+        let mut t = self
+            .inner
+            .get(thread)
+            .map_or_else(HeadsOfThread::default, |t| (*t).clone());
+        t.heads.insert(
+            ns.to_string(),
+            NsHead {
+                latest: latest.map(Arc::new),
+                orphans,
+            },
+        );
+        self.inner.insert(thread.to_string(), Arc::new(t));
+    }
+
+    pub fn invalidate(&self, thread: &str) {
+        self.inner.invalidate(thread);
+    }
+
+    /// Brings a cached thread up to date with one logged change.
+    pub fn apply(&self, thread: &str, change: &ThreadChange) {
+        let Some(cached) = self.inner.get(thread) else {
+            return;
+        };
+        let mut t = (*cached).clone();
+        match change {
+            ThreadChange::Put { checkpoint, blobs } => {
+                let Some(h) = t.heads.get_mut(&checkpoint.checkpoint_ns) else {
+                    return;
+                };
+                let newer = h
+                    .latest
+                    .as_ref()
+                    .is_none_or(|l| checkpoint.checkpoint_id > l.checkpoint_id);
+                let touches_latest = h.latest.as_ref().is_some_and(|l| {
+                    l.checkpoint_id == checkpoint.checkpoint_id
+                        || blobs.iter().any(|b| {
+                            l.channel_versions.get(&b.blob.channel) == Some(&b.blob.version)
+                        })
+                });
+                if !newer {
+                    // An older checkpoint changes nothing here, unless it is the latest
+                    // again or replaces a blob the latest uses: then start over.
+                    if touches_latest {
+                        t.heads.remove(&checkpoint.checkpoint_ns);
+                    }
+                } else if h.orphans.contains(&checkpoint.checkpoint_id) {
+                    t.heads.remove(&checkpoint.checkpoint_ns);
+                } else {
+                    match head_after_put(h.latest.as_deref(), checkpoint, blobs) {
+                        Some(tuple) => {
+                            h.orphans.retain(|id| *id > tuple.checkpoint_id);
+                            h.latest = Some(Arc::new(tuple));
+                        }
+                        None => {
+                            t.heads.remove(&checkpoint.checkpoint_ns);
+                        }
+                    }
+                }
+            }
+            ThreadChange::Writes { writes } => {
+                for w in writes {
+                    let Some(h) = t.heads.get_mut(&w.checkpoint_ns) else {
+                        continue;
+                    };
+                    match &mut h.latest {
+                        Some(l) if l.checkpoint_id == w.checkpoint_id => {
+                            let l = Arc::make_mut(l);
+                            let same = |x: &ThreadWrite| {
+                                x.task_id == w.write.task_id && x.idx == w.write.idx
+                            };
+                            match l.writes.iter().position(same) {
+                                Some(i) if w.write.idx < 0 => l.writes[i] = w.write.clone(),
+                                Some(_) => {}
+                                None => l.writes.push(w.write.clone()),
+                            }
+                            l.writes.sort_by(|a, b| {
+                                (&a.task_path, &a.task_id, a.idx).cmp(&(
+                                    &b.task_path,
+                                    &b.task_id,
+                                    b.idx,
+                                ))
+                            });
+                        }
+                        Some(l) if w.checkpoint_id < l.checkpoint_id => {}
+                        _ => {
+                            h.orphans.insert(w.checkpoint_id.clone());
+                        }
+                    }
+                }
+            }
+            ThreadChange::Drop { .. } => {
+                self.inner.invalidate(thread);
+                return;
+            }
+        }
+        self.inner.insert(thread.to_string(), Arc::new(t));
+    }
+}
+
+/// The tuple a put makes the latest, if every blob it needs is known here: new ones,
+/// or the previous latest's at the same version.
+fn head_after_put(
+    prev: Option<&ThreadCheckpointTuple>,
+    c: &ThreadCheckpoint,
+    new_blobs: &[StoredBlob],
+) -> Option<ThreadCheckpointTuple> {
+    let mut blobs = Vec::with_capacity(c.channel_versions.len());
+    for (channel, version) in &c.channel_versions {
+        let found = new_blobs
+            .iter()
+            .map(|b| &b.blob)
+            .chain(prev.into_iter().flat_map(|p| p.blobs.iter()))
+            .find(|b| &b.channel == channel && &b.version == version)?;
+        blobs.push(found.clone());
+    }
+    Some(ThreadCheckpointTuple {
+        thread_id: c.thread_id.clone(),
+        checkpoint_ns: c.checkpoint_ns.clone(),
+        checkpoint_id: c.checkpoint_id.clone(),
+        parent_checkpoint_id: c.parent_checkpoint_id.clone(),
+        checkpoint: c.checkpoint.clone(),
+        metadata: c.metadata.clone(),
+        channel_versions: c.channel_versions.clone(),
+        blobs,
+        writes: Vec::new(),
+    })
 }

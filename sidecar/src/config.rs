@@ -99,6 +99,7 @@ pub mod env {
     pub const FLUSH_BATCH_MAX: &str = "AGENTSTATE_FLUSH_BATCH_MAX";
     pub const BACKLOG_BYTES_MAX: &str = "AGENTSTATE_BACKLOG_BYTES_MAX";
     pub const CACHE_ENTRIES_MAX: &str = "AGENTSTATE_CACHE_ENTRIES_MAX";
+    pub const THREAD_CACHE_BYTES_MAX: &str = "AGENTSTATE_THREAD_CACHE_BYTES_MAX";
     pub const WAL_SEGMENT_BYTES_MAX: &str = "AGENTSTATE_WAL_SEGMENT_BYTES_MAX";
     pub const WAL_FSYNC: &str = "AGENTSTATE_WAL_FSYNC";
     pub const BODY_BYTES_MAX: &str = "AGENTSTATE_BODY_BYTES_MAX";
@@ -144,6 +145,9 @@ pub struct ServeArgs {
     /// Most agents kept in the read cache.
     #[arg(long, env = env::CACHE_ENTRIES_MAX, default_value_t = 100_000)]
     pub cache_entries_max: u64,
+    /// Most bytes of threads' latest checkpoints kept in memory.
+    #[arg(long, env = env::THREAD_CACHE_BYTES_MAX, default_value_t = 256 * 1024 * 1024)]
+    pub thread_cache_bytes_max: u64,
     /// A WAL segment is closed once it reaches this size.
     #[arg(long, env = env::WAL_SEGMENT_BYTES_MAX, default_value_t = 64 * 1024 * 1024)]
     pub wal_segment_bytes_max: u64,
@@ -218,6 +222,7 @@ pub struct Config {
     pub flush_batch_max: usize,
     pub backlog_bytes_max: u64,
     pub cache_entries_max: u64,
+    pub thread_cache_bytes_max: u64,
     pub wal_segment_bytes_max: u64,
     pub wal_fsync: bool,
     pub body_bytes_max: usize,
@@ -242,6 +247,7 @@ impl Config {
         positive("--flush-interval-ms", a.flush_interval_ms)?;
         positive("--flush-batch-max", a.flush_batch_max as u64)?;
         positive("--cache-entries-max", a.cache_entries_max)?;
+        positive("--thread-cache-bytes-max", a.thread_cache_bytes_max)?;
         positive("--backend-timeout-ms", a.backend_timeout_ms)?;
         positive("--remote-timeout-ms", a.remote_timeout_ms)?;
         if a.lease_ms < 500 {
@@ -324,6 +330,7 @@ impl Config {
             flush_batch_max: a.flush_batch_max,
             backlog_bytes_max: a.backlog_bytes_max,
             cache_entries_max: a.cache_entries_max,
+            thread_cache_bytes_max: a.thread_cache_bytes_max,
             wal_segment_bytes_max: a.wal_segment_bytes_max,
             wal_fsync: a.wal_fsync,
             body_bytes_max: a.body_bytes_max,

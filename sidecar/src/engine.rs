@@ -35,7 +35,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use tokio::sync::{watch, Notify, OwnedMutexGuard};
 
 use crate::backlog::Backlog;
-use crate::cache::StateCache;
+use crate::cache::{StateCache, ThreadHeads};
 use crate::metrics as m;
 use crate::model::{AgentRecord, Current, Effect, Op};
 use crate::ops::{self, Built, Limits};
@@ -136,6 +136,8 @@ pub struct EngineOptions {
     pub limits: Limits,
     /// This sidecar's identity and lease length, where the backend is shared (MongoDB).
     pub lease: Option<LeaseOptions>,
+    /// Bytes of threads' latest checkpoints kept in memory.
+    pub thread_cache_bytes_max: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -158,6 +160,7 @@ pub struct Engine {
     pub(crate) wal: Wal,
     pub(crate) backlog: Backlog,
     pub(crate) cache: StateCache,
+    pub(crate) thread_heads: ThreadHeads,
     pub(crate) store: Store,
     pub(crate) types: Arc<AgentTypes>,
     locks: Vec<Arc<tokio::sync::Mutex<()>>>,
@@ -207,6 +210,7 @@ impl Engine {
             wal,
             backlog,
             cache,
+            thread_heads: ThreadHeads::new(opts.thread_cache_bytes_max),
             store,
             types,
             leases: moka::sync::Cache::new(100_000),
@@ -351,6 +355,11 @@ impl Engine {
         appended.wait_durable().await?;
         metrics::histogram!(m::WAL_APPEND_DURATION).record(started.elapsed().as_secs_f64());
         self.backlog.apply(appended.lsn, op, body.len() as u64);
+        op.for_each_effect(&mut |e| match e {
+            Effect::Thread(id, change) => self.thread_heads.apply(id, change),
+            Effect::Delete(id, _) => self.thread_heads.invalidate(id),
+            _ => {}
+        });
         self.count_transitions(op);
         for agent in op.agents() {
             if let Some(c) = op.resulting(agent) {
@@ -424,6 +433,7 @@ impl Engine {
     /// Drops what this sidecar remembers of an agent another sidecar owns now.
     pub(crate) fn forget(&self, agent_id: &str) {
         self.cache.invalidate(agent_id);
+        self.thread_heads.invalidate(agent_id);
         self.leases.invalidate(agent_id);
     }
 

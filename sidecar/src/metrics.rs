@@ -29,6 +29,7 @@ pub const BACKLOG_BYTES: &str = "agentstate_backlog_bytes";
 pub const BACKLOG_BYTES_MAX: &str = "agentstate_backlog_bytes_max";
 pub const BACKLOG_OLDEST_AGE: &str = "agentstate_backlog_oldest_age_seconds";
 pub const CACHE_ENTRIES: &str = "agentstate_cache_entries";
+pub const THREAD_CACHE_READS_TOTAL: &str = "agentstate_thread_cache_reads_total";
 pub const TRANSITIONS_TOTAL: &str = "agentstate_transitions_total";
 pub const VALIDATION_FAILURES_TOTAL: &str = "agentstate_validation_failures_total";
 pub const CONFLICTS_TOTAL: &str = "agentstate_conflicts_total";
@@ -117,6 +118,10 @@ fn describe() {
         "age of the oldest change not yet in the backend"
     );
     describe_gauge!(CACHE_ENTRIES, "agents in the read cache");
+    describe_counter!(
+        THREAD_CACHE_READS_TOTAL,
+        "reads of a thread's latest checkpoint, by outcome (hit: answered from memory, miss)"
+    );
     describe_counter!(
         TRANSITIONS_TOTAL,
         "state transitions, by agent type and outcome (ok, refused, aborted)"

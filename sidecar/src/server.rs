@@ -170,6 +170,7 @@ async fn serve_with(
             flush_batch_max: config.flush_batch_max,
             limits: config.limits.clone(),
             lease,
+            thread_cache_bytes_max: config.thread_cache_bytes_max,
         },
     ));
     let flusher = tokio::spawn(flusher::run(

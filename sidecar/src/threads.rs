@@ -12,7 +12,7 @@
 //! replaying them can never touch a checkpoint written later.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use agentstate_protocol::{
@@ -25,7 +25,9 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::backlog::ThreadDirt;
+use crate::cache::HeadLookup;
 use crate::engine::{now, Engine, EngineError, EngineResult, Precondition, PAGE_LIMIT_MAX};
+use crate::metrics as m;
 use crate::model::{
     AgentRecord, BlobKey, CheckpointKey, Current, Op, StoredBlob, StoredWrite, ThreadChange,
     ThreadCheckpoint, Tombstone, WriteKey,
@@ -252,6 +254,7 @@ impl Engine {
     }
 
     /// `GET /v1/threads/{id}/checkpoint`: one checkpoint, or the latest of a namespace.
+    /// The latest is answered from memory when the thread is hot.
     pub async fn thread_checkpoint(
         &self,
         thread: &str,
@@ -259,19 +262,89 @@ impl Engine {
         checkpoint_id: Option<String>,
     ) -> EngineResult<ThreadCheckpointTuple> {
         check_ns(&ns)?;
-        let q = SearchCheckpointsRequest {
-            thread_id: Some(thread.to_string()),
-            checkpoint_ns: Some(ns.clone()),
-            checkpoint_id: checkpoint_id.clone(),
-            limit: Some(1),
-            ..Default::default()
-        };
-        self.search_checkpoints(q).await?.pop().ok_or_else(|| {
-            EngineError::NotFound(match checkpoint_id {
+        let not_found = || {
+            EngineError::NotFound(match &checkpoint_id {
                 Some(id) => format!("thread {thread} has no checkpoint {id} in namespace {ns:?}"),
                 None => format!("thread {thread} has no checkpoint in namespace {ns:?}"),
             })
-        })
+        };
+        let from_memory = |lookup: HeadLookup| match lookup {
+            HeadLookup::Known(Some(t))
+                if checkpoint_id
+                    .as_ref()
+                    .is_none_or(|id| *id == t.checkpoint_id) =>
+            {
+                Some(Ok((*t).clone()))
+            }
+            HeadLookup::Known(None) if checkpoint_id.is_none() => Some(Err(not_found())),
+            _ => None,
+        };
+        if let Some(answer) = from_memory(self.thread_heads.get(thread, &ns)) {
+            metrics::counter!(m::THREAD_CACHE_READS_TOTAL, "outcome" => "hit").increment(1);
+            return answer;
+        }
+        metrics::counter!(m::THREAD_CACHE_READS_TOTAL, "outcome" => "miss").increment(1);
+        if checkpoint_id.is_none() {
+            // Filled under the thread's lock, so no change can slip in between.
+            let _g = self.lock(&[thread]).await;
+            if let Some(answer) = from_memory(self.thread_heads.get(thread, &ns)) {
+                return answer;
+            }
+            let latest = self.search_one(thread, &ns, None).await?;
+            let after = latest.as_ref().map_or("", |t| t.checkpoint_id.as_str());
+            if let Some(orphans) = self.orphan_writes(thread, &ns, after).await? {
+                self.thread_heads.fill(thread, &ns, latest.clone(), orphans);
+            }
+            return latest.ok_or_else(not_found);
+        }
+        self.search_one(thread, &ns, checkpoint_id.clone())
+            .await?
+            .ok_or_else(not_found)
+    }
+
+    async fn search_one(
+        &self,
+        thread: &str,
+        ns: &str,
+        checkpoint_id: Option<String>,
+    ) -> EngineResult<Option<ThreadCheckpointTuple>> {
+        let q = SearchCheckpointsRequest {
+            thread_id: Some(thread.to_string()),
+            checkpoint_ns: Some(ns.to_string()),
+            checkpoint_id,
+            limit: Some(1),
+            ..Default::default()
+        };
+        Ok(self.search_checkpoints(q).await?.pop())
+    }
+
+    /// Ids of checkpoints of `ns` above `after` that already have writes (stored or
+    /// not), or `None` if there are too many to keep track of.
+    async fn orphan_writes(
+        &self,
+        thread: &str,
+        ns: &str,
+        after: &str,
+    ) -> EngineResult<Option<HashSet<String>>> {
+        const ORPHANS_MAX: u32 = 100;
+        let mut ids: HashSet<String> = self
+            .store
+            .thread_write_ids_after(thread, ns, after, ORPHANS_MAX)
+            .await?
+            .into_iter()
+            .collect();
+        if ids.len() >= ORPHANS_MAX as usize {
+            return Ok(None);
+        }
+        if let Some((dirt, _)) = self.backlog.thread(thread) {
+            ids.extend(
+                dirt.writes
+                    .keys()
+                    .filter(|k| k.checkpoint.ns == ns && k.checkpoint.id.as_str() > after)
+                    .map(|k| k.checkpoint.id.clone()),
+            );
+        }
+        Ok(Some(ids))
     }
 
     /// `POST /v1/checkpoints/search`: greatest id first.
@@ -285,10 +358,12 @@ impl Engine {
         if let Some(ns) = &q.checkpoint_ns {
             check_ns(ns)?;
         }
-        let limit = q
-            .limit
-            .unwrap_or(SEARCH_LIMIT_DEFAULT)
-            .clamp(1, PAGE_LIMIT_MAX);
+        let limit = q.limit.unwrap_or(SEARCH_LIMIT_DEFAULT);
+        if !(1..=PAGE_LIMIT_MAX).contains(&limit) {
+            return Err(EngineError::Malformed(format!(
+                "limit must be an integer from 1 to {PAGE_LIMIT_MAX}, got {limit}"
+            )));
+        }
         let pending = self.pending_threads(q.thread_id.as_deref());
         let rows = self.checkpoint_rows(&q, &pending, limit as usize).await?;
         self.tuples(rows, &pending).await

@@ -257,6 +257,23 @@ impl Store {
         .await
     }
 
+    /// Ids of checkpoints of `ns` above `after` that have stored writes, at most `limit`.
+    pub async fn thread_write_ids_after(
+        &self,
+        thread: &str,
+        ns: &str,
+        after: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<String>> {
+        self.timed("read thread writes", async {
+            match &self.backend {
+                Backend::Mongo(s) => s.thread_write_ids_after(thread, ns, after, limit).await,
+                Backend::Sqlite(s) => s.thread_write_ids_after(thread, ns, after, limit).await,
+            }
+        })
+        .await
+    }
+
     /// Deletes history the policy no longer keeps.
     pub async fn retain(
         &self,

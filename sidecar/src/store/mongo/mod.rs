@@ -964,6 +964,30 @@ impl MongoStore {
         .collect()
     }
 
+    pub async fn thread_write_ids_after(
+        &self,
+        thread: &str,
+        ns: &str,
+        after: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<String>> {
+        let filter =
+            doc! { "thread_id": thread, "checkpoint_ns": ns, "checkpoint_id": { "$gt": after } };
+        let mut ids: Vec<String> = self
+            .find_many(
+                THREAD_WRITES,
+                filter,
+                doc! { "checkpoint_id": 1 },
+                Some(limit as i64),
+            )
+            .await?
+            .iter()
+            .map(|d| get_str(d, "checkpoint_id"))
+            .collect::<StoreResult<_>>()?;
+        ids.dedup();
+        Ok(ids)
+    }
+
     pub async fn ping(&self) -> StoreResult<()> {
         self.db
             .run_command(doc! { "ping": 1 })

@@ -373,6 +373,25 @@ impl SqliteStore {
             .await
     }
 
+    pub async fn thread_write_ids_after(
+        &self,
+        thread: &str,
+        ns: &str,
+        after: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<String>> {
+        let (thread, ns, after) = (thread.to_string(), ns.to_string(), after.to_string());
+        self.with_conn(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT DISTINCT checkpoint_id FROM thread_writes
+                 WHERE thread_id = ?1 AND checkpoint_ns = ?2 AND checkpoint_id > ?3 LIMIT ?4",
+            )?;
+            let rows = stmt.query_map(params![thread, ns, after, limit], |r| r.get(0))?;
+            rows.collect()
+        })
+        .await
+    }
+
     pub async fn ping(&self) -> StoreResult<()> {
         self.with_conn(|c| c.query_row("SELECT 1", [], |_| Ok(())))
             .await
