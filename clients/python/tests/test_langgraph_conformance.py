@@ -19,8 +19,11 @@ from agentstate import AsyncClient, Client
 from agentstate.langgraph import AgentstateSaver, AsyncAgentstateSaver
 
 
-def assert_full_conformance(report: CapabilityReport) -> None:
-    report.print_report()
+def assert_full_conformance(report: CapabilityReport, capsys: pytest.CaptureFixture[str]) -> None:
+    # Shown in the test command's output, not only on failure: the report is the evidence.
+    with capsys.disabled():
+        print()
+        report.print_report()
     failures = [f for r in report.results.values() for f in r.failures]
     for failure in failures:
         print("FAILED", failure)
@@ -32,17 +35,21 @@ def assert_full_conformance(report: CapabilityReport) -> None:
     assert report.conformance_level() == "FULL"
 
 
-async def test_async_saver_conforms(sidecar: Sidecar, backend: str) -> None:
+async def test_async_saver_conforms(
+    sidecar: Sidecar, backend: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     @checkpointer_test(name=f"AsyncAgentstateSaver[{backend}]")
     async def saver() -> AsyncIterator[AsyncAgentstateSaver]:
         async with AsyncAgentstateSaver(sidecar.url) as s:
             yield s
 
-    assert_full_conformance(await validate(saver))
+    assert_full_conformance(await validate(saver), capsys)
 
 
 @pytest.mark.parametrize("codec", ["json"])
-async def test_async_saver_conforms_over_json(make_sidecar: object, codec: str) -> None:
+async def test_async_saver_conforms_over_json(
+    make_sidecar: object, codec: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Byte fields travel as base64 text in JSON: the same suite must pass."""
     sidecar: Sidecar = make_sidecar("sqlite")  # type: ignore[operator]
 
@@ -52,10 +59,12 @@ async def test_async_saver_conforms_over_json(make_sidecar: object, codec: str) 
             yield s
             await s.client.aclose()
 
-    assert_full_conformance(await validate(saver))
+    assert_full_conformance(await validate(saver), capsys)
 
 
-async def test_blocking_saver_conforms(make_sidecar: object) -> None:
+async def test_blocking_saver_conforms(
+    make_sidecar: object, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The blocking saver (its async methods run the blocking ones in a thread)."""
     sidecar: Sidecar = make_sidecar("sqlite")  # type: ignore[operator]
 
@@ -65,4 +74,4 @@ async def test_blocking_saver_conforms(make_sidecar: object) -> None:
             yield s
             s.client.close()
 
-    assert_full_conformance(await validate(saver))
+    assert_full_conformance(await validate(saver), capsys)
