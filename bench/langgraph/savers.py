@@ -10,7 +10,10 @@ Workloads:
   list as the `messages` channel), `aput_writes` (one message), `aget_tuple` (latest);
   p50 and p99 of each; bytes stored at steps 50 and 200;
 - 32 threads at once, `aput` + `aput_writes` per step: steps per second;
-- a two-node `StateGraph` (`MessagesState`), `ainvoke` repeatedly on one thread: mean ms.
+- a two-node `StateGraph` (`MessagesState`), `ainvoke` repeatedly on one thread: mean ms;
+- the same conversation with the messages in a `DeltaChannel` (LangGraph stores each
+  step's new messages and a snapshot every 100 updates, and rebuilds the list through
+  `get_delta_channel_history`): bytes stored after 50 and 200 runs.
 
 Run with `bash bench/langgraph/run.sh` (it builds the sidecar and a virtualenv);
 results go to bench/results/langgraph.{md,json}.
@@ -37,18 +40,19 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, TypedDict
 
 from langchain_core.messages import AIMessage, HumanMessage
+from langgraph.channels.delta import DeltaChannel
 from langgraph.checkpoint.base import BaseCheckpointSaver, empty_checkpoint
 from langgraph.checkpoint.base.id import uuid6
 from langgraph.checkpoint.memory import InMemorySaver
-from langgraph.graph import END, START, MessagesState, StateGraph
+from langgraph.graph import END, START, MessagesState, StateGraph, add_messages
 
 ROOT = Path(__file__).resolve().parents[2]
 STEPS = 200
 THREADS = 32
-STEPS_PER_THREAD = 25
+STEPS_PER_THREAD = 50
 INVOKES = 100
 TEXT = "lorem ipsum dolor sit amet " * 8  # ~220 bytes per message
 
@@ -466,6 +470,39 @@ async def invokes(saver: BaseCheckpointSaver) -> float:
     return (time.perf_counter() - t0) / INVOKES * 1e3
 
 
+def fold_messages(state: list[Any], writes: list[Any]) -> list[Any]:
+    """`add_messages` over a batch of writes, as `DeltaChannel` wants its reducer."""
+    for w in writes:
+        state = add_messages(state, w)
+    return state
+
+
+class DeltaState(TypedDict):
+    messages: Annotated[list[Any], DeltaChannel(fold_messages)]
+
+
+async def delta_bytes(saver: BaseCheckpointSaver, s: Saver) -> dict[int, int]:
+    """Bytes stored after 50 and STEPS runs of a chat graph whose messages are a delta."""
+
+    def chat(state: DeltaState) -> dict[str, Any]:
+        return {"messages": [AIMessage(f"{len(state['messages'])}: {TEXT}")]}
+
+    builder = StateGraph(DeltaState)
+    builder.add_node("chat", chat)
+    builder.add_edge(START, "chat")
+    builder.add_edge("chat", END)
+    graph = builder.compile(checkpointer=saver)
+    config: dict[str, Any] = {"configurable": {"thread_id": f"d-{uuid.uuid4().hex[:8]}"}}
+    base = s.stored_bytes(saver)
+    out: dict[int, int] = {}
+    for i in range(STEPS):
+        result = await graph.ainvoke({"messages": [HumanMessage(f"{i}: {TEXT}")]}, config)
+        assert len(result["messages"]) == 2 * (i + 1), "the history is rebuilt whole"
+        if i + 1 in (50, STEPS):
+            out[i + 1] = s.stored_bytes(saver) - base
+    return out
+
+
 async def run(only: set[str] | None) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="lg-bench-"))
     servers = Servers(tmp)
@@ -482,6 +519,10 @@ async def run(only: set[str] | None) -> dict[str, Any]:
                 )
                 r["steps_per_s_32"] = await concurrent(saver)
                 r["invoke_ms"] = await invokes(saver)
+                # The default delta walk reads one checkpoint per ancestor: minutes on
+                # the MongoDB saver, so it is left out there.
+                if s.name != "MongoDBSaver":
+                    r["delta_bytes"] = await delta_bytes(saver, s)
             results[s.name] = r
             print(json.dumps(r), file=sys.stderr, flush=True)
     finally:
@@ -490,13 +531,18 @@ async def run(only: set[str] | None) -> dict[str, Any]:
     return results
 
 
+def delta(r: dict[str, Any]) -> str:
+    d = r.get("delta_bytes")
+    return f"{d[50]:,} / {d[STEPS]:,}" if d else "not run"
+
+
 def table(results: dict[str, Any]) -> str:
     mem = results.get("InMemorySaver")
     rows = [
         "| saver | aput p50 / p99 ms | aput_writes p50 / p99 ms | aget_tuple p50 / p99 ms"
         " | steps/s, 32 threads | StateGraph invoke, mean ms | bytes at step 50"
-        " | bytes at step 200 |",
-        "|---|---|---|---|---|---|---|---|",
+        " | bytes at step 200 | DeltaChannel: bytes at run 50 / 200 |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in results.items():
         rows.append(
@@ -504,7 +550,7 @@ def table(results: dict[str, Any]) -> str:
             f"{r['aput_writes']['p50_ms']:.2f} / {r['aput_writes']['p99_ms']:.2f} | "
             f"{r['aget_tuple']['p50_ms']:.2f} / {r['aget_tuple']['p99_ms']:.2f} | "
             f"{r['steps_per_s_32']:,.0f} | {r['invoke_ms']:.2f} | "
-            f"{r['bytes'].get(50, 0):,} | {r['bytes'].get(STEPS, 0):,} |"
+            f"{r['bytes'].get(50, 0):,} | {r['bytes'].get(STEPS, 0):,} | {delta(r)} |"
         )
     if mem:
         rows.append("")
