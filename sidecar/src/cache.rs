@@ -5,7 +5,7 @@
 //! home of a change. Unflushed changes live in the [`crate::backlog::Backlog`] until the
 //! backend has them; readers look there first.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use agentstate_protocol::{ThreadCheckpointTuple, ThreadWrite};
@@ -66,9 +66,26 @@ pub struct HeadsOfThread {
 #[derive(Debug, Clone)]
 struct NsHead {
     latest: Option<Arc<ThreadCheckpointTuple>>,
-    /// Checkpoint ids above the latest that already have writes (written before their
-    /// checkpoint): a put making one of them the latest cannot know its writes here.
-    orphans: HashSet<String>,
+    /// Writes against checkpoint ids above the latest (a framework may send a step's
+    /// writes before the put of its checkpoint lands): a put making one of them the
+    /// latest takes them along.
+    orphans: HashMap<String, Vec<ThreadWrite>>,
+}
+
+/// Most checkpoints with early writes tracked per namespace; past it the entry goes.
+pub const ORPHANS_MAX: usize = 100;
+
+/// Adds `w` to a checkpoint's writes: at `idx >= 0` the first of a key wins, below 0
+/// the last; kept in `(task_path, task_id, idx)` order.
+pub fn merge_write(writes: &mut Vec<ThreadWrite>, w: &ThreadWrite) {
+    let same = |x: &ThreadWrite| x.task_id == w.task_id && x.idx == w.idx;
+    match writes.iter().position(same) {
+        Some(i) if w.idx < 0 => writes[i] = w.clone(),
+        Some(_) => {}
+        None => writes.push(w.clone()),
+    }
+    writes
+        .sort_by(|a, b| (&a.task_path, &a.task_id, a.idx).cmp(&(&b.task_path, &b.task_id, b.idx)));
 }
 
 impl HeadsOfThread {
@@ -122,7 +139,7 @@ impl ThreadHeads {
         thread: &str,
         ns: &str,
         latest: Option<ThreadCheckpointTuple>,
-        orphans: HashSet<String>,
+        orphans: HashMap<String, Vec<ThreadWrite>>,
     ) {
         let mut t = self
             .inner
@@ -169,12 +186,12 @@ impl ThreadHeads {
                     if touches_latest {
                         t.heads.remove(&checkpoint.checkpoint_ns);
                     }
-                } else if h.orphans.contains(&checkpoint.checkpoint_id) {
-                    t.heads.remove(&checkpoint.checkpoint_ns);
                 } else {
                     match head_after_put(h.latest.as_deref(), checkpoint, blobs) {
-                        Some(tuple) => {
-                            h.orphans.retain(|id| *id > tuple.checkpoint_id);
+                        Some(mut tuple) => {
+                            tuple.writes =
+                                h.orphans.remove(&tuple.checkpoint_id).unwrap_or_default();
+                            h.orphans.retain(|id, _| *id > tuple.checkpoint_id);
                             h.latest = Some(Arc::new(tuple));
                         }
                         None => {
@@ -190,27 +207,18 @@ impl ThreadHeads {
                     };
                     match &mut h.latest {
                         Some(l) if l.checkpoint_id == w.checkpoint_id => {
-                            let l = Arc::make_mut(l);
-                            let same = |x: &ThreadWrite| {
-                                x.task_id == w.write.task_id && x.idx == w.write.idx
-                            };
-                            match l.writes.iter().position(same) {
-                                Some(i) if w.write.idx < 0 => l.writes[i] = w.write.clone(),
-                                Some(_) => {}
-                                None => l.writes.push(w.write.clone()),
-                            }
-                            l.writes.sort_by(|a, b| {
-                                (&a.task_path, &a.task_id, a.idx).cmp(&(
-                                    &b.task_path,
-                                    &b.task_id,
-                                    b.idx,
-                                ))
-                            });
+                            merge_write(&mut Arc::make_mut(l).writes, &w.write);
                         }
                         Some(l) if w.checkpoint_id < l.checkpoint_id => {}
                         _ => {
-                            h.orphans.insert(w.checkpoint_id.clone());
+                            merge_write(
+                                h.orphans.entry(w.checkpoint_id.clone()).or_default(),
+                                &w.write,
+                            );
                         }
+                    }
+                    if h.orphans.len() > ORPHANS_MAX {
+                        t.heads.remove(&w.checkpoint_ns);
                     }
                 }
             }

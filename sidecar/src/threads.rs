@@ -12,7 +12,7 @@
 //! replaying them can never touch a checkpoint written later.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use agentstate_protocol::{
@@ -25,7 +25,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::backlog::ThreadDirt;
-use crate::cache::HeadLookup;
+use crate::cache::{HeadLookup, ORPHANS_MAX};
 use crate::engine::{now, Engine, EngineError, EngineResult, Precondition, PAGE_LIMIT_MAX};
 use crate::metrics as m;
 use crate::model::{
@@ -318,25 +318,23 @@ impl Engine {
         Ok(self.search_checkpoints(q).await?.pop())
     }
 
-    /// Ids of checkpoints of `ns` above `after` that already have writes (stored or
-    /// not), or `None` if there are too many to keep track of.
+    /// The writes against checkpoints of `ns` above `after` (stored or not), by
+    /// checkpoint id, or `None` if there are too many to keep track of.
     async fn orphan_writes(
         &self,
         thread: &str,
         ns: &str,
         after: &str,
-    ) -> EngineResult<Option<HashSet<String>>> {
-        const ORPHANS_MAX: u32 = 100;
-        let mut ids: HashSet<String> = self
+    ) -> EngineResult<Option<HashMap<String, Vec<ThreadWrite>>>> {
+        let limit = ORPHANS_MAX as u32 + 1;
+        let mut ids: BTreeSet<String> = self
             .store
-            .thread_write_ids_after(thread, ns, after, ORPHANS_MAX)
+            .thread_write_ids_after(thread, ns, after, limit)
             .await?
             .into_iter()
             .collect();
-        if ids.len() >= ORPHANS_MAX as usize {
-            return Ok(None);
-        }
-        if let Some((dirt, _)) = self.backlog.thread(thread) {
+        let pending = self.pending_threads(Some(thread));
+        if let Some((dirt, _)) = pending.get(thread) {
             ids.extend(
                 dirt.writes
                     .keys()
@@ -344,7 +342,62 @@ impl Engine {
                     .map(|k| k.checkpoint.id.clone()),
             );
         }
-        Ok(Some(ids))
+        if ids.len() > ORPHANS_MAX {
+            return Ok(None);
+        }
+        let keys: Vec<CheckpointKey> = ids
+            .into_iter()
+            .map(|id| CheckpointKey {
+                ns: ns.to_string(),
+                id,
+            })
+            .collect();
+        let writes = self
+            .merged_writes(thread, keys, pending.get(thread))
+            .await?;
+        Ok(Some(writes.into_iter().map(|(k, w)| (k.id, w)).collect()))
+    }
+
+    /// The writes of these checkpoints: stored ones (unless a pending drop or delete
+    /// hides them) merged with unflushed ones, at `idx >= 0` the first of a key winning
+    /// (a stored one is older), below 0 the last.
+    async fn merged_writes(
+        &self,
+        thread: &str,
+        keys: Vec<CheckpointKey>,
+        p: Option<&Pending>,
+    ) -> EngineResult<BTreeMap<CheckpointKey, Vec<ThreadWrite>>> {
+        let mut merged: BTreeMap<WriteKey, ThreadWrite> = BTreeMap::new();
+        for w in self.store.thread_writes(thread, keys.clone()).await? {
+            let dropped = p.is_some_and(|(d, _)| {
+                d.dropped_checkpoints.contains_key(&CheckpointKey {
+                    ns: w.checkpoint_ns.clone(),
+                    id: w.checkpoint_id.clone(),
+                })
+            });
+            if !dropped && !purged(p, w.version) {
+                merged.insert(w.key(), w.write);
+            }
+        }
+        if let Some((d, _)) = p {
+            for key in &keys {
+                for (wk, (_, w)) in d.writes.iter().filter(|(wk, _)| &wk.checkpoint == key) {
+                    if w.write.idx < 0 || !merged.contains_key(wk) {
+                        merged.insert(wk.clone(), w.write.clone());
+                    }
+                }
+            }
+        }
+        let mut out: BTreeMap<CheckpointKey, Vec<ThreadWrite>> = BTreeMap::new();
+        for (wk, w) in merged {
+            out.entry(wk.checkpoint).or_default().push(w);
+        }
+        for writes in out.values_mut() {
+            writes.sort_by(|a, b| {
+                (&a.task_path, &a.task_id, a.idx).cmp(&(&b.task_path, &b.task_id, b.idx))
+            });
+        }
+        Ok(out)
     }
 
     /// `POST /v1/checkpoints/search`: greatest id first.
@@ -496,34 +549,9 @@ impl Engine {
                     blobs.insert((thread.to_string(), b.key()), b.blob);
                 }
             }
-            // Writes: at idx >= 0 the first (a stored one) wins, below 0 the last.
             let keys: Vec<CheckpointKey> = cps.iter().map(|c| c.key()).collect();
-            let mut merged: BTreeMap<WriteKey, ThreadWrite> = BTreeMap::new();
-            for w in self.store.thread_writes(thread, keys.clone()).await? {
-                let dropped = p.is_some_and(|(d, _)| {
-                    d.dropped_checkpoints.contains_key(&CheckpointKey {
-                        ns: w.checkpoint_ns.clone(),
-                        id: w.checkpoint_id.clone(),
-                    })
-                });
-                if !dropped && !purged(p, w.version) {
-                    merged.insert(w.key(), w.write);
-                }
-            }
-            if let Some((d, _)) = p {
-                for key in &keys {
-                    for (wk, (_, w)) in d.writes.iter().filter(|(wk, _)| &wk.checkpoint == key) {
-                        if w.write.idx < 0 || !merged.contains_key(wk) {
-                            merged.insert(wk.clone(), w.write.clone());
-                        }
-                    }
-                }
-            }
-            for (wk, w) in merged {
-                writes
-                    .entry((thread.to_string(), wk.checkpoint))
-                    .or_default()
-                    .push(w);
+            for (key, w) in self.merged_writes(thread, keys, p).await? {
+                writes.insert((thread.to_string(), key), w);
             }
         }
         Ok(rows
@@ -535,12 +563,9 @@ impl Engine {
                     .blob_keys()
                     .filter_map(|k| blobs.get(&(thread.clone(), k)).cloned())
                     .collect();
-                let mut tuple_writes = writes
+                let tuple_writes = writes
                     .remove(&(thread.clone(), c.key()))
                     .unwrap_or_default();
-                tuple_writes.sort_by(|a, b| {
-                    (&a.task_path, &a.task_id, a.idx).cmp(&(&b.task_path, &b.task_id, b.idx))
-                });
                 ThreadCheckpointTuple {
                     thread_id: c.thread_id,
                     checkpoint_ns: c.checkpoint_ns,
