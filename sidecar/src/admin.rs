@@ -171,7 +171,7 @@ pub async fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         Ok(())
     })?;
     let store = server::open_store(&config, false).await?;
-    let batch = backlog.take_batch(usize::MAX);
+    let batch = backlog.take_batch(usize::MAX, u64::MAX);
     let mut differences = 0;
     let mut report = |what: String| {
         differences += 1;

@@ -84,6 +84,12 @@ impl ThreadDirt {
     }
 }
 
+/// Most bytes of changes (as WAL records) one flush batch carries, but for its first
+/// agent. The flusher halves its batch size after a batch that timed out and grows it back
+/// after successes, between this and [`FLUSH_BATCH_BYTES_MIN`].
+pub const FLUSH_BATCH_BYTES_MAX: u64 = 4 * 1024 * 1024;
+pub const FLUSH_BATCH_BYTES_MIN: u64 = 64 * 1024;
+
 /// Messages removed but not yet from the backend: (LSN, first seq, last seq).
 pub type MessageDrop = (u64, u64, u64);
 
@@ -370,11 +376,14 @@ impl Backlog {
         }
     }
 
-    /// Snapshots the pending transfers and up to `max` agents, those waiting longest first.
+    /// Snapshots the pending transfers and up to `max` agents, those waiting longest first,
+    /// stopping once the agents' changes reach `bytes_max` (one agent always goes, however
+    /// large): a batch must finish within the backend's timeout, or the same batch would be
+    /// retried forever.
     ///
     /// A transfer is written before (or with) its agents' other changes, never after: the
     /// agents of transfers left for a later batch are left out of this one too.
-    pub fn take_batch(&self, max: usize) -> FlushBatch {
+    pub fn take_batch(&self, max: usize, bytes_max: u64) -> FlushBatch {
         let inner = self.lock();
         let waiting: std::collections::HashSet<&str> = inner
             .transfers
@@ -391,6 +400,17 @@ impl Backlog {
             oldest.select_nth_unstable_by_key(max, |(_, d)| d.first_lsn);
             oldest.truncate(max);
         }
+        oldest.sort_unstable_by_key(|(_, d)| d.first_lsn);
+        let mut bytes = 0u64;
+        let fits = oldest
+            .iter()
+            .take_while(|(_, d)| {
+                let first = bytes == 0;
+                bytes += d.bytes;
+                first || bytes <= bytes_max
+            })
+            .count();
+        oldest.truncate(fits.max(1));
         FlushBatch {
             transfers: inner.transfers.values().take(max).cloned().collect(),
             items: oldest
@@ -507,7 +527,7 @@ mod tests {
         assert_eq!((s.agents, s.bytes), (2, 350));
         assert_eq!(b.oldest_lsn(), Some(1));
 
-        let batch = b.take_batch(10);
+        let batch = b.take_batch(10, FLUSH_BATCH_BYTES_MAX);
         assert_eq!(batch.items.len(), 2);
         b.ack(&batch);
         assert_eq!((b.stats().agents, b.stats().bytes), (0, 0));
@@ -518,13 +538,31 @@ mod tests {
     fn changes_after_a_snapshot_survive_its_ack() {
         let b = Backlog::new(1 << 20);
         b.apply(1, &put("a", 1), 100);
-        let batch = b.take_batch(10);
+        let batch = b.take_batch(10, FLUSH_BATCH_BYTES_MAX);
         b.apply(2, &put("a", 2), 100);
         b.ack(&batch);
         assert_eq!(b.get("a").unwrap().version(), 2, "v2 still dirty");
-        assert!(b.take_batch(10).items[0].current.is_some());
+        assert!(b.take_batch(10, FLUSH_BATCH_BYTES_MAX).items[0]
+            .current
+            .is_some());
         assert_eq!(b.oldest_lsn(), Some(2));
         assert_eq!(b.stats().bytes, 100);
+    }
+
+    #[test]
+    fn batches_stop_at_the_byte_bound_but_always_take_one_agent() {
+        let b = Backlog::new(1 << 40);
+        let big = FLUSH_BATCH_BYTES_MAX / 2 + 1;
+        for i in 0..4u64 {
+            b.apply(i + 1, &put(&format!("a{i}"), 1), big);
+        }
+        let batch = b.take_batch(100, FLUSH_BATCH_BYTES_MAX);
+        assert_eq!(batch.items.len(), 1, "two would pass the bound");
+        assert_eq!(batch.items[0].agent_id, "a0", "the oldest first");
+        b.ack(&batch);
+        let b = Backlog::new(1 << 40);
+        b.apply(1, &put("huge", 1), FLUSH_BATCH_BYTES_MAX * 3);
+        assert_eq!(b.take_batch(100, FLUSH_BATCH_BYTES_MAX).items.len(), 1);
     }
 
     #[test]
@@ -533,7 +571,7 @@ mod tests {
         for i in 0..10u64 {
             b.apply(10 - i, &put(&format!("a{i}"), 1), 10);
         }
-        let batch = b.take_batch(3);
+        let batch = b.take_batch(3, FLUSH_BATCH_BYTES_MAX);
         let mut lsns: Vec<u64> = batch.items.iter().map(|i| i.last_lsn).collect();
         lsns.sort();
         assert_eq!(lsns, [1, 2, 3]);

@@ -20,7 +20,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -171,6 +171,8 @@ pub struct Engine {
     /// Wakes the flusher before its interval (full batch, `remote` write, shutdown).
     pub(crate) flush_now: Notify,
     pub(crate) flush_status: Mutex<FlushStatus>,
+    /// Bytes of changes the flusher puts in one batch (adapted to the backend's pace).
+    pub(crate) flush_batch_bytes: AtomicU64,
     ready: AtomicBool,
     opts: EngineOptions,
 }
@@ -220,6 +222,7 @@ impl Engine {
             flushed_tx: watch::channel(flushed).0,
             flush_now: Notify::new(),
             flush_status: Mutex::new(FlushStatus::default()),
+            flush_batch_bytes: AtomicU64::new(crate::backlog::FLUSH_BATCH_BYTES_MAX),
             ready: AtomicBool::new(false),
             opts,
         }

@@ -9,11 +9,13 @@
 //! backlog) - 1`, read in that order: a record moves from "unapplied" to "backlog", never
 //! back, so reading the WAL side first cannot miss one in transit.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::backlog::{FLUSH_BATCH_BYTES_MAX, FLUSH_BATCH_BYTES_MIN};
 use crate::engine::{now, Engine};
 use crate::metrics as m;
 use crate::store::StoreError;
@@ -61,7 +63,8 @@ fn jitter(d: Duration) -> Duration {
 pub async fn flush_all(engine: &Engine, batch_max: usize) -> Result<(), String> {
     loop {
         let wal_low = engine.wal.oldest_unapplied_lsn();
-        let batch = engine.backlog.take_batch(batch_max);
+        let batch_bytes = engine.flush_batch_bytes.load(Ordering::Relaxed);
+        let batch = engine.backlog.take_batch(batch_max, batch_bytes);
         if batch.is_empty() {
             advance(engine, wal_low);
             return Ok(());
@@ -97,6 +100,15 @@ pub async fn flush_all(engine: &Engine, batch_max: usize) -> Result<(), String> 
             .flush_status
             .lock()
             .unwrap_or_else(|p| p.into_inner());
+        // A batch the backend could not take in time is split; successes grow it back.
+        let next_bytes = match &error {
+            None => (batch_bytes * 2).min(FLUSH_BATCH_BYTES_MAX),
+            Some(StoreError::Unavailable(_)) => (batch_bytes / 2).max(FLUSH_BATCH_BYTES_MIN),
+            Some(StoreError::Rejected(_)) => batch_bytes,
+        };
+        engine
+            .flush_batch_bytes
+            .store(next_bytes, Ordering::Relaxed);
         match error {
             None => {
                 st.last_flush_at = Some(now());

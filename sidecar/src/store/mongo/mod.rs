@@ -55,6 +55,29 @@ pub const AGENT_LEASES: &str = "agent_leases";
 pub const AGENT_STATE_CONFLICTS: &str = "agent_state_conflicts";
 
 const DUPLICATE_KEY: i32 = 11000;
+/// Most statement bytes in one write command: well under MongoDB's 16 MiB per document.
+const COMMAND_BYTES_MAX: usize = 8 * 1024 * 1024;
+
+/// Statements split into commands of at most [`COMMAND_BYTES_MAX`] (one statement alone
+/// may be larger: MongoDB then refuses it, naming the size).
+fn command_chunks(statements: Vec<Document>) -> Vec<Vec<Document>> {
+    let mut chunks: Vec<Vec<Document>> = Vec::new();
+    let mut bytes = 0;
+    for d in statements {
+        let size = bson::to_vec(&d).map_or(0, |v| v.len());
+        match chunks.last_mut() {
+            Some(c) if bytes + size <= COMMAND_BYTES_MAX => {
+                bytes += size;
+                c.push(d);
+            }
+            _ => {
+                bytes = size;
+                chunks.push(vec![d]);
+            }
+        }
+    }
+    chunks
+}
 
 /// The answer to a lease request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -661,8 +684,32 @@ impl MongoStore {
         }
     }
 
-    /// Runs one multi-statement write command; duplicate keys count as success.
+    /// Runs a multi-statement write, in commands of at most [`COMMAND_BYTES_MAX`]
+    /// (MongoDB refuses a command over 16 MiB); duplicate keys count as success. Returns
+    /// the indexes of the statements that collided.
     async fn write(
+        &self,
+        command: &str,
+        collection: &str,
+        field: &str,
+        statements: Vec<Document>,
+        mut session: Option<&mut ClientSession>,
+    ) -> StoreResult<Vec<usize>> {
+        let mut duplicates = Vec::new();
+        let mut offset = 0;
+        for chunk in command_chunks(statements) {
+            let n = chunk.len();
+            let found = self
+                .write_command(command, collection, field, chunk, session.as_deref_mut())
+                .await?;
+            duplicates.extend(found.into_iter().map(|i| i + offset));
+            offset += n;
+        }
+        Ok(duplicates)
+    }
+
+    /// One write command.
+    async fn write_command(
         &self,
         command: &str,
         collection: &str,
@@ -1254,4 +1301,24 @@ fn transfer_from_doc(d: &Document) -> StoreResult<Transfer> {
         to_version: get_u64(d, "to_version")?,
         created_at: get_time(d, "created_at")?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_commands_stay_under_the_size_bound() {
+        let big = "x".repeat(COMMAND_BYTES_MAX / 3);
+        let statements: Vec<Document> = (0..7).map(|i| doc! { "i": i, "pad": &big }).collect();
+        let chunks = command_chunks(statements);
+        assert_eq!(
+            chunks.iter().map(Vec::len).collect::<Vec<_>>(),
+            [2, 2, 2, 1]
+        );
+        // One statement over the bound still goes, alone.
+        let huge = "x".repeat(COMMAND_BYTES_MAX + 1);
+        let chunks = command_chunks(vec![doc! { "a": 1 }, doc! { "pad": huge }, doc! { "b": 2 }]);
+        assert_eq!(chunks.iter().map(Vec::len).collect::<Vec<_>>(), [1, 1, 1]);
+    }
 }

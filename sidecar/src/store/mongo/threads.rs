@@ -1,9 +1,9 @@
 //! Threads' framework checkpoints in MongoDB.
 //!
-//! Collections: `thread_checkpoints` (`_id` = {thread, ns, id}; indexed by thread,
+//! Collections: `thread_checkpoints` (`_id` = `["thread","ns","id"]`; indexed by thread,
 //! namespace and id descending, by id for searches across threads, and by
-//! `metadata.run_id`), `thread_blobs` (`_id` = {thread, ns, channel, version}) and
-//! `thread_writes` (`_id` = {thread, ns, checkpoint, task, idx}). Payloads are BSON
+//! `metadata.run_id`), `thread_blobs` (`_id` = `["thread","ns","channel","version"]`) and
+//! `thread_writes` (`_id` = `["thread","ns","checkpoint","task","idx"]`). Payloads are BSON
 //! binary; metadata is an embedded document, so operators can query it. Channel versions
 //! are stored as `[channel, version]` pairs: channel names are not field names MongoDB
 //! always accepts.
@@ -65,12 +65,19 @@ fn binary(p: &Payload) -> Binary {
     }
 }
 
-fn checkpoint_id(thread: &str, k: &CheckpointKey) -> Document {
-    doc! { "t": thread, "ns": &k.ns, "id": &k.id }
+/// Document ids are the key's parts as a JSON array in a string: unambiguous, readable in
+/// mongosh, and a plain string index lookup on every server (a subdocument `_id` is
+/// scanned for by some MongoDB-wire servers).
+fn key_id(parts: &[&str]) -> String {
+    serde_json::to_string(parts).unwrap_or_default()
 }
 
-fn blob_id(thread: &str, k: &BlobKey) -> Document {
-    doc! { "t": thread, "ns": &k.ns, "ch": &k.channel, "v": &k.version }
+fn checkpoint_id(thread: &str, k: &CheckpointKey) -> String {
+    key_id(&[thread, &k.ns, &k.id])
+}
+
+fn blob_id(thread: &str, k: &BlobKey) -> String {
+    key_id(&[thread, &k.ns, &k.channel, &k.version])
 }
 
 impl ThreadWrites {
@@ -146,10 +153,14 @@ impl ThreadWrites {
                 "data": binary(&w.write.value.data),
                 "thread_version": w.version as i64,
             };
-            let id = doc! {
-                "t": thread, "ns": &w.checkpoint_ns, "id": &w.checkpoint_id,
-                "task": &w.write.task_id, "idx": w.write.idx,
-            };
+            let idx = w.write.idx.to_string();
+            let id = key_id(&[
+                thread,
+                &w.checkpoint_ns,
+                &w.checkpoint_id,
+                &w.write.task_id,
+                &idx,
+            ]);
             // At idx >= 0 the first write of a key wins; below 0 the last.
             let update = if w.write.idx >= 0 {
                 doc! { "$setOnInsert": fields }
@@ -229,7 +240,7 @@ pub fn checkpoint_from_doc(d: &Document) -> StoreResult<ThreadCheckpoint> {
 }
 
 pub fn blob_filter(thread: &str, keys: &[BlobKey]) -> Document {
-    let ids: Vec<Document> = keys.iter().map(|k| blob_id(thread, k)).collect();
+    let ids: Vec<String> = keys.iter().map(|k| blob_id(thread, k)).collect();
     doc! { "_id": { "$in": ids } }
 }
 
