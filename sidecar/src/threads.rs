@@ -160,6 +160,29 @@ fn order(c: &ThreadCheckpoint) -> Order {
 }
 
 impl Engine {
+    /// One change to one thread, under its lock: `build` gets the thread's id and next
+    /// version and returns the changes; the answer is that version.
+    async fn change_thread(
+        self: &Arc<Self>,
+        thread: String,
+        durability: Durability,
+        build: impl FnOnce(&str, u64) -> Vec<ThreadChange> + Send + 'static,
+    ) -> EngineResult<u64> {
+        let engine = self.clone();
+        self.critical(durability, async move {
+            let _g = engine.lock(&[&thread]).await;
+            let current = engine.current(&thread).await?;
+            let record = thread_record(&thread, current.as_ref(), now());
+            let version = record.state.version;
+            let changes = build(&thread, version);
+            let lsn = engine
+                .log(&mut Op::Thread { record, changes }, durability)
+                .await?;
+            Ok((version, Some(lsn)))
+        })
+        .await
+    }
+
     /// `POST /v1/threads/{id}/checkpoints`.
     pub async fn put_thread_checkpoint(
         self: &Arc<Self>,
@@ -168,49 +191,40 @@ impl Engine {
         durability: Durability,
     ) -> EngineResult<PutThreadCheckpointResponse> {
         check_put(&req)?;
-        let engine = self.clone();
-        self.critical(durability, async move {
-            let _g = engine.lock(&[&thread]).await;
-            let current = engine.current(&thread).await?;
-            let record = thread_record(&thread, current.as_ref(), now());
-            let version = record.state.version;
-            let ns = req.checkpoint_ns;
-            let blobs = req
-                .blobs
-                .into_iter()
-                .map(|blob| StoredBlob {
-                    checkpoint_ns: ns.clone(),
-                    blob,
+        let (ns, id) = (req.checkpoint_ns.clone(), req.checkpoint_id.clone());
+        let version = self
+            .change_thread(thread.clone(), durability, move |thread, version| {
+                let blobs = req
+                    .blobs
+                    .into_iter()
+                    .map(|blob| StoredBlob {
+                        checkpoint_ns: req.checkpoint_ns.clone(),
+                        blob,
+                        version,
+                    })
+                    .collect();
+                let checkpoint = ThreadCheckpoint {
+                    thread_id: thread.to_string(),
+                    checkpoint_ns: req.checkpoint_ns,
+                    checkpoint_id: req.checkpoint_id,
+                    parent_checkpoint_id: req.parent_checkpoint_id,
+                    checkpoint: req.checkpoint,
+                    metadata: req.metadata,
+                    channel_versions: req.channel_versions,
                     version,
-                })
-                .collect();
-            let checkpoint = ThreadCheckpoint {
-                thread_id: thread.clone(),
-                checkpoint_ns: ns.clone(),
-                checkpoint_id: req.checkpoint_id.clone(),
-                parent_checkpoint_id: req.parent_checkpoint_id,
-                checkpoint: req.checkpoint,
-                metadata: req.metadata,
-                channel_versions: req.channel_versions,
-                version,
-            };
-            let mut op = Op::Thread {
-                record,
-                changes: vec![ThreadChange::Put {
+                };
+                vec![ThreadChange::Put {
                     checkpoint: Box::new(checkpoint),
                     blobs,
-                }],
-            };
-            let lsn = engine.log(&mut op, durability).await?;
-            let resp = PutThreadCheckpointResponse {
-                thread_id: thread,
-                checkpoint_ns: ns,
-                checkpoint_id: req.checkpoint_id,
-                version,
-            };
-            Ok((resp, Some(lsn)))
+                }]
+            })
+            .await?;
+        Ok(PutThreadCheckpointResponse {
+            thread_id: thread,
+            checkpoint_ns: ns,
+            checkpoint_id: id,
+            version,
         })
-        .await
     }
 
     /// `POST /v1/threads/{id}/writes`: returns the thread's version.
@@ -221,12 +235,7 @@ impl Engine {
         durability: Durability,
     ) -> EngineResult<u64> {
         check_writes(&req)?;
-        let engine = self.clone();
-        self.critical(durability, async move {
-            let _g = engine.lock(&[&thread]).await;
-            let current = engine.current(&thread).await?;
-            let record = thread_record(&thread, current.as_ref(), now());
-            let version = record.state.version;
+        self.change_thread(thread, durability, move |_, version| {
             let writes = req
                 .writes
                 .into_iter()
@@ -243,12 +252,7 @@ impl Engine {
                     version,
                 })
                 .collect();
-            let mut op = Op::Thread {
-                record,
-                changes: vec![ThreadChange::Writes { writes }],
-            };
-            let lsn = engine.log(&mut op, durability).await?;
-            Ok((version, Some(lsn)))
+            vec![ThreadChange::Writes { writes }]
         })
         .await
     }
