@@ -3,6 +3,7 @@
 //! conversation history, versioning under concurrency, checkpoints, rollback, replay,
 //! transfers (idempotent, and all-or-nothing under `kill -9`), and batches.
 
+#[macro_use]
 mod common;
 
 use std::collections::HashSet;
@@ -17,22 +18,6 @@ use common::{eventually, seed, start_with, Backend, Sidecar};
 use mongodb::bson::{doc, Document};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde_json::{json, Value};
-
-/// Runs a scenario on the embedded store and on MongoDB.
-macro_rules! both_backends {
-    ($scenario:ident) => {
-        mod $scenario {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn embedded() {
-                super::$scenario(super::Backend::Embedded).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn mongo() {
-                super::$scenario(super::Backend::Mongo).await;
-            }
-        }
-    };
-}
 
 fn greeter(state: &str, data: Value) -> SaveStateRequest {
     SaveStateRequest {

@@ -4,6 +4,7 @@
 //! across threads), copy, prune, delete for runs, delete, delta history, everything
 //! surviving `kill -9` and reaching the backend; removing messages; bad input refused.
 
+#[macro_use]
 mod common;
 
 use std::collections::BTreeMap;
@@ -17,21 +18,6 @@ use bytes::Bytes;
 use common::{eventually, raw, start_with, Backend};
 use mongodb::bson::{doc, Document};
 use serde_json::{json, Map, Value};
-
-macro_rules! both_backends {
-    ($scenario:ident) => {
-        mod $scenario {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn embedded() {
-                super::$scenario(super::Backend::Embedded).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn mongo() {
-                super::$scenario(super::Backend::Mongo).await;
-            }
-        }
-    };
-}
 
 fn typed(s: &str) -> Typed {
     Typed {

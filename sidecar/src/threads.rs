@@ -25,12 +25,12 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::backlog::ThreadDirt;
-use crate::cache::{HeadLookup, ORPHANS_MAX};
+use crate::cache::{merge_write, HeadLookup, ORPHANS_MAX};
 use crate::engine::{now, Engine, EngineError, EngineResult, Precondition, PAGE_LIMIT_MAX};
 use crate::metrics as m;
 use crate::model::{
     AgentRecord, BlobKey, CheckpointKey, Current, Op, StoredBlob, StoredWrite, ThreadChange,
-    ThreadCheckpoint, Tombstone, WriteKey,
+    ThreadCheckpoint, Tombstone,
 };
 use crate::ops;
 use crate::store::ThreadQuery;
@@ -371,35 +371,25 @@ impl Engine {
         keys: Vec<CheckpointKey>,
         p: Option<&Pending>,
     ) -> EngineResult<BTreeMap<CheckpointKey, Vec<ThreadWrite>>> {
-        let mut merged: BTreeMap<WriteKey, ThreadWrite> = BTreeMap::new();
+        // Stored ones first (they are older), then unflushed ones, by the same rule the
+        // cache and the backend apply.
+        let mut out: BTreeMap<CheckpointKey, Vec<ThreadWrite>> = BTreeMap::new();
         for w in self.store.thread_writes(thread, keys.clone()).await? {
-            let dropped = p.is_some_and(|(d, _)| {
-                d.dropped_checkpoints.contains_key(&CheckpointKey {
-                    ns: w.checkpoint_ns.clone(),
-                    id: w.checkpoint_id.clone(),
-                })
-            });
+            let key = CheckpointKey {
+                ns: w.checkpoint_ns,
+                id: w.checkpoint_id,
+            };
+            let dropped = p.is_some_and(|(d, _)| d.dropped_checkpoints.contains_key(&key));
             if !dropped && !purged(p, w.version) {
-                merged.insert(w.key(), w.write);
+                merge_write(out.entry(key).or_default(), &w.write);
             }
         }
         if let Some((d, _)) = p {
             for key in &keys {
-                for (wk, (_, w)) in d.writes.iter().filter(|(wk, _)| &wk.checkpoint == key) {
-                    if w.write.idx < 0 || !merged.contains_key(wk) {
-                        merged.insert(wk.clone(), w.write.clone());
-                    }
+                for (_, (_, w)) in d.writes.iter().filter(|(wk, _)| &wk.checkpoint == key) {
+                    merge_write(out.entry(key.clone()).or_default(), &w.write);
                 }
             }
-        }
-        let mut out: BTreeMap<CheckpointKey, Vec<ThreadWrite>> = BTreeMap::new();
-        for (wk, w) in merged {
-            out.entry(wk.checkpoint).or_default().push(w);
-        }
-        for writes in out.values_mut() {
-            writes.sort_by(|a, b| {
-                (&a.task_path, &a.task_id, a.idx).cmp(&(&b.task_path, &b.task_id, b.idx))
-            });
         }
         Ok(out)
     }

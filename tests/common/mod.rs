@@ -407,6 +407,24 @@ pub async fn raw(
     }
 }
 
+/// Runs a scenario (an `async fn(Backend)` of the test file) on the embedded store and
+/// on MongoDB, as two tests. Needs `#[macro_use] mod common;` and `Backend` in scope.
+#[allow(unused_macros)]
+macro_rules! both_backends {
+    ($scenario:ident) => {
+        mod $scenario {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn embedded() {
+                super::$scenario(super::Backend::Embedded).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn mongo() {
+                super::$scenario(super::Backend::Mongo).await;
+            }
+        }
+    };
+}
+
 /// Which backend a scenario runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
