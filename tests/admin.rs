@@ -4,27 +4,11 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use agentstate_protocol::{NewMessage, SaveStateRequest, StatePersistence, TransitionRequest};
-use common::{start_with, Backend, Mongo, Sidecar};
+use common::{agentstate, start_with, stdout, Backend, Mongo, Sidecar};
 use serde_json::json;
-
-fn agentstate(args: &[&str], data: &Path, extra: &[String]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_agentstate"))
-        .args(args)
-        .arg("--data-dir")
-        .arg(data)
-        .args(extra)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run agentstate")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
 
 fn save(state: &str) -> SaveStateRequest {
     SaveStateRequest {

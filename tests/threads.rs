@@ -341,15 +341,7 @@ async fn checkpoints_writes_and_searches_survive_kill9(backend: Backend) {
         );
     }
     // After the flush, reads come from the backend and say the same.
-    eventually(
-        std::time::Duration::from_secs(10),
-        "backlog drained",
-        || {
-            let c = sidecar.client();
-            async move { (c.status().await.unwrap().backlog_agents == 0).then_some(()) }
-        },
-    )
-    .await;
+    drained(&sidecar.client()).await;
     check(sidecar.client()).await;
 }
 
@@ -437,15 +429,7 @@ async fn copy_prune_delete_for_runs_and_delete(backend: Backend) {
     assert_eq!(summary(&c, "src").await, [r#"""/09 [m@1="new"] []"#]);
     sidecar.kill9();
     sidecar.restart().await;
-    eventually(
-        std::time::Duration::from_secs(10),
-        "backlog drained",
-        || {
-            let c = sidecar.client();
-            async move { (c.status().await.unwrap().backlog_agents == 0).then_some(()) }
-        },
-    )
-    .await;
+    drained(&sidecar.client()).await;
     assert_eq!(
         summary(&sidecar.client(), "src").await,
         [r#"""/09 [m@1="new"] []"#]
@@ -793,4 +777,160 @@ async fn cache_hits(base: &str) -> f64 {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0)
+}
+
+/// Puts checkpoints `ids` in `t`'s namespace `ns`, each a step of a chain: the channel
+/// `static` is written once (by the first) and used by all, `msgs` gets a new version
+/// per step.
+async fn put_chain(c: &Client, t: &str, ns: &str, ids: std::ops::RangeInclusive<u32>) {
+    for i in ids {
+        let (id, parent) = (format!("{i:02}"), format!("{:02}", i - 1));
+        let version = i.to_string();
+        let mut blobs = vec![("msgs", version.as_str(), "\"m\"")];
+        if i == 1 {
+            blobs.push(("static", "1", "\"s\""));
+        }
+        let req = put(
+            &id,
+            ns,
+            (i > 1).then_some(parent.as_str()),
+            json!({"step": i}),
+            &[("static", "1"), ("msgs", &version)],
+            &blobs,
+        );
+        c.put_thread_checkpoint(t, &req).await.unwrap();
+    }
+}
+
+async fn drained(c: &Client) {
+    eventually(
+        std::time::Duration::from_secs(10),
+        "backlog drained",
+        || {
+            let c = c.clone();
+            async move { (c.status().await.unwrap().backlog_agents == 0).then_some(()) }
+        },
+    )
+    .await;
+}
+
+both_backends!(retention_thins_threads_through_the_wal);
+async fn retention_thins_threads_through_the_wal(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (mut sidecar, mongo) = start_with(backend, "threads_retention", dir.path(), &[]).await;
+    let c = sidecar.client();
+    put_chain(&c, "t1", "", 1..=5).await;
+    put_chain(&c, "t2", "", 1..=2).await;
+    drained(&c).await;
+    // The rest stays in the WAL only: the newest checkpoints use a blob (`static`) that
+    // only the backend has, which retention must not drop with the old ones.
+    sidecar.kill9();
+    sidecar
+        .extra_args
+        .extend(["--flush-interval-ms".into(), "600000".into()]);
+    sidecar.restart().await;
+    let c = sidecar.client();
+    put_chain(&c, "t1", "", 6..=10).await;
+    put_chain(&c, "t1", "sub", 1..=3).await;
+    for id in ["08", "10"] {
+        c.put_thread_writes("t1", &writes(id, "task", &[(0, "msgs", "\"w\"")]))
+            .await
+            .unwrap();
+    }
+
+    let backend_args: Vec<String> = mongo.as_ref().map(|m| m.sidecar_args()).unwrap_or_default();
+    let cleanup = |limit: &str, n: &str| {
+        let mut args = backend_args.clone();
+        args.extend([limit.to_string(), n.to_string()]);
+        common::agentstate(&["cleanup"], &data, &args)
+    };
+    let out = cleanup("--thread-checkpoints-max-count", "3");
+    assert!(!out.status.success(), "refused beside a live sidecar");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("stop the sidecar"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    sidecar.kill9();
+
+    // By count: the newest 3 of each thread and namespace.
+    let out = cleanup("--thread-checkpoints-max-count", "3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        common::stdout(&out).contains("7 thread checkpoints"),
+        "{}",
+        common::stdout(&out)
+    );
+    sidecar.restart().await;
+    let c = sidecar.client();
+    let expect = |ids: &[(&str, &str, bool)]| -> Vec<String> {
+        ids.iter()
+            .map(|(ns, id, written)| {
+                let step: u32 = id.parse().unwrap();
+                let w = if *written { "task#0:msgs=\"w\"" } else { "" };
+                format!("{ns:?}/{id} [msgs@{step}=\"m\",static@1=\"s\"] [{w}]")
+            })
+            .collect()
+    };
+    assert_eq!(
+        summary(&c, "t1").await,
+        expect(&[
+            ("", "10", true),
+            ("", "09", false),
+            ("", "08", true),
+            ("sub", "03", false),
+            ("sub", "02", false),
+            ("sub", "01", false),
+        ])
+    );
+    assert_eq!(
+        summary(&c, "t2").await,
+        expect(&[("", "02", false), ("", "01", false)])
+    );
+    let _ = sidecar.terminate();
+
+    // By age: 0 days keeps only the newest of each thread and namespace.
+    let out = cleanup("--thread-checkpoints-max-age-days", "0");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        common::stdout(&out).contains("5 thread checkpoints"),
+        "{}",
+        common::stdout(&out)
+    );
+    sidecar.restart().await;
+    let c = sidecar.client();
+    assert_eq!(
+        summary(&c, "t1").await,
+        expect(&[("", "10", true), ("sub", "03", false)])
+    );
+    assert_eq!(summary(&c, "t2").await, expect(&[("", "02", false)]));
+    // The backend lost the dropped blobs and writes with them.
+    if let Some(m) = &mongo {
+        let db = m.db().await;
+        let count = |coll: &'static str| {
+            let db = db.clone();
+            async move {
+                db.collection::<Document>(coll)
+                    .count_documents(doc! { "thread_id": "t1" })
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(count("thread_checkpoints").await, 2);
+        assert_eq!(
+            count("thread_blobs").await,
+            4,
+            "static and msgs, per namespace"
+        );
+        assert_eq!(count("thread_writes").await, 1);
+    }
 }

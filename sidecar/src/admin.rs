@@ -9,6 +9,7 @@ use std::fs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agentstate_protocol::Client;
@@ -16,6 +17,7 @@ use anyhow::Context;
 
 use crate::backlog::Backlog;
 use crate::config::{CheckArgs, CleanupArgs, Config, DumpArgs, RecoverArgs};
+use crate::engine::Engine;
 use crate::model::{Current, Op, ThreadChange};
 use crate::wal::{self, WalError};
 use crate::{engine, server};
@@ -243,18 +245,22 @@ pub async fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
 /// flushes what it can within the grace period).
 async fn with_sidecar<T>(
     mut config: Config,
-    work: impl AsyncFnOnce(Client) -> anyhow::Result<T>,
+    work: impl AsyncFnOnce(Client, Arc<Engine>) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
     config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+    let (engine_tx, engine_rx) = tokio::sync::oneshot::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(server::run(
+    let server = tokio::spawn(server::run_with(
         config,
         async {
             let _ = stop_rx.await;
         },
         move |addr| {
             let _ = addr_tx.send(addr);
+        },
+        move |engine| {
+            let _ = engine_tx.send(engine);
         },
     ));
     let Ok(addr) = addr_rx.await else {
@@ -273,7 +279,10 @@ async fn with_sidecar<T>(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let out = work(client).await;
+    let engine = engine_rx
+        .await
+        .context("the sidecar stopped before it was ready")?;
+    let out = work(client, engine).await;
     let _ = stop_tx.send(());
     server.await??;
     out
@@ -312,7 +321,7 @@ pub async fn recover(args: RecoverArgs) -> anyhow::Result<ExitCode> {
         return quarantine_corruption(&config.wal_dir());
     }
     if let (Some(agent), Some(checkpoint)) = (args.rollback, args.checkpoint) {
-        let resp = with_sidecar(config, async |client: Client| {
+        let resp = with_sidecar(config, async |client: Client, _| {
             let resp = client.rollback(&agent, &checkpoint, None).await?;
             drained(&client, wait).await?;
             Ok(resp)
@@ -324,7 +333,10 @@ pub async fn recover(args: RecoverArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let status = with_sidecar(config, async |client: Client| drained(&client, wait).await).await?;
+    let status = with_sidecar(config, async |client: Client, _| {
+        drained(&client, wait).await
+    })
+    .await?;
     println!(
         "WAL replayed to the {} backend: every record through LSN {} is flushed",
         status.backend, status.flushed_lsn
@@ -381,6 +393,9 @@ fn quarantine_corruption(wal_dir: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// How long `cleanup` waits for what it logged to reach the backend.
+const CLEANUP_WAIT: Duration = Duration::from_secs(60);
+
 /// `agentstate cleanup`.
 pub async fn cleanup(args: CleanupArgs) -> anyhow::Result<ExitCode> {
     let config = Config::from_args(args.serve)?;
@@ -388,14 +403,26 @@ pub async fn cleanup(args: CleanupArgs) -> anyhow::Result<ExitCode> {
     if policy.is_empty() {
         anyhow::bail!("no retention limits: give --transitions-max-age-days and the like, or a [retention] section in --config");
     }
-    let store = server::open_store(&config, false).await?;
-    let r = store.retain(&policy, engine::now()).await?;
+    let (r, backend) = if policy.limits_threads() {
+        // Threads' checkpoints may share blobs with unflushed ones: they are thinned
+        // through the WAL, which needs the data dir.
+        with_sidecar(config, async |client: Client, engine: Arc<Engine>| {
+            let r = engine.retain(&policy, engine::now()).await?;
+            drained(&client, CLEANUP_WAIT).await?;
+            Ok((r, engine.store.kind()))
+        })
+        .await
+        .context(
+            "thread checkpoint limits are applied through the data dir: stop the sidecar \
+             using it first, or let it apply them from its [retention] section",
+        )?
+    } else {
+        let store = server::open_store(&config, false).await?;
+        (store.retain(&policy, engine::now()).await?, store.kind())
+    };
     println!(
-        "deleted {} transitions, {} messages, {} checkpoints from the {} backend",
-        r.transitions,
-        r.messages,
-        r.checkpoints,
-        store.kind()
+        "deleted {} transitions, {} messages, {} checkpoints, {} thread checkpoints from the {backend} backend",
+        r.transitions, r.messages, r.checkpoints, r.thread_checkpoints,
     );
     Ok(ExitCode::SUCCESS)
 }

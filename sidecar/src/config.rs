@@ -390,6 +390,13 @@ pub struct RetentionPolicy {
     /// Keep at most this many checkpoints per agent (the newest).
     #[arg(long)]
     pub checkpoints_max_count: Option<u64>,
+    /// Delete threads' framework checkpoints older than this many days (the newest of
+    /// each thread and namespace is kept).
+    #[arg(long)]
+    pub thread_checkpoints_max_age_days: Option<u64>,
+    /// Keep at most this many framework checkpoints per thread and namespace (the newest).
+    #[arg(long)]
+    pub thread_checkpoints_max_count: Option<u64>,
     /// How often the running sidecar applies the policy (default 60 minutes).
     #[arg(skip)]
     pub interval_minutes: Option<u64>,
@@ -403,6 +410,14 @@ impl RetentionPolicy {
             && self.messages_max_count.is_none()
             && self.checkpoints_max_age_days.is_none()
             && self.checkpoints_max_count.is_none()
+            && !self.limits_threads()
+    }
+
+    /// Whether it limits threads' framework checkpoints (applied through the WAL, since
+    /// unflushed checkpoints may share blobs with stored ones).
+    pub fn limits_threads(&self) -> bool {
+        self.thread_checkpoints_max_age_days.is_some()
+            || self.thread_checkpoints_max_count.is_some()
     }
 
     /// `other`'s limits where it sets them, else this one's.
@@ -418,6 +433,12 @@ impl RetentionPolicy {
                 .checkpoints_max_age_days
                 .or(self.checkpoints_max_age_days),
             checkpoints_max_count: other.checkpoints_max_count.or(self.checkpoints_max_count),
+            thread_checkpoints_max_age_days: other
+                .thread_checkpoints_max_age_days
+                .or(self.thread_checkpoints_max_age_days),
+            thread_checkpoints_max_count: other
+                .thread_checkpoints_max_count
+                .or(self.thread_checkpoints_max_count),
             interval_minutes: other.interval_minutes.or(self.interval_minutes),
         }
     }

@@ -36,11 +36,12 @@ use tokio::sync::{watch, Notify, OwnedMutexGuard};
 
 use crate::backlog::Backlog;
 use crate::cache::{StateCache, ThreadHeads};
+use crate::config::RetentionPolicy;
 use crate::metrics as m;
 use crate::model::{AgentRecord, Current, Effect, Op};
 use crate::ops::{self, Built, Limits};
 use crate::store::mongo::Lease;
-use crate::store::{Store, StoreError};
+use crate::store::{Retained, Store, StoreError};
 use crate::validate::{self, AgentTypes};
 use crate::wal::{Wal, WalError};
 
@@ -465,6 +466,18 @@ impl Engine {
             metrics::counter!(m::TRANSITIONS_TOTAL, "agent_type" => agent_type, "outcome" => outcome)
                 .increment(1);
         });
+    }
+
+    /// Applies a retention policy: history directly in the backend, threads'
+    /// checkpoints through the WAL (see `retain_threads`).
+    pub async fn retain(
+        self: &Arc<Self>,
+        policy: &RetentionPolicy,
+        at: DateTime<Utc>,
+    ) -> EngineResult<Retained> {
+        let mut r = self.store.retain(policy, at).await?;
+        r.thread_checkpoints = self.retain_threads(policy, at).await?;
+        Ok(r)
     }
 
     /// Runs `work` (which locks, reads, logs) in its own task, so that once started it

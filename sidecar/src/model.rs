@@ -141,6 +141,9 @@ pub struct ThreadCheckpoint {
     pub channel_versions: BTreeMap<String, String>,
     /// The thread's version when written: a delete of the thread purges what is older.
     pub version: u64,
+    /// When the sidecar received it (what age-based retention goes by).
+    #[serde(default)]
+    pub created_at: DateTime<Utc>,
 }
 
 impl ThreadCheckpoint {

@@ -37,13 +37,24 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
     on_listening: impl FnOnce(SocketAddr),
 ) -> anyhow::Result<()> {
+    run_with(config, shutdown, on_listening, |_| {}).await
+}
+
+/// `run`, handing the engine to `on_ready` once the sidecar is ready (admin commands
+/// that work through the WAL).
+pub async fn run_with(
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+    on_listening: impl FnOnce(SocketAddr),
+    on_ready: impl FnOnce(Arc<Engine>),
+) -> anyhow::Result<()> {
     crate::metrics::install();
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("create data dir {}", config.data_dir.display()))?;
     // One process per data dir: two writers would interleave one WAL.
     let _lock = lock_data_dir(&config.data_dir)?;
     let store = open_store(&config, true).await?;
-    serve_with(config, store, shutdown, on_listening).await
+    serve_with(config, store, shutdown, on_listening, on_ready).await
 }
 
 /// Takes the data dir's lock file for as long as the returned handle lives.
@@ -116,6 +127,7 @@ async fn serve_with(
     store: Store,
     shutdown: impl Future<Output = ()>,
     on_listening: impl FnOnce(SocketAddr),
+    on_ready: impl FnOnce(Arc<Engine>),
 ) -> anyhow::Result<()> {
     let app = Arc::new(App {
         engine: Default::default(),
@@ -186,6 +198,7 @@ async fn serve_with(
     engine.set_ready(true);
     engine.flush_now.notify_one();
     tracing::info!("ready");
+    on_ready(engine.clone());
 
     shutdown.await;
     tracing::info!(
@@ -313,11 +326,12 @@ async fn retention(engine: Arc<Engine>, policy: RetentionPolicy, mut stop: watch
             _ = tokio::time::sleep(every) => {}
             _ = stopped(&mut stop) => return,
         }
-        match engine.store.retain(&policy, crate::engine::now()).await {
+        match engine.retain(&policy, crate::engine::now()).await {
             Ok(r) => tracing::info!(
                 transitions = r.transitions,
                 messages = r.messages,
                 checkpoints = r.checkpoints,
+                thread_checkpoints = r.thread_checkpoints,
                 "retention applied"
             ),
             Err(e) => {

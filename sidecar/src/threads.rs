@@ -26,6 +26,7 @@ use serde_json::Value;
 
 use crate::backlog::ThreadDirt;
 use crate::cache::{merge_write, HeadLookup, ORPHANS_MAX};
+use crate::config::RetentionPolicy;
 use crate::engine::{now, Engine, EngineError, EngineResult, Precondition, PAGE_LIMIT_MAX};
 use crate::metrics as m;
 use crate::model::{
@@ -33,7 +34,7 @@ use crate::model::{
     ThreadCheckpoint, Tombstone,
 };
 use crate::ops;
-use crate::store::ThreadQuery;
+use crate::store::{cutoff, ThreadQuery};
 use crate::validate;
 
 /// The state a thread's agent is created in by its first checkpoint.
@@ -42,6 +43,9 @@ pub const THREAD_STATE: &str = "active";
 const SEARCH_LIMIT_DEFAULT: u32 = 100;
 /// Most checkpoints one copy, prune or delete for runs reads per thread.
 const THREAD_CHECKPOINTS_MAX: usize = 100_000;
+/// Most threads one application of the retention policy thins (the rest wait for the
+/// next).
+const RETENTION_THREADS_MAX: u32 = 10_000;
 /// Most ancestors a delta history walks.
 const ANCESTORS_MAX: usize = 100_000;
 /// Longest namespace.
@@ -151,6 +155,30 @@ fn matches(q: &SearchCheckpointsRequest, c: &ThreadCheckpoint) -> bool {
 /// Search order: greatest id first, then thread and namespace.
 type Order = (Reverse<String>, String, String);
 
+/// What retention drops from a thread's checkpoints: per namespace, those past the
+/// newest `max_count` and those created before `cutoff`, never the newest.
+fn beyond_retention(
+    rows: &[Arc<ThreadCheckpoint>],
+    max_count: Option<u64>,
+    cutoff: Option<DateTime<Utc>>,
+) -> BTreeSet<CheckpointKey> {
+    let mut by_ns: HashMap<&str, Vec<&ThreadCheckpoint>> = HashMap::new();
+    for c in rows {
+        by_ns.entry(&c.checkpoint_ns).or_default().push(c);
+    }
+    let mut out = BTreeSet::new();
+    for mut cs in by_ns.into_values() {
+        cs.sort_by(|a, b| b.checkpoint_id.cmp(&a.checkpoint_id));
+        for (i, c) in cs.iter().enumerate().skip(1) {
+            let over = max_count.is_some_and(|n| i as u64 >= n);
+            if over || cutoff.is_some_and(|t| c.created_at < t) {
+                out.insert(c.key());
+            }
+        }
+    }
+    out
+}
+
 fn order(c: &ThreadCheckpoint) -> Order {
     (
         Reverse(c.checkpoint_id.clone()),
@@ -212,6 +240,7 @@ impl Engine {
                     metadata: req.metadata,
                     channel_versions: req.channel_versions,
                     version,
+                    created_at: now(),
                 };
                 vec![ThreadChange::Put {
                     checkpoint: Box::new(checkpoint),
@@ -612,7 +641,8 @@ impl Engine {
             let mut tuples = engine.tuples(rows, &pending).await?;
             tuples.reverse();
             let current = engine.current(&target).await?;
-            let record = thread_record(&target, current.as_ref(), now());
+            let at = now();
+            let record = thread_record(&target, current.as_ref(), at);
             let version = record.state.version;
             let copied = tuples.len() as u64;
             let mut seen: BTreeSet<BlobKey> = BTreeSet::new();
@@ -655,6 +685,7 @@ impl Engine {
                         metadata: t.metadata,
                         channel_versions: t.channel_versions,
                         version,
+                        created_at: at,
                     }),
                     blobs,
                 });
@@ -747,6 +778,53 @@ impl Engine {
                 .collect()
         })
         .await
+    }
+
+    /// Thins threads' checkpoints to the policy's thread limits; returns how many went.
+    /// Logged like a prune, under the threads' locks and over the backlog merged with the
+    /// store, so a blob an unflushed checkpoint still uses is kept. Candidates are the
+    /// threads the backend finds over a limit and those whose unflushed checkpoints alone
+    /// are over the count.
+    pub async fn retain_threads(
+        self: &Arc<Self>,
+        policy: &RetentionPolicy,
+        at: DateTime<Utc>,
+    ) -> EngineResult<u64> {
+        let max_count = policy.thread_checkpoints_max_count.map(|n| n.max(1));
+        let cutoff = policy
+            .thread_checkpoints_max_age_days
+            .map(|d| cutoff(at, d));
+        if max_count.is_none() && cutoff.is_none() {
+            return Ok(0);
+        }
+        let mut threads: BTreeSet<String> = self
+            .store
+            .thread_retention_candidates(max_count, cutoff, RETENTION_THREADS_MAX)
+            .await?
+            .into_iter()
+            .collect();
+        if let Some(n) = max_count {
+            for (t, (dirt, _)) in self.pending_threads(None) {
+                let mut per_ns: HashMap<&str, u64> = HashMap::new();
+                for (_, c) in dirt.checkpoints.values() {
+                    *per_ns.entry(&c.checkpoint_ns).or_default() += 1;
+                }
+                if per_ns.values().any(|&count| count > n) {
+                    threads.insert(t);
+                }
+            }
+        }
+        let threads: Vec<String> = threads.into_iter().collect();
+        let mut deleted = 0;
+        for some in threads.chunks(PAGE_LIMIT_MAX as usize) {
+            deleted += self
+                .drop_checkpoints(some.to_vec(), Durability::Local, move |rows| {
+                    beyond_retention(rows, max_count, cutoff)
+                })
+                .await?
+                .checkpoints_deleted;
+        }
+        Ok(deleted)
     }
 
     /// Removes, in each thread, the checkpoints `choose` picks from all of its

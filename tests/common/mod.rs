@@ -12,7 +12,7 @@ use std::fs::{self, File};
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use agentstate_protocol::Client;
@@ -423,6 +423,22 @@ macro_rules! both_backends {
             }
         }
     };
+}
+
+/// Runs an admin command of the binary (`dump`, `check`, ...) on the data dir `data`.
+pub fn agentstate(args: &[&str], data: &Path, extra: &[String]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_agentstate"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run agentstate")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 /// Which backend a scenario runs on.

@@ -56,6 +56,8 @@ pub struct Retained {
     pub transitions: u64,
     pub messages: u64,
     pub checkpoints: u64,
+    /// Threads' framework checkpoints (applied by the engine, not the store).
+    pub thread_checkpoints: u64,
 }
 
 /// The cut-off time for a "max age in days" limit.
@@ -205,6 +207,29 @@ impl Store {
             match &self.backend {
                 Backend::Mongo(s) => s.transitions(agent_id, after, limit).await,
                 Backend::Sqlite(s) => s.transitions(agent_id, after, limit).await,
+            }
+        })
+        .await
+    }
+
+    /// Threads that retention by `max_count` checkpoints per namespace, or by age
+    /// (`cutoff`), may thin out; at most `limit`, by id.
+    pub async fn thread_retention_candidates(
+        &self,
+        max_count: Option<u64>,
+        cutoff: Option<DateTime<Utc>>,
+        limit: u32,
+    ) -> StoreResult<Vec<String>> {
+        self.timed("find threads to retain", async {
+            match &self.backend {
+                Backend::Mongo(s) => {
+                    s.thread_retention_candidates(max_count, cutoff, limit)
+                        .await
+                }
+                Backend::Sqlite(s) => {
+                    s.thread_retention_candidates(max_count, cutoff, limit)
+                        .await
+                }
             }
         })
         .await

@@ -967,6 +967,29 @@ impl MongoStore {
         Ok(deleted)
     }
 
+    pub async fn thread_retention_candidates(
+        &self,
+        max_count: Option<u64>,
+        cutoff: Option<chrono::DateTime<chrono::Utc>>,
+        limit: u32,
+    ) -> StoreResult<Vec<String>> {
+        if max_count.is_none() && cutoff.is_none() {
+            return Ok(Vec::new());
+        }
+        let mut found = self
+            .db
+            .collection::<Document>(THREAD_CHECKPOINTS)
+            .aggregate(threads::retention_candidates(max_count, cutoff, limit))
+            .await
+            .map_err(driver_err)?;
+        let mut out = Vec::new();
+        while found.advance().await.map_err(driver_err)? {
+            let d = found.deserialize_current().map_err(driver_err)?;
+            out.push(get_str(&d, "_id")?);
+        }
+        Ok(out)
+    }
+
     /// Thread checkpoints matching `q`, greatest id first.
     pub async fn thread_checkpoints(&self, q: ThreadQuery) -> StoreResult<Vec<ThreadCheckpoint>> {
         let (filter, sort) = threads::query(&q)?;

@@ -121,6 +121,7 @@ impl ThreadWrites {
                     "metadata": metadata,
                     "channel_versions": versions,
                     "thread_version": c.version as i64,
+                    "created_at": mongodb::bson::DateTime::from_millis(c.created_at.timestamp_millis()),
                 },
                 "upsert": true,
             });
@@ -236,7 +237,42 @@ pub fn checkpoint_from_doc(d: &Document) -> StoreResult<ThreadCheckpoint> {
         metadata: get_map(d, "metadata"),
         channel_versions,
         version: get_u64(d, "thread_version")?,
+        created_at: d
+            .get_datetime("created_at")
+            .ok()
+            .and_then(|t| chrono::DateTime::from_timestamp_millis(t.timestamp_millis()))
+            .unwrap_or_default(),
     })
+}
+
+/// The pipeline finding threads with a namespace holding more than `max_count`
+/// checkpoints, or more than one with the oldest created before `cutoff`.
+pub fn retention_candidates(
+    max_count: Option<u64>,
+    cutoff: Option<chrono::DateTime<chrono::Utc>>,
+    limit: u32,
+) -> Vec<Document> {
+    let mut over = Vec::new();
+    if let Some(n) = max_count {
+        over.push(doc! { "count": { "$gt": n.min(i64::MAX as u64) as i64 } });
+    }
+    if let Some(t) = cutoff {
+        over.push(doc! {
+            "count": { "$gt": 1 },
+            "oldest": { "$lt": mongodb::bson::DateTime::from_millis(t.timestamp_millis()) },
+        });
+    }
+    vec![
+        doc! { "$group": {
+            "_id": { "thread_id": "$thread_id", "checkpoint_ns": "$checkpoint_ns" },
+            "count": { "$sum": 1 },
+            "oldest": { "$min": "$created_at" },
+        } },
+        doc! { "$match": { "$or": over } },
+        doc! { "$group": { "_id": "$_id.thread_id" } },
+        doc! { "$sort": { "_id": 1 } },
+        doc! { "$limit": limit as i64 },
+    ]
 }
 
 pub fn blob_filter(thread: &str, keys: &[BlobKey]) -> Document {

@@ -100,7 +100,7 @@ fn sql_err(e: rusqlite::Error) -> StoreError {
     }
 }
 
-fn ts(t: &DateTime<Utc>) -> String {
+pub(super) fn ts(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
@@ -108,7 +108,7 @@ fn conversion(e: impl std::error::Error + Send + Sync + 'static) -> rusqlite::Er
     rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
 }
 
-fn parse_ts(s: &str) -> rusqlite::Result<DateTime<Utc>> {
+pub(super) fn parse_ts(s: &str) -> rusqlite::Result<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
         .map_err(conversion)
@@ -130,6 +130,7 @@ impl SqliteStore {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(threads::SCHEMA)?;
+        threads::migrate(&conn)?;
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -346,6 +347,16 @@ impl SqliteStore {
             Ok(out)
         })
         .await
+    }
+
+    pub async fn thread_retention_candidates(
+        &self,
+        max_count: Option<u64>,
+        cutoff: Option<DateTime<Utc>>,
+        limit: u32,
+    ) -> StoreResult<Vec<String>> {
+        self.with_conn(move |c| threads::retention_candidates(c, max_count, cutoff, limit))
+            .await
     }
 
     /// Thread checkpoints matching `q` (but its metadata filter), greatest id first.

@@ -4,9 +4,10 @@
 
 use agentstate_protocol::{Payload, ThreadBlob, ThreadWrite, Typed};
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use rusqlite::{params, params_from_iter, types::Value as SqlValue, Connection, Transaction};
 
-use super::{parse_json, to_json};
+use super::{parse_json, parse_ts, to_json, ts};
 use crate::backlog::ThreadDirt;
 use crate::model::{BlobKey, CheckpointKey, StoredBlob, StoredWrite, ThreadCheckpoint};
 use crate::store::ThreadQuery;
@@ -23,6 +24,7 @@ CREATE TABLE IF NOT EXISTS thread_checkpoints (
     channel_versions TEXT NOT NULL,
     run_id TEXT,
     thread_version INTEGER NOT NULL,
+    created_at TEXT NOT NULL DEFAULT '1970-01-01T00:00:00.000Z',
     PRIMARY KEY (thread_id, checkpoint_ns, checkpoint_id)
 );
 CREATE INDEX IF NOT EXISTS thread_checkpoints_id ON thread_checkpoints (checkpoint_id);
@@ -51,6 +53,42 @@ CREATE TABLE IF NOT EXISTS thread_writes (
     PRIMARY KEY (thread_id, checkpoint_ns, checkpoint_id, task_id, idx)
 );
 ";
+
+/// Brings tables made by an older version up to `SCHEMA`.
+pub(super) fn migrate(c: &Connection) -> rusqlite::Result<()> {
+    let has_created_at: bool = c.query_row(
+        "SELECT COUNT(*) > 0 FROM pragma_table_info('thread_checkpoints') WHERE name = 'created_at'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_created_at {
+        c.execute_batch(
+            "ALTER TABLE thread_checkpoints
+                 ADD COLUMN created_at TEXT NOT NULL DEFAULT '1970-01-01T00:00:00.000Z'",
+        )?;
+    }
+    Ok(())
+}
+
+/// Threads with a namespace holding more than `max_count` checkpoints, or more than one
+/// with the oldest created before `cutoff`: those retention may thin out.
+pub(super) fn retention_candidates(
+    c: &Connection,
+    max_count: Option<u64>,
+    cutoff: Option<DateTime<Utc>>,
+    limit: u32,
+) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT DISTINCT thread_id FROM (
+             SELECT thread_id FROM thread_checkpoints GROUP BY thread_id, checkpoint_ns
+             HAVING COUNT(*) > ?1 OR (COUNT(*) > 1 AND MIN(created_at) < ?2))
+         ORDER BY thread_id LIMIT ?3",
+    )?;
+    let max_count = max_count.map_or(i64::MAX, |n| n.min(i64::MAX as u64) as i64);
+    let cutoff = cutoff.map(|t| ts(&t)).unwrap_or_default();
+    let rows = stmt.query_map(params![max_count, cutoff, limit], |r| r.get(0))?;
+    rows.collect()
+}
 
 /// Deletes what a thread's delete purges: everything written before `version`.
 pub(super) fn purge(tx: &Transaction<'_>, thread: &str, version: u64) -> rusqlite::Result<()> {
@@ -85,8 +123,9 @@ pub(super) fn write(tx: &Transaction<'_>, thread: &str, dirt: &ThreadDirt) -> ru
         let run_id = c.metadata.get("run_id").and_then(|v| v.as_str());
         tx.prepare_cached(
             "INSERT OR REPLACE INTO thread_checkpoints (thread_id, checkpoint_ns, checkpoint_id,
-                 parent_checkpoint_id, type, data, metadata, channel_versions, run_id, thread_version)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                 parent_checkpoint_id, type, data, metadata, channel_versions, run_id, thread_version,
+                 created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?
         .execute(params![
             thread,
@@ -99,6 +138,7 @@ pub(super) fn write(tx: &Transaction<'_>, thread: &str, dirt: &ThreadDirt) -> ru
             to_json(&c.channel_versions)?,
             run_id,
             c.version,
+            ts(&c.created_at),
         ])?;
     }
     for (_, b) in dirt.blobs.values() {
@@ -159,7 +199,7 @@ pub(super) fn checkpoints(
 ) -> rusqlite::Result<Vec<ThreadCheckpoint>> {
     let mut sql = String::from(
         "SELECT thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, data,
-                metadata, channel_versions, thread_version
+                metadata, channel_versions, thread_version, created_at
          FROM thread_checkpoints WHERE 1 = 1",
     );
     let mut args: Vec<SqlValue> = Vec::new();
@@ -204,6 +244,7 @@ pub(super) fn checkpoints(
             metadata: parse_json(&r.get::<_, String>(6)?)?,
             channel_versions: parse_json(&r.get::<_, String>(7)?)?,
             version: r.get(8)?,
+            created_at: parse_ts(&r.get::<_, String>(9)?)?,
         })
     })?;
     rows.collect()
@@ -266,4 +307,39 @@ pub(super) fn writes(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_table_without_created_at_gains_it() {
+        let c = Connection::open_in_memory().unwrap();
+        // The table as the first version of the threads API made it.
+        c.execute_batch(
+            "CREATE TABLE thread_checkpoints (
+                 thread_id TEXT NOT NULL, checkpoint_ns TEXT NOT NULL, checkpoint_id TEXT NOT NULL,
+                 parent_checkpoint_id TEXT, type TEXT NOT NULL, data BLOB NOT NULL,
+                 metadata TEXT NOT NULL, channel_versions TEXT NOT NULL, run_id TEXT,
+                 thread_version INTEGER NOT NULL,
+                 PRIMARY KEY (thread_id, checkpoint_ns, checkpoint_id));
+             INSERT INTO thread_checkpoints VALUES ('t', '', '01', NULL, 'json', x'7b7d', '{}', '{}', NULL, 1);",
+        )
+        .unwrap();
+        c.execute_batch(SCHEMA).unwrap();
+        migrate(&c).unwrap();
+        migrate(&c).unwrap(); // twice is fine
+        let q = ThreadQuery {
+            thread_id: Some("t".into()),
+            limit: 10,
+            ..Default::default()
+        };
+        let rows = checkpoints(&c, &q).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].created_at, DateTime::<Utc>::default());
+        // Old rows count as old for age limits, never as candidates alone.
+        let found = retention_candidates(&c, None, Some(Utc::now()), 10).unwrap();
+        assert!(found.is_empty(), "a namespace's only checkpoint stays");
+    }
 }
