@@ -1,9 +1,12 @@
 //! The flusher: moves the backlog into the backend in batches, then lets the WAL go.
 //!
-//! Every `flush_interval` (or sooner, when woken), it snapshots up to `flush_batch_max`
-//! dirty agents, writes them in one backend batch, and on success drops them from the
-//! backlog, advances the flushed watermark and deletes WAL segments wholly below it.
-//! On failure it retries with capped, jittered exponential backoff; nothing is dropped.
+//! Every `flush_interval` (or sooner, when woken: a full batch waiting, a `remote` write)
+//! it runs a round: batches of up to `flush_batch_max` dirty agents, oldest first, each
+//! written in one backend call and on success dropped from the backlog, advancing the
+//! flushed watermark and deleting WAL segments wholly below it. A round ends once what
+//! was logged before it began is flushed, so a hot agent costs the backend one write
+//! per interval, not one per batch. On failure it retries with capped, jittered
+//! exponential backoff; nothing is dropped.
 //!
 //! The watermark is `min(oldest LSN appended but not yet applied, oldest LSN in the
 //! backlog) - 1`, read in that order: a record moves from "unapplied" to "backlog", never
@@ -39,7 +42,7 @@ pub async fn run(
             _ = engine.flush_now.notified(), if !failing => {}
             _ = crate::server::stopped(&mut shutdown) => return,
         }
-        match flush_all(&engine, batch_max).await {
+        match flush_all(&engine, batch_max, engine.wal.last_lsn()).await {
             Ok(()) => {
                 failing = false;
                 backoff = BACKOFF_MIN;
@@ -59,10 +62,15 @@ fn jitter(d: Duration) -> Duration {
     d.mul_f64(0.5 + rand::random::<f64>() * 0.5)
 }
 
-/// Flushes batches until the backlog is empty or a flush fails.
-pub async fn flush_all(engine: &Engine, batch_max: usize) -> Result<(), String> {
+/// Flushes batches until nothing logged at or before LSN `through` is left in the
+/// backlog (`u64::MAX`: until it is empty), or a flush fails.
+pub async fn flush_all(engine: &Engine, batch_max: usize, through: u64) -> Result<(), String> {
     loop {
         let wal_low = engine.wal.oldest_unapplied_lsn();
+        if engine.backlog.oldest_lsn().is_some_and(|l| l > through) {
+            advance(engine, wal_low);
+            return Ok(());
+        }
         let batch_bytes = engine.flush_batch_bytes.load(Ordering::Relaxed);
         let batch = engine.backlog.take_batch(batch_max, batch_bytes);
         if batch.is_empty() {
