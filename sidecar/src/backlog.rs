@@ -489,6 +489,16 @@ impl Backlog {
         }
     }
 
+    /// Dirty agents held (cheap: no walk over them, unlike `stats`).
+    pub fn agents(&self) -> u64 {
+        self.lock().agents.len() as u64
+    }
+
+    /// Bytes held (cheap).
+    pub fn bytes(&self) -> u64 {
+        self.lock().bytes
+    }
+
     pub fn stats(&self) -> BacklogStats {
         let inner = self.lock();
         BacklogStats {

@@ -247,7 +247,7 @@ impl Engine {
             return Some(format!("WAL refuses writes: {why}"));
         }
         // Nearly full counts as full: most writes would be refused already.
-        if self.backlog.stats().bytes >= self.backlog.bytes_max() / 10 * 9 {
+        if self.backlog.bytes() >= self.backlog.bytes_max() / 10 * 9 {
             return Some("backlog full while the backend catches up".into());
         }
         None
@@ -494,7 +494,7 @@ impl Engine {
             .await
             .map_err(|e| EngineError::Internal(format!("write task failed: {e}")))??;
         if let Some(lsn) = lsn {
-            if self.backlog.stats().agents >= self.opts.flush_batch_max as u64 {
+            if self.backlog.agents() >= self.opts.flush_batch_max as u64 {
                 self.flush_now.notify_one();
             }
             if durability == Durability::Remote {

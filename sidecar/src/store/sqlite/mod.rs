@@ -131,6 +131,8 @@ impl SqliteStore {
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(threads::SCHEMA)?;
         threads::migrate(&conn)?;
+        // Every statement of the write path stays prepared.
+        conn.set_prepared_statement_cache_capacity(64);
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -440,45 +442,37 @@ fn write_transfer(tx: &Transaction<'_>, op: &Op) -> rusqlite::Result<()> {
         };
     });
     result?;
-    tx.execute(
+    tx.prepare_cached(
         "INSERT OR IGNORE INTO transfers (transfer_id, from_agent, to_agent, created_at, body)
          VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![
-            transfer.transfer_id,
-            transfer.from_agent,
-            transfer.to_agent,
-            ts(&transfer.created_at),
-            to_json(transfer)?,
-        ],
-    )?;
+    )?
+    .execute(params![
+        transfer.transfer_id,
+        transfer.from_agent,
+        transfer.to_agent,
+        ts(&transfer.created_at),
+        to_json(transfer)?,
+    ])?;
     Ok(())
 }
 
 fn write_item(tx: &Transaction<'_>, item: &FlushItem) -> rusqlite::Result<()> {
     if let Some(t) = item.purge {
-        tx.execute(
-            "DELETE FROM agent_states WHERE agent_id = ?1 AND version < ?2",
-            params![item.agent_id, t.version],
-        )?;
-        tx.execute(
-            "DELETE FROM state_transitions WHERE agent_id = ?1 AND seq <= ?2",
-            params![item.agent_id, t.transition_seq],
-        )?;
-        tx.execute(
-            "DELETE FROM conversation_history WHERE agent_id = ?1 AND seq <= ?2",
-            params![item.agent_id, t.message_seq],
-        )?;
-        tx.execute(
-            "DELETE FROM checkpoints WHERE agent_id = ?1 AND version < ?2",
-            params![item.agent_id, t.version],
-        )?;
+        tx.prepare_cached("DELETE FROM agent_states WHERE agent_id = ?1 AND version < ?2")?
+            .execute(params![item.agent_id, t.version])?;
+        tx.prepare_cached("DELETE FROM state_transitions WHERE agent_id = ?1 AND seq <= ?2")?
+            .execute(params![item.agent_id, t.transition_seq])?;
+        tx.prepare_cached("DELETE FROM conversation_history WHERE agent_id = ?1 AND seq <= ?2")?
+            .execute(params![item.agent_id, t.message_seq])?;
+        tx.prepare_cached("DELETE FROM checkpoints WHERE agent_id = ?1 AND version < ?2")?
+            .execute(params![item.agent_id, t.version])?;
         threads::purge(tx, &item.agent_id, t.version)?;
     }
     for (_, from, to) in &item.message_drops {
-        tx.execute(
+        tx.prepare_cached(
             "DELETE FROM conversation_history WHERE agent_id = ?1 AND seq >= ?2 AND seq <= ?3",
-            params![item.agent_id, from, to],
-        )?;
+        )?
+        .execute(params![item.agent_id, from, to])?;
     }
     threads::write(tx, &item.agent_id, &item.threads)?;
     if let Some(Current::Live(rec)) = &item.current {
@@ -491,17 +485,17 @@ fn write_item(tx: &Transaction<'_>, item: &FlushItem) -> rusqlite::Result<()> {
         insert_message(tx, &item.agent_id, m)?;
     }
     for c in &item.checkpoints {
-        tx.execute(
+        tx.prepare_cached(
             "INSERT OR IGNORE INTO checkpoints (checkpoint_id, agent_id, version, created_at, body)
              VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
-                c.checkpoint_id,
-                c.agent_id,
-                c.version,
-                ts(&c.created_at),
-                to_json(c)?
-            ],
-        )?;
+        )?
+        .execute(params![
+            c.checkpoint_id,
+            c.agent_id,
+            c.version,
+            ts(&c.created_at),
+            to_json(c)?
+        ])?;
     }
     Ok(())
 }
@@ -510,7 +504,7 @@ fn write_item(tx: &Transaction<'_>, item: &FlushItem) -> rusqlite::Result<()> {
 fn upsert_record(tx: &Transaction<'_>, rec: &AgentRecord) -> rusqlite::Result<()> {
     let s = &rec.state;
     let pending = s.pending_transition.as_ref().map(to_json).transpose()?;
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO agent_states (agent_id, agent_type, state_name, state_data,
              conversation_context, created_at, updated_at, version, metadata,
              pending_transition, transition_seq, message_seq)
@@ -524,30 +518,31 @@ fn upsert_record(tx: &Transaction<'_>, rec: &AgentRecord) -> rusqlite::Result<()
              pending_transition = excluded.pending_transition,
              transition_seq = excluded.transition_seq, message_seq = excluded.message_seq
          WHERE excluded.version > agent_states.version",
-        params![
-            s.agent_id,
-            s.agent_type,
-            s.state_name,
-            s.state_data.to_string(),
-            s.conversation_context.to_string(),
-            ts(&s.created_at),
-            ts(&s.updated_at),
-            s.version,
-            serde_json::Value::Object(s.metadata.clone()).to_string(),
-            pending,
-            rec.transition_seq,
-            rec.message_seq,
-        ],
-    )?;
+    )?
+    .execute(params![
+        s.agent_id,
+        s.agent_type,
+        s.state_name,
+        s.state_data.to_string(),
+        s.conversation_context.to_string(),
+        ts(&s.created_at),
+        ts(&s.updated_at),
+        s.version,
+        serde_json::Value::Object(s.metadata.clone()).to_string(),
+        pending,
+        rec.transition_seq,
+        rec.message_seq,
+    ])?;
     Ok(())
 }
 
 fn insert_transition(tx: &Transaction<'_>, t: &StateTransition) -> rusqlite::Result<()> {
-    tx.execute(
+    tx.prepare_cached(
         "INSERT OR IGNORE INTO state_transitions
              (agent_id, seq, id, from_state, to_state, trigger, timestamp, success, error, state_data)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        params![
+    )?
+    .execute(params![
             t.agent_id,
             t.seq,
             t.id,
@@ -564,10 +559,11 @@ fn insert_transition(tx: &Transaction<'_>, t: &StateTransition) -> rusqlite::Res
 }
 
 fn insert_message(tx: &Transaction<'_>, agent_id: &str, m: &Message) -> rusqlite::Result<()> {
-    tx.execute(
+    tx.prepare_cached(
         "INSERT OR IGNORE INTO conversation_history (agent_id, seq, role, content, timestamp, metadata)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![
+    )?
+    .execute(params![
             agent_id,
             m.seq,
             m.role,
