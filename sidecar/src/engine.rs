@@ -27,9 +27,9 @@ use std::time::{Duration, Instant};
 use agentstate_protocol::{
     AbortTransitionRequest, AppendMessagesResponse, BatchRequest, BatchResponse, BatchResult,
     BeginTransitionResponse, Checkpoint, CheckpointRequest, CheckpointResponse,
-    CompleteTransitionRequest, Durability, Message, NewMessage, PersistedState, PopMessageResponse,
-    ReplayResponse, SaveStateRequest, StateTransition, Transfer, TransferRequest,
-    TransitionRequest, TransitionResponse,
+    CompleteTransitionRequest, Durability, Message, NewMessage, PopMessageResponse, ReplayResponse,
+    SaveStateRequest, StateTransition, Transfer, TransferRequest, TransitionRequest,
+    TransitionResponse,
 };
 use chrono::{DateTime, SubsecRound, Utc};
 use tokio::sync::{watch, Notify, OwnedMutexGuard};
@@ -533,8 +533,9 @@ impl Engine {
     }
 
     /// `GET /v1/agents/{id}`.
-    pub async fn get(&self, agent_id: &str) -> EngineResult<PersistedState> {
-        Ok(self.read_live(agent_id).await?.state.clone())
+    /// The agent's record; its state's body comes from [`AgentRecord::state_body`].
+    pub async fn get(&self, agent_id: &str) -> EngineResult<Arc<AgentRecord>> {
+        self.read_live(agent_id).await
     }
 
     /// The shape of most one-agent changes, under the agent's lock: read its record,

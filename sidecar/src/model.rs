@@ -5,13 +5,14 @@
 //! re-validating, so it is deterministic, and applying one twice changes nothing. One
 //! operation is one WAL record, so a crash never leaves half of one.
 
-use std::sync::Arc;
-
 use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
 
 use agentstate_protocol::{
-    Checkpoint, Message, PersistedState, StateTransition, ThreadBlob, ThreadWrite, Transfer, Typed,
+    Checkpoint, Codec, CodecError, Message, PersistedState, StateTransition, ThreadBlob,
+    ThreadWrite, Transfer, Typed,
 };
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +31,50 @@ pub struct AgentRecord {
     /// newer epoch: that is how a sidecar that lost its lease is fenced off.
     #[serde(default)]
     pub lease_epoch: u64,
+    /// The state as `GET` bodies, per codec, encoded on first use.
+    #[serde(skip)]
+    pub encoded: EncodedState,
+}
+
+impl AgentRecord {
+    /// The state as a `GET` body in `codec`: encoded once per record and codec, then
+    /// shared (a cache hit costs no clone and no serialisation).
+    pub fn state_body(&self, codec: Codec) -> Result<Bytes, CodecError> {
+        let slot = &self.encoded.0.get_or_init(Box::default)[match codec {
+            Codec::MsgPack => 0,
+            Codec::Json => 1,
+        }];
+        if let Some(b) = slot.get() {
+            return Ok(b.clone());
+        }
+        let body = Bytes::from(codec.encode(&self.state)?);
+        Ok(slot.get_or_init(|| body).clone())
+    }
+}
+
+/// Encoded bodies of a record's state. Hazard: they are right only while the state is
+/// unchanged; a record is immutable once shared (`Arc`), and a clone (how a new version
+/// starts) starts empty, so they never go stale. Boxed on first use: records in ops stay
+/// small.
+#[derive(Default)]
+pub struct EncodedState(OnceLock<Box<[OnceLock<Bytes>; 2]>>);
+
+impl Clone for EncodedState {
+    fn clone(&self) -> Self {
+        EncodedState::default()
+    }
+}
+
+impl PartialEq for EncodedState {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for EncodedState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EncodedState")
+    }
 }
 
 /// What is known about an agent: live, or deleted at some version.
@@ -383,6 +428,23 @@ pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
+    #[test]
+    fn a_state_body_is_encoded_once_and_never_outlives_its_version() {
+        let r = Arc::new(record("a", 1));
+        let first = r.state_body(Codec::MsgPack).unwrap();
+        let again = r.state_body(Codec::MsgPack).unwrap();
+        assert_eq!(first.as_ptr(), again.as_ptr(), "the same bytes, not a new encoding");
+        let json = r.state_body(Codec::Json).unwrap();
+        let decoded: PersistedState = serde_json::from_slice(&json).unwrap();
+        assert_eq!(decoded, r.state);
+        // The next version starts from a clone: its body is its own.
+        let mut next = (*r).clone();
+        next.state.version = 2;
+        let body = next.state_body(Codec::MsgPack).unwrap();
+        let decoded: PersistedState = rmp_serde::from_slice(&body).unwrap();
+        assert_eq!(decoded.version, 2);
+    }
+
     pub(crate) fn record(agent: &str, version: u64) -> AgentRecord {
         let now = Utc::now();
         AgentRecord {
@@ -401,6 +463,7 @@ pub(crate) mod tests {
             transition_seq: 1,
             message_seq: 0,
             lease_epoch: 0,
+            encoded: Default::default(),
         }
     }
 

@@ -130,6 +130,7 @@ pub fn put(
         transition_seq: current.map_or(0, Current::transition_seq),
         message_seq: current.map_or(0, Current::message_seq),
         lease_epoch: 0,
+        encoded: Default::default(),
     };
     Ok(Op::Put { record })
 }
@@ -532,6 +533,7 @@ pub fn transfer(
                 transition_seq: other.map_or(0, Current::transition_seq),
                 message_seq: other.map_or(0, Current::message_seq),
                 lease_epoch: 0,
+                encoded: Default::default(),
             }
         }
     };

@@ -124,6 +124,7 @@ fn thread_record(thread: &str, current: Option<&Current>, at: DateTime<Utc>) -> 
             transition_seq: other.map_or(0, Current::transition_seq),
             message_seq: other.map_or(0, Current::message_seq),
             lease_epoch: 0,
+            encoded: Default::default(),
         },
     }
 }

@@ -156,8 +156,14 @@ async fn agent_route(
     };
     match (method.clone(), rest) {
         (Method::GET, []) => {
-            let state = engine.get(&id).await?;
-            with_etag(encode(StatusCode::OK, codec, &state), state.version)
+            let record = engine.get(&id).await?;
+            let body = record.state_body(codec).map_err(|e| {
+                ApiError::new(ErrorCode::Internal, format!("cannot encode response: {e}"))
+            })?;
+            with_etag(
+                Ok(bytes_response(StatusCode::OK, codec, body)),
+                record.state.version,
+            )
         }
         (Method::PUT, []) => {
             let body: SaveStateRequest = decode_body(app, req).await?;
@@ -585,13 +591,18 @@ fn encode<T: Serialize>(
     let bytes = codec
         .encode(body)
         .map_err(|e| ApiError::new(ErrorCode::Internal, format!("cannot encode response: {e}")))?;
-    let mut resp = Response::new(Full::new(Bytes::from(bytes)));
+    Ok(bytes_response(status, codec, Bytes::from(bytes)))
+}
+
+/// A response of already encoded `body`.
+fn bytes_response(status: StatusCode, codec: Codec, body: Bytes) -> HttpResponse {
+    let mut resp = Response::new(Full::new(body));
     *resp.status_mut() = status;
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(codec.content_type()),
     );
-    Ok(resp)
+    resp
 }
 
 fn set_etag(resp: &mut HttpResponse, version: u64) {

@@ -1268,6 +1268,7 @@ fn record_from_doc(agent_id: &str, d: &Document) -> StoreResult<AgentRecord> {
         transition_seq: get_u64(d, "transition_seq")?,
         message_seq: get_u64(d, "message_seq")?,
         lease_epoch: get_u64(d, "lease_epoch")?,
+        encoded: Default::default(),
     })
 }
 

@@ -186,6 +186,7 @@ impl SqliteStore {
                         transition_seq: r.get::<_, u64>(9)?.max(max_t),
                         message_seq: r.get::<_, u64>(10)?.max(max_m),
                         lease_epoch: 0,
+                        encoded: Default::default(),
                     })
                 },
             )
