@@ -433,7 +433,11 @@ pub(crate) mod tests {
         let r = Arc::new(record("a", 1));
         let first = r.state_body(Codec::MsgPack).unwrap();
         let again = r.state_body(Codec::MsgPack).unwrap();
-        assert_eq!(first.as_ptr(), again.as_ptr(), "the same bytes, not a new encoding");
+        assert_eq!(
+            first.as_ptr(),
+            again.as_ptr(),
+            "the same bytes, not a new encoding"
+        );
         let json = r.state_body(Codec::Json).unwrap();
         let decoded: PersistedState = serde_json::from_slice(&json).unwrap();
         assert_eq!(decoded, r.state);
