@@ -42,7 +42,7 @@ pub async fn run(
             _ = engine.flush_now.notified(), if !failing => {}
             _ = crate::server::stopped(&mut shutdown) => return,
         }
-        match flush_all(&engine, batch_max, engine.wal.last_lsn()).await {
+        match flush_through(&engine, batch_max, engine.wal.last_lsn()).await {
             Ok(()) => {
                 failing = false;
                 backoff = BACKOFF_MIN;
@@ -64,7 +64,7 @@ fn jitter(d: Duration) -> Duration {
 
 /// Flushes batches until nothing logged at or before LSN `through` is left in the
 /// backlog (`u64::MAX`: until it is empty), or a flush fails.
-pub async fn flush_all(engine: &Engine, batch_max: usize, through: u64) -> Result<(), String> {
+pub async fn flush_through(engine: &Engine, batch_max: usize, through: u64) -> Result<(), String> {
     loop {
         let wal_low = engine.wal.oldest_unapplied_lsn();
         if engine.backlog.oldest_lsn().is_some_and(|l| l > through) {

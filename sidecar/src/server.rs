@@ -214,7 +214,7 @@ async fn serve_with(
     // ...then one last flush, bounded by what is left of the grace period.
     match tokio::time::timeout_at(
         deadline,
-        flusher::flush_all(&engine, config.flush_batch_max, u64::MAX),
+        flusher::flush_through(&engine, config.flush_batch_max, u64::MAX),
     )
     .await
     {

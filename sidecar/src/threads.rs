@@ -156,8 +156,9 @@ fn matches(q: &SearchCheckpointsRequest, c: &ThreadCheckpoint) -> bool {
 /// Search order: greatest id first, then thread and namespace.
 type Order = (Reverse<String>, String, String);
 
-/// What retention drops from a thread's checkpoints: per namespace, those past the
-/// newest `max_count` and those created before `cutoff`, never the newest.
+/// What retention (and a prune keeping the latest: `max_count` 1) drops from a thread's
+/// checkpoints: per namespace, those past the newest `max_count` and those created
+/// before `cutoff`, never the newest.
 fn beyond_retention(
     rows: &[Arc<ThreadCheckpoint>],
     max_count: Option<u64>,
@@ -713,21 +714,9 @@ impl Engine {
         strategy: PruneStrategy,
         durability: Durability,
     ) -> EngineResult<CheckpointsDeletedResponse> {
-        self.drop_checkpoints(threads, durability, move |rows| {
-            let mut latest: HashMap<&str, &str> = HashMap::new();
-            for c in rows {
-                let l = latest.entry(&c.checkpoint_ns).or_insert(&c.checkpoint_id);
-                if c.checkpoint_id.as_str() > *l {
-                    *l = &c.checkpoint_id;
-                }
-            }
-            rows.iter()
-                .filter(|c| {
-                    strategy == PruneStrategy::Delete
-                        || latest.get(c.checkpoint_ns.as_str()) != Some(&c.checkpoint_id.as_str())
-                })
-                .map(|c| c.key())
-                .collect()
+        self.drop_checkpoints(threads, durability, move |rows| match strategy {
+            PruneStrategy::Delete => rows.iter().map(|c| c.key()).collect(),
+            PruneStrategy::KeepLatest => beyond_retention(rows, Some(1), None),
         })
         .await
     }

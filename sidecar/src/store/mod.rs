@@ -213,7 +213,7 @@ impl Store {
     }
 
     /// Threads that retention by `max_count` checkpoints per namespace, or by age
-    /// (`cutoff`), may thin out; at most `limit`, by id.
+    /// (`cutoff`), may thin out; at most `limit`, by id. At least one limit is given.
     pub async fn thread_retention_candidates(
         &self,
         max_count: Option<u64>,

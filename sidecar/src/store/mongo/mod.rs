@@ -973,9 +973,6 @@ impl MongoStore {
         cutoff: Option<chrono::DateTime<chrono::Utc>>,
         limit: u32,
     ) -> StoreResult<Vec<String>> {
-        if max_count.is_none() && cutoff.is_none() {
-            return Ok(Vec::new());
-        }
         let mut found = self
             .db
             .collection::<Document>(THREAD_CHECKPOINTS)
