@@ -273,8 +273,9 @@ pub struct DeltaHistoryResponse {
 
 /// Answer to `DELETE /v1/agents/{id}/messages/last`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PopMessageResponse {
-    pub message: Option<crate::Message>,
+#[serde(bound(deserialize = "M: Deserialize<'de> + Default"))]
+pub struct PopMessageResponse<M = crate::Metadata> {
+    pub message: Option<crate::Message<M>>,
     pub version: u64,
 }
 

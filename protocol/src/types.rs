@@ -3,6 +3,11 @@
 //! Field names are the wire contract (DESIGN.md): MessagePack maps and JSON objects carry
 //! exactly these names. Timestamps are RFC 3339 UTC in JSON and strings in MessagePack too,
 //! so a reader in any language sees the same value.
+//!
+//! Types that carry JSON documents take them as type parameters: `D` for a document
+//! (`state_data`, `conversation_context`, a transfer's `context`) and `M` for a metadata
+//! map. Clients use the defaults, `serde_json::Value` and [`Metadata`]; the sidecar
+//! keeps documents as encoded bytes of its own type, with the same wire form.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -13,32 +18,34 @@ pub type Metadata = Map<String, Value>;
 
 /// An agent's current state as the sidecar stores it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PersistedState {
+#[serde(bound(deserialize = "D: Deserialize<'de> + Default, M: Deserialize<'de> + Default"))]
+pub struct PersistedState<D = Value, M = Metadata> {
     pub agent_id: String,
     /// The agent type the state is validated against; absent for untyped agents.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_type: Option<String>,
     pub state_name: String,
     #[serde(default)]
-    pub state_data: Value,
+    pub state_data: D,
     /// Context carried across transfers between agents (see `POST /v1/transfers`).
     #[serde(default)]
-    pub conversation_context: Value,
+    pub conversation_context: D,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// Starts at 1 and grows by one with every change; the `ETag` of the agent.
     pub version: u64,
     #[serde(default)]
-    pub metadata: Metadata,
+    pub metadata: M,
     /// A multi-step transition begun and neither completed nor aborted. An agent that
     /// finds one on restore decides: `complete` or `abort` it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pending_transition: Option<PendingTransition>,
+    pub pending_transition: Option<PendingTransition<D>>,
 }
 
 /// A transition in progress (`POST .../transitions/begin`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PendingTransition {
+#[serde(bound(deserialize = "D: Deserialize<'de> + Default"))]
+pub struct PendingTransition<D = Value> {
     pub id: String,
     pub from_state: String,
     pub to_state: String,
@@ -46,12 +53,13 @@ pub struct PendingTransition {
     pub started_at: DateTime<Utc>,
     /// Data to set when it completes, unless `complete` brings its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub state_data: Option<Value>,
+    pub state_data: Option<D>,
 }
 
 /// One entry of an agent's transition log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StateTransition {
+#[serde(bound(deserialize = "D: Deserialize<'de> + Default"))]
+pub struct StateTransition<D = Value> {
     pub id: String,
     /// Position in the agent's log, strictly increasing from 1; the paging key (`after`).
     pub seq: u64,
@@ -65,64 +73,70 @@ pub struct StateTransition {
     pub error: Option<String>,
     /// The `state_data` the transition set, if it set one; replay re-applies it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub state_data: Option<Value>,
+    pub state_data: Option<D>,
 }
 
 /// One message of an agent's conversation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Message {
+#[serde(bound(deserialize = "M: Deserialize<'de> + Default"))]
+pub struct Message<M = Metadata> {
     /// Strictly increasing per agent, starting at 1.
     pub seq: u64,
     pub role: String,
     pub content: String,
     pub timestamp: DateTime<Utc>,
     #[serde(default)]
-    pub metadata: Metadata,
+    pub metadata: M,
 }
 
 /// Body of `PUT /v1/agents/{id}`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SaveStateRequest {
+#[serde(bound(deserialize = "D: Deserialize<'de> + Default, M: Deserialize<'de> + Default"))]
+pub struct SaveStateRequest<D = Value, M = Metadata> {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_type: Option<String>,
     pub state_name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub state_data: Option<Value>,
+    pub state_data: Option<D>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub metadata: Option<Metadata>,
+    pub metadata: Option<M>,
 }
 
 /// Body of `POST /v1/agents/{id}/transitions`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct TransitionRequest {
+#[serde(bound(deserialize = "D: Deserialize<'de> + Default"))]
+pub struct TransitionRequest<D = Value> {
     pub to_state: String,
     pub trigger: String,
     /// Replaces the agent's `state_data` when the transition succeeds; kept when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub state_data: Option<Value>,
+    pub state_data: Option<D>,
 }
 
 /// Answer to a successful transition.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TransitionResponse {
-    pub transition: StateTransition,
+#[serde(bound(deserialize = "D: Deserialize<'de> + Default"))]
+pub struct TransitionResponse<D = Value> {
+    pub transition: StateTransition<D>,
     pub version: u64,
 }
 
 /// A page of the transition log (`GET /v1/agents/{id}/transitions`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TransitionsPage {
-    pub transitions: Vec<StateTransition>,
+#[serde(bound(deserialize = "D: Deserialize<'de> + Default"))]
+pub struct TransitionsPage<D = Value> {
+    pub transitions: Vec<StateTransition<D>>,
 }
 
 /// Body of `POST .../transitions/{id}/complete`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CompleteTransitionRequest {
+#[serde(bound(deserialize = "D: Deserialize<'de> + Default"))]
+pub struct CompleteTransitionRequest<D = Value> {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub state_data: Option<Value>,
+    pub state_data: Option<D>,
 }
 
 /// Body of `POST .../transitions/{id}/abort`.
@@ -135,26 +149,29 @@ pub struct AbortTransitionRequest {
 
 /// Answer to `begin`: the pending transition and the agent's version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BeginTransitionResponse {
-    pub pending_transition: PendingTransition,
+#[serde(bound(deserialize = "D: Deserialize<'de> + Default"))]
+pub struct BeginTransitionResponse<D = Value> {
+    pub pending_transition: PendingTransition<D>,
     pub version: u64,
 }
 
 /// A message as an agent sends it; the sidecar assigns `seq` and `timestamp`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct NewMessage {
+#[serde(bound(deserialize = "M: Deserialize<'de> + Default"))]
+pub struct NewMessage<M = Metadata> {
     pub role: String,
     pub content: String,
     #[serde(default)]
-    pub metadata: Metadata,
+    pub metadata: M,
 }
 
 /// Body of `POST /v1/agents/{id}/messages`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AppendMessagesRequest {
-    pub messages: Vec<NewMessage>,
+#[serde(bound(deserialize = "M: Deserialize<'de> + Default"))]
+pub struct AppendMessagesRequest<M = Metadata> {
+    pub messages: Vec<NewMessage<M>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -165,18 +182,20 @@ pub struct AppendMessagesResponse {
 
 /// A page of the conversation (`GET /v1/agents/{id}/messages`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MessagesPage {
-    pub messages: Vec<Message>,
+#[serde(bound(deserialize = "M: Deserialize<'de> + Default"))]
+pub struct MessagesPage<M = Metadata> {
+    pub messages: Vec<Message<M>>,
 }
 
 /// A snapshot of an agent to roll back or replay from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Checkpoint {
+#[serde(bound(deserialize = "D: Deserialize<'de> + Default, M: Deserialize<'de> + Default"))]
+pub struct Checkpoint<D = Value, M = Metadata> {
     pub checkpoint_id: String,
     pub agent_id: String,
     /// The agent's version when the checkpoint was taken.
     pub version: u64,
-    pub state: PersistedState,
+    pub state: PersistedState<D, M>,
     /// The transition log up to this `seq` is reflected in `state`.
     pub transition_seq: u64,
     /// The conversation up to this `seq` had happened.
@@ -201,8 +220,9 @@ pub struct CheckpointResponse {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CheckpointsPage {
-    pub checkpoints: Vec<Checkpoint>,
+#[serde(bound(deserialize = "D: Deserialize<'de> + Default, M: Deserialize<'de> + Default"))]
+pub struct CheckpointsPage<D = Value, M = Metadata> {
+    pub checkpoints: Vec<Checkpoint<D, M>>,
 }
 
 /// Body of `POST /v1/agents/{id}/rollback`.
@@ -223,9 +243,10 @@ pub struct ReplayRequest {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ReplayResponse {
+#[serde(bound(deserialize = "D: Deserialize<'de> + Default, M: Deserialize<'de> + Default"))]
+pub struct ReplayResponse<D = Value, M = Metadata> {
     /// The state recomputed from the checkpoint and the log.
-    pub state: PersistedState,
+    pub state: PersistedState<D, M>,
     /// Successful transitions re-applied on top of the checkpoint.
     pub transitions_applied: u64,
     pub applied: bool,
@@ -236,7 +257,8 @@ pub struct ReplayResponse {
 /// Body of `POST /v1/transfers`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct TransferRequest {
+#[serde(bound(deserialize = "D: Deserialize<'de> + Default"))]
+pub struct TransferRequest<D = Value> {
     /// Chosen by the caller; the same id again returns the first result.
     pub transfer_id: String,
     pub from_agent: String,
@@ -252,7 +274,7 @@ pub struct TransferRequest {
     pub to_agent_type: Option<String>,
     /// The context handed over; default: the source's `state_data`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub context: Option<Value>,
+    pub context: Option<D>,
     /// Copy at most this many of the latest messages (default: all, up to the limit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub messages_max: Option<u32>,
@@ -260,14 +282,15 @@ pub struct TransferRequest {
 
 /// A transfer's record (`GET /v1/transfers/{id}`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Transfer {
+#[serde(bound(deserialize = "D: Deserialize<'de> + Default"))]
+pub struct Transfer<D = Value> {
     pub transfer_id: String,
     pub from_agent: String,
     pub to_agent: String,
     pub trigger: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to_trigger: Option<String>,
-    pub context: Value,
+    pub context: D,
     pub messages_copied: u64,
     /// Versions of both agents right after the transfer.
     pub from_version: u64,
@@ -278,7 +301,8 @@ pub struct Transfer {
 /// One operation of `POST /v1/batch`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
-pub enum BatchOperation {
+#[serde(bound(deserialize = "D: Deserialize<'de> + Default, M: Deserialize<'de> + Default"))]
+pub enum BatchOperation<D = Value, M = Metadata> {
     Put {
         agent_id: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -287,9 +311,9 @@ pub enum BatchOperation {
         agent_type: Option<String>,
         state_name: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        state_data: Option<Value>,
+        state_data: Option<D>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        metadata: Option<Metadata>,
+        metadata: Option<M>,
     },
     Delete {
         agent_id: String,
@@ -303,21 +327,22 @@ pub enum BatchOperation {
         to_state: String,
         trigger: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        state_data: Option<Value>,
+        state_data: Option<D>,
     },
     Messages {
         agent_id: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         if_match: Option<u64>,
-        messages: Vec<NewMessage>,
+        messages: Vec<NewMessage<M>>,
     },
 }
 
 /// Body of `POST /v1/batch`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct BatchRequest {
-    pub operations: Vec<BatchOperation>,
+#[serde(bound(deserialize = "D: Deserialize<'de> + Default, M: Deserialize<'de> + Default"))]
+pub struct BatchRequest<D = Value, M = Metadata> {
+    pub operations: Vec<BatchOperation<D, M>>,
 }
 
 /// Per operation, in order: the agent and its version after the batch step.

@@ -11,11 +11,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use agentstate_protocol::{Checkpoint, Message, StateTransition, Transfer};
-
 use crate::model::{
-    BlobKey, CheckpointKey, Current, Effect, Op, StoredBlob, StoredWrite, ThreadChange,
-    ThreadCheckpoint, Tombstone, WriteKey,
+    BlobKey, Checkpoint, CheckpointKey, Current, Effect, Message, Op, StateTransition, StoredBlob,
+    StoredWrite, ThreadChange, ThreadCheckpoint, Tombstone, Transfer, WriteKey,
 };
 
 /// Unflushed changes to one thread's framework checkpoints, each with the LSN of the WAL

@@ -25,11 +25,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use agentstate_protocol::{
-    AbortTransitionRequest, AppendMessagesResponse, BatchRequest, BatchResponse, BatchResult,
-    BeginTransitionResponse, Checkpoint, CheckpointRequest, CheckpointResponse,
-    CompleteTransitionRequest, Durability, Message, NewMessage, PopMessageResponse, ReplayResponse,
-    SaveStateRequest, StateTransition, Transfer, TransferRequest, TransitionRequest,
-    TransitionResponse,
+    AbortTransitionRequest, AppendMessagesResponse, BatchResponse, BatchResult, CheckpointRequest,
+    CheckpointResponse, Durability,
 };
 use chrono::{DateTime, SubsecRound, Utc};
 use tokio::sync::{watch, Notify, OwnedMutexGuard};
@@ -38,7 +35,11 @@ use crate::backlog::Backlog;
 use crate::cache::{StateCache, ThreadHeads};
 use crate::config::RetentionPolicy;
 use crate::metrics as m;
-use crate::model::{AgentRecord, Current, Effect, Op};
+use crate::model::{
+    AgentRecord, BatchRequest, BeginTransitionResponse, Checkpoint, CompleteTransitionRequest,
+    Current, Effect, Message, NewMessage, Op, PopMessageResponse, ReplayResponse, SaveStateRequest,
+    StateTransition, Transfer, TransferRequest, TransitionRequest, TransitionResponse,
+};
 use crate::ops::{self, Built, Limits};
 use crate::store::mongo::Lease;
 use crate::store::{Retained, Store, StoreError};

@@ -3,6 +3,7 @@ pub mod api;
 pub mod backlog;
 pub mod cache;
 pub mod config;
+pub mod doc;
 pub mod engine;
 pub mod flusher;
 pub mod metrics;

@@ -8,13 +8,37 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
-use agentstate_protocol::{
-    Checkpoint, Codec, CodecError, Message, PersistedState, StateTransition, ThreadBlob,
-    ThreadWrite, Transfer, Typed,
-};
+use agentstate_protocol as wire;
+use agentstate_protocol::{Codec, CodecError, ThreadBlob, ThreadWrite, Typed};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+
+pub use crate::doc::{Doc, DocMap};
+
+// The protocol's types with documents as bytes ([`Doc`]): what requests decode into and
+// what the sidecar keeps, logs and answers with. Same wire form as the clients' types.
+pub type PersistedState = wire::PersistedState<Doc, DocMap>;
+pub type PendingTransition = wire::PendingTransition<Doc>;
+pub type StateTransition = wire::StateTransition<Doc>;
+pub type Message = wire::Message<DocMap>;
+pub type NewMessage = wire::NewMessage<DocMap>;
+pub type Checkpoint = wire::Checkpoint<Doc, DocMap>;
+pub type Transfer = wire::Transfer<Doc>;
+pub type SaveStateRequest = wire::SaveStateRequest<Doc, DocMap>;
+pub type TransitionRequest = wire::TransitionRequest<Doc>;
+pub type CompleteTransitionRequest = wire::CompleteTransitionRequest<Doc>;
+pub type TransferRequest = wire::TransferRequest<Doc>;
+pub type AppendMessagesRequest = wire::AppendMessagesRequest<DocMap>;
+pub type BatchOperation = wire::BatchOperation<Doc, DocMap>;
+pub type BatchRequest = wire::BatchRequest<Doc, DocMap>;
+pub type TransitionResponse = wire::TransitionResponse<Doc>;
+pub type BeginTransitionResponse = wire::BeginTransitionResponse<Doc>;
+pub type ReplayResponse = wire::ReplayResponse<Doc, DocMap>;
+pub type TransitionsPage = wire::TransitionsPage<Doc>;
+pub type MessagesPage = wire::MessagesPage<DocMap>;
+pub type CheckpointsPage = wire::CheckpointsPage<Doc, DocMap>;
+pub type PopMessageResponse = wire::PopMessageResponse<DocMap>;
 
 /// An agent's stored record: the public state plus the counters the sidecar needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -456,8 +480,8 @@ pub(crate) mod tests {
                 agent_id: agent.into(),
                 agent_type: None,
                 state_name: "idle".into(),
-                state_data: json!({"x": [1, 2]}),
-                conversation_context: json!(null),
+                state_data: Doc::from_value(&json!({"x": [1, 2]})),
+                conversation_context: Doc::null(),
                 created_at: now,
                 updated_at: now,
                 version,
@@ -485,7 +509,7 @@ pub(crate) mod tests {
             timestamp: now,
             success: true,
             error: None,
-            state_data: Some(json!({"k": 1})),
+            state_data: Some(Doc::from_value(&json!({"k": 1}))),
         };
         let message = Message {
             seq: 1,

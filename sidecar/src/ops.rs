@@ -7,16 +7,15 @@
 
 use std::sync::Arc;
 
-use agentstate_protocol::{
-    BatchOperation, BatchRequest, Message, NewMessage, PendingTransition, PersistedState,
-    SaveStateRequest, StateTransition, Transfer, TransferRequest, TransitionRequest,
-    TransitionResponse,
-};
 use chrono::{DateTime, Utc};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::engine::{new_id, EngineError, EngineResult, Precondition};
-use crate::model::{AgentRecord, Current, Op, Tombstone};
+use crate::model::{
+    AgentRecord, BatchOperation, BatchRequest, Current, Doc, DocMap, Message, NewMessage, Op,
+    PendingTransition, PersistedState, SaveStateRequest, StateTransition, Tombstone, Transfer,
+    TransferRequest, TransitionRequest, TransitionResponse,
+};
 use crate::validate::{self, AgentTypes};
 
 /// Bounds on what one request may carry; configurable, documented in the README.
@@ -51,7 +50,7 @@ pub enum Built {
 /// How a multi-step transition ends.
 pub enum Finish {
     /// Completed; the data to set (else the data given at `begin`, else unchanged).
-    Complete(Option<Value>),
+    Complete(Option<Doc>),
     /// Aborted, with a reason.
     Abort(Option<String>),
 }
@@ -101,14 +100,14 @@ pub fn put(
         validate::document("state_data", d).map_err(invalid)?;
     }
     if let Some(m) = &req.metadata {
-        validate::document("metadata", &Value::Object(m.clone())).map_err(invalid)?;
+        validate::document("metadata", m.doc()).map_err(invalid)?;
     }
     cond.check(current)?;
     let prev = current.and_then(Current::live);
     let agent_type = req
         .agent_type
         .or_else(|| prev.and_then(|p| p.state.agent_type.clone()));
-    let state_data = req.state_data.unwrap_or(Value::Null);
+    let state_data = req.state_data.unwrap_or_default();
     types
         .check_save(agent_type.as_deref(), &req.state_name, &state_data)
         .map_err(invalid)?;
@@ -119,7 +118,8 @@ pub fn put(
             state_name: req.state_name,
             state_data,
             conversation_context: prev
-                .map_or(Value::Null, |p| p.state.conversation_context.clone()),
+                .map(|p| p.state.conversation_context.clone())
+                .unwrap_or_default(),
             created_at: prev.map_or(at, |p| p.state.created_at),
             updated_at: at,
             version: current.map_or(0, Current::version) + 1,
@@ -379,7 +379,7 @@ pub fn check_messages(messages: &[NewMessage], limits: &Limits) -> EngineResult<
                 limits.message_bytes_max
             )));
         }
-        validate::document("metadata", &Value::Object(m.metadata.clone()))
+        validate::document("metadata", m.metadata.doc())
             .map_err(|e| invalid(format!("message {i}: {e}")))?;
     }
     Ok(())
@@ -522,8 +522,8 @@ pub fn transfer(
                     agent_id: req.to_agent.clone(),
                     agent_type: Some(ty.to_string()),
                     state_name: initial.to_string(),
-                    state_data: Value::Null,
-                    conversation_context: Value::Null,
+                    state_data: Doc::null(),
+                    conversation_context: Doc::null(),
                     created_at: at,
                     updated_at: at,
                     version: other.map_or(0, Current::version),
@@ -574,11 +574,11 @@ pub fn transfer(
     });
 
     let mut tgt_after = next(&tgt_prev, at);
-    tgt_after.state.conversation_context = json!({
+    tgt_after.state.conversation_context = Doc::from_value(&json!({
         "transfer_id": req.transfer_id,
         "from_agent": req.from_agent,
-        "context": context,
-    });
+        "context": context.to_value(),
+    }));
     if let Some((trigger, to)) = tgt_to {
         tgt_after.transition_seq += 1;
         transitions.push(StateTransition {
@@ -599,7 +599,7 @@ pub fn transfer(
         .into_iter()
         .map(|m| {
             tgt_after.message_seq += 1;
-            let mut metadata = m.metadata;
+            let mut metadata = m.metadata.to_map();
             metadata.insert(
                 "transferred_from".into(),
                 json!({ "agent_id": req.from_agent, "seq": m.seq, "transfer_id": req.transfer_id }),
@@ -609,7 +609,7 @@ pub fn transfer(
                 role: m.role,
                 content: m.content,
                 timestamp: m.timestamp,
-                metadata,
+                metadata: DocMap::from_map(metadata),
             }
         })
         .collect();

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use agentstate_protocol::{
     ChannelHistory, CheckpointsDeletedResponse, CopyThreadResponse, DeltaHistoryRequest,
-    DeltaHistoryResponse, Durability, PersistedState, PruneStrategy, PutThreadCheckpointRequest,
+    DeltaHistoryResponse, Durability, PruneStrategy, PutThreadCheckpointRequest,
     PutThreadCheckpointResponse, PutThreadWritesRequest, SearchCheckpointsRequest, ThreadBlob,
     ThreadCheckpointTuple, ThreadWrite,
 };
@@ -30,8 +30,8 @@ use crate::config::RetentionPolicy;
 use crate::engine::{now, Engine, EngineError, EngineResult, Precondition, PAGE_LIMIT_MAX};
 use crate::metrics as m;
 use crate::model::{
-    AgentRecord, BlobKey, CheckpointKey, Current, Op, StoredBlob, StoredWrite, ThreadChange,
-    ThreadCheckpoint, Tombstone,
+    AgentRecord, BlobKey, CheckpointKey, Current, Doc, Op, PersistedState, StoredBlob, StoredWrite,
+    ThreadChange, ThreadCheckpoint, Tombstone,
 };
 use crate::ops;
 use crate::store::{cutoff, ThreadQuery};
@@ -72,7 +72,9 @@ fn check_put(req: &PutThreadCheckpointRequest) -> EngineResult<()> {
         validate::name("parent_checkpoint_id", p).map_err(invalid)?;
     }
     validate::name("checkpoint.type", &req.checkpoint.type_).map_err(invalid)?;
-    validate::document("metadata", &Value::Object(req.metadata.clone())).map_err(invalid)?;
+    // Thread metadata stays a tree (the store filters on it); checked as a document.
+    let metadata = Doc::from_value(&Value::Object(req.metadata.clone()));
+    validate::document("metadata", &metadata).map_err(invalid)?;
     for (channel, version) in &req.channel_versions {
         validate::name("channel", channel).map_err(invalid)?;
         validate::name("channel version", version).map_err(invalid)?;
@@ -113,8 +115,8 @@ fn thread_record(thread: &str, current: Option<&Current>, at: DateTime<Utc>) -> 
                 agent_id: thread.to_string(),
                 agent_type: None,
                 state_name: THREAD_STATE.into(),
-                state_data: Value::Null,
-                conversation_context: Value::Null,
+                state_data: Doc::null(),
+                conversation_context: Doc::null(),
                 created_at: at,
                 updated_at: at,
                 version: other.map_or(0, Current::version) + 1,

@@ -11,10 +11,13 @@ mod threads;
 use std::convert::Infallible;
 use std::sync::{Arc, OnceLock};
 
+use crate::model::{
+    AppendMessagesRequest, BatchRequest, CheckpointsPage, MessagesPage, SaveStateRequest,
+    TransferRequest, TransitionRequest, TransitionsPage,
+};
 use agentstate_protocol::{
-    AppendMessagesRequest, BatchRequest, CheckpointRequest, CheckpointsPage, Codec, Durability,
-    ErrorCode, MessagesPage, ReplayRequest, RollbackRequest, SaveStateRequest, StatusResponse,
-    TransferRequest, TransitionRequest, TransitionsPage, VersionResponse,
+    CheckpointRequest, Codec, Durability, ErrorCode, ReplayRequest, RollbackRequest,
+    StatusResponse, VersionResponse,
 };
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};

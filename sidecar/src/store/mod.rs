@@ -14,13 +14,13 @@ pub mod sqlite;
 use std::future::Future;
 use std::time::Duration;
 
-use agentstate_protocol::{Checkpoint, Message, StateTransition, Transfer};
 use chrono::{DateTime, Utc};
 
 use crate::backlog::FlushBatch;
 use crate::config::RetentionPolicy;
 use crate::model::{
-    AgentRecord, BlobKey, CheckpointKey, StoredBlob, StoredWrite, ThreadCheckpoint,
+    AgentRecord, BlobKey, Checkpoint, CheckpointKey, Message, StateTransition, StoredBlob,
+    StoredWrite, ThreadCheckpoint, Transfer,
 };
 
 /// Which thread checkpoints to read; every `Some` narrows, results come greatest id

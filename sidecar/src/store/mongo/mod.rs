@@ -26,9 +26,6 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use agentstate_protocol::{
-    Checkpoint, Message, PendingTransition, PersistedState, StateTransition, Transfer,
-};
 use mongodb::bson::{self, doc, Bson, Document};
 use mongodb::options::{Acknowledgment, ClientOptions, WriteConcern};
 use mongodb::{Client, ClientSession, Database};
@@ -40,8 +37,9 @@ use super::{cutoff, Retained, StoreError, StoreResult, ThreadQuery};
 use crate::backlog::{FlushBatch, FlushItem};
 use crate::config::RetentionPolicy;
 use crate::model::{
-    AgentRecord, BlobKey, CheckpointKey, Current, Effect, Op, StoredBlob, StoredWrite,
-    ThreadCheckpoint,
+    AgentRecord, BlobKey, Checkpoint, CheckpointKey, Current, Doc, DocMap, Effect, Message, Op,
+    PendingTransition, PersistedState, StateTransition, StoredBlob, StoredWrite, ThreadCheckpoint,
+    Transfer,
 };
 pub use threads::{THREAD_BLOBS, THREAD_CHECKPOINTS, THREAD_WRITES};
 
@@ -1084,7 +1082,7 @@ fn bson_time(t: &chrono::DateTime<chrono::Utc>) -> bson::DateTime {
     bson::DateTime::from_millis(t.timestamp_millis())
 }
 
-pub(super) fn to_bson(v: &serde_json::Value) -> StoreResult<Bson> {
+pub(super) fn to_bson(v: &(impl serde::Serialize + ?Sized)) -> StoreResult<Bson> {
     bson::to_bson(v).map_err(bson_err)
 }
 
@@ -1219,17 +1217,31 @@ fn get_json(d: &Document, field: &str) -> serde_json::Value {
         .map_or(serde_json::Value::Null, Bson::into_relaxed_extjson)
 }
 
-fn get_opt_json(d: &Document, field: &str) -> Option<serde_json::Value> {
-    match d.get(field) {
-        None | Some(Bson::Null) => None,
-        Some(b) => Some(b.clone().into_relaxed_extjson()),
-    }
-}
-
 pub(super) fn get_map(d: &Document, field: &str) -> serde_json::Map<String, serde_json::Value> {
     match get_json(d, field) {
         serde_json::Value::Object(m) => m,
         _ => Default::default(),
+    }
+}
+
+/// A document field as bytes; absent or `null` is `None`.
+fn get_opt_doc(d: &Document, field: &str) -> StoreResult<Option<Doc>> {
+    match d.get(field) {
+        None | Some(Bson::Null) => Ok(None),
+        Some(b) => bson::from_bson(b.clone())
+            .map(Some)
+            .map_err(|e| bad_doc(field, e)),
+    }
+}
+
+fn get_doc(d: &Document, field: &str) -> StoreResult<Doc> {
+    Ok(get_opt_doc(d, field)?.unwrap_or_default())
+}
+
+fn get_doc_map(d: &Document, field: &str) -> StoreResult<DocMap> {
+    match d.get(field) {
+        None | Some(Bson::Null) => Ok(DocMap::default()),
+        Some(b) => bson::from_bson(b.clone()).map_err(|e| bad_doc(field, e)),
     }
 }
 
@@ -1241,7 +1253,7 @@ fn state_from_doc(agent_id: &str, d: &Document) -> StoreResult<PersistedState> {
             to_state: get_str(p, "to_state")?,
             trigger: get_str(p, "trigger")?,
             started_at: get_time(p, "started_at")?,
-            state_data: get_opt_json(p, "state_data"),
+            state_data: get_opt_doc(p, "state_data")?,
         }),
         Err(_) => None,
     };
@@ -1249,12 +1261,12 @@ fn state_from_doc(agent_id: &str, d: &Document) -> StoreResult<PersistedState> {
         agent_id: agent_id.to_string(),
         agent_type: get_opt_str(d, "agent_type"),
         state_name: get_str(d, "state_name")?,
-        state_data: get_json(d, "state_data"),
-        conversation_context: get_json(d, "conversation_context"),
+        state_data: get_doc(d, "state_data")?,
+        conversation_context: get_doc(d, "conversation_context")?,
         created_at: get_time(d, "created_at")?,
         updated_at: get_time(d, "updated_at")?,
         version: get_u64(d, "version")?,
-        metadata: get_map(d, "metadata"),
+        metadata: get_doc_map(d, "metadata")?,
         pending_transition,
     })
 }
@@ -1280,7 +1292,7 @@ fn transition_from_doc(d: &Document) -> StoreResult<StateTransition> {
         timestamp: get_time(d, "timestamp")?,
         success: d.get_bool("success").map_err(|e| bad_doc("success", e))?,
         error: get_opt_str(d, "error"),
-        state_data: get_opt_json(d, "state_data"),
+        state_data: get_opt_doc(d, "state_data")?,
     })
 }
 
@@ -1290,7 +1302,7 @@ fn message_from_doc(d: &Document) -> StoreResult<Message> {
         role: get_str(d, "role")?,
         content: get_str(d, "content")?,
         timestamp: get_time(d, "timestamp")?,
-        metadata: get_map(d, "metadata"),
+        metadata: get_doc_map(d, "metadata")?,
     })
 }
 
@@ -1316,7 +1328,7 @@ fn transfer_from_doc(d: &Document) -> StoreResult<Transfer> {
         to_agent: get_str(d, "to_agent")?,
         trigger: get_str(d, "trigger")?,
         to_trigger: get_opt_str(d, "to_trigger"),
-        context: get_json(d, "context"),
+        context: get_doc(d, "context")?,
         messages_copied: get_u64(d, "messages_copied")?,
         from_version: get_u64(d, "from_version")?,
         to_version: get_u64(d, "to_version")?,

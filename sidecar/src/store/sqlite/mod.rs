@@ -11,7 +11,6 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use agentstate_protocol::{Checkpoint, Message, PersistedState, StateTransition, Transfer};
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
@@ -21,8 +20,8 @@ use super::{cutoff, Retained, StoreError, StoreResult, ThreadQuery};
 use crate::backlog::{FlushBatch, FlushItem};
 use crate::config::RetentionPolicy;
 use crate::model::{
-    AgentRecord, BlobKey, CheckpointKey, Current, Effect, Op, StoredBlob, StoredWrite,
-    ThreadCheckpoint,
+    AgentRecord, BlobKey, Checkpoint, CheckpointKey, Current, Effect, Message, Op, PersistedState,
+    StateTransition, StoredBlob, StoredWrite, ThreadCheckpoint, Transfer,
 };
 
 pub struct SqliteStore {
@@ -524,12 +523,12 @@ fn upsert_record(tx: &Transaction<'_>, rec: &AgentRecord) -> rusqlite::Result<()
         s.agent_id,
         s.agent_type,
         s.state_name,
-        s.state_data.to_string(),
-        s.conversation_context.to_string(),
+        to_json(&s.state_data)?,
+        to_json(&s.conversation_context)?,
         ts(&s.created_at),
         ts(&s.updated_at),
         s.version,
-        serde_json::Value::Object(s.metadata.clone()).to_string(),
+        to_json(&s.metadata)?,
         pending,
         rec.transition_seq,
         rec.message_seq,
@@ -553,7 +552,7 @@ fn insert_transition(tx: &Transaction<'_>, t: &StateTransition) -> rusqlite::Res
             ts(&t.timestamp),
             t.success,
             t.error,
-            t.state_data.as_ref().map(|d| d.to_string()),
+            t.state_data.as_ref().map(to_json).transpose()?,
         ],
     )?;
     Ok(())
@@ -570,7 +569,7 @@ fn insert_message(tx: &Transaction<'_>, agent_id: &str, m: &Message) -> rusqlite
             m.role,
             m.content,
             ts(&m.timestamp),
-            serde_json::Value::Object(m.metadata.clone()).to_string(),
+            to_json(&m.metadata)?,
         ],
     )?;
     Ok(())
