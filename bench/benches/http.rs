@@ -33,7 +33,7 @@ fn codec_name(codec: Codec) -> &'static str {
 fn cache_get(c: &mut Criterion) {
     let mut group = c.benchmark_group("cache_get");
     for entries in [1_000u64, 100_000] {
-        let cache = StateCache::new(entries);
+        let cache = StateCache::new(entries, 1 << 30);
         let mut state = sample::persisted_state(1024);
         for i in 0..entries {
             state.agent_id = format!("agent-{i}");

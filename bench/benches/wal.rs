@@ -128,7 +128,7 @@ fn sidecar_replay(c: &mut Criterion) {
         state.agent_id = format!("agent-{}", i % AGENTS);
         state.version = i / AGENTS + 1;
         let op = Op::Put {
-            record: sample::agent_record(&state),
+            record: sample::agent_record(&state).into(),
         };
         let body = op.encode().expect("encode a WAL operation");
         wal.append(&body, false).expect("append to the WAL");

@@ -323,7 +323,7 @@ impl Backlog {
         op.for_each_effect(&mut |effect| match effect {
             Effect::Record(r) => {
                 let e = dirty_entry(agents, &r.state.agent_id, lsn, &mut bytes_left);
-                e.current = Some(Current::Live(r.clone().into()));
+                e.current = Some(Current::Live(Arc::clone(r)));
             }
             Effect::Delete(id, t) => {
                 let e = dirty_entry(agents, id, lsn, &mut bytes_left);
@@ -519,7 +519,7 @@ mod tests {
 
     fn put(agent: &str, version: u64) -> Op {
         Op::Put {
-            record: record(agent, version),
+            record: record(agent, version).into(),
         }
     }
 

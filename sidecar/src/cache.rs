@@ -13,15 +13,28 @@ use moka::sync::Cache;
 
 use crate::model::{Current, StoredBlob, ThreadChange, ThreadCheckpoint};
 
+/// Agents by id, bounded by bytes and by entries at once: moka has one capacity, so it
+/// is bytes, and every entry weighs at least `bytes_max / entries_max`.
 #[derive(Clone)]
 pub struct StateCache {
     inner: Cache<String, Current>,
 }
 
+/// What an entry costs beyond its value: the key, moka's own entry, the `Current`.
+const ENTRY_OVERHEAD_BYTES: usize = 160;
+
 impl StateCache {
-    pub fn new(entries_max: u64) -> Self {
+    pub fn new(entries_max: u64, bytes_max: u64) -> Self {
+        let floor = bytes_max.div_ceil(entries_max).min(u32::MAX as u64) as u32;
         StateCache {
-            inner: Cache::builder().max_capacity(entries_max).build(),
+            inner: Cache::builder()
+                .max_capacity(bytes_max)
+                .weigher(move |id: &String, c: &Current| {
+                    let bytes =
+                        ENTRY_OVERHEAD_BYTES + id.len() + c.live().map_or(0, |r| r.memory_bytes());
+                    (bytes.min(u32::MAX as usize) as u32).max(floor)
+                })
+                .build(),
         }
     }
 
@@ -41,6 +54,12 @@ impl StateCache {
     pub fn entries(&self) -> u64 {
         self.inner.run_pending_tasks();
         self.inner.entry_count()
+    }
+
+    /// Bytes charged against the bound (after pending bookkeeping).
+    pub fn bytes(&self) -> u64 {
+        self.inner.run_pending_tasks();
+        self.inner.weighted_size()
     }
 }
 
@@ -258,4 +277,39 @@ fn head_after_put(
         blobs,
         writes: Vec::new(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::tests::record;
+    use crate::model::Doc;
+
+    fn with_data(agent: &str, bytes: usize) -> Current {
+        let mut r = record(agent, 1);
+        r.state.state_data = Doc::from_value(&serde_json::json!("x".repeat(bytes)));
+        Current::Live(Arc::new(r))
+    }
+
+    #[test]
+    fn bounded_by_bytes_and_by_entries() {
+        // 1 KiB agents against 100 KiB: the bytes bound holds well before 1000 entries.
+        let cache = StateCache::new(1000, 100 * 1024);
+        for i in 0..500 {
+            cache.insert(&format!("a{i}"), with_data("a", 1024));
+        }
+        assert!(cache.bytes() <= 100 * 1024, "{} bytes", cache.bytes());
+        let entries = cache.entries();
+        assert!(
+            (20..=50).contains(&entries),
+            "{entries} entries of ~2.5 KiB"
+        );
+
+        // Tiny agents: the entries bound holds (each weighs at least 100 KiB / 10).
+        let cache = StateCache::new(10, 100 * 1024);
+        for i in 0..100 {
+            cache.insert(&format!("a{i}"), with_data("a", 1));
+        }
+        assert!(cache.entries() <= 10, "{} entries", cache.entries());
+    }
 }

@@ -99,6 +99,7 @@ pub mod env {
     pub const FLUSH_BATCH_MAX: &str = "AGENTSTATE_FLUSH_BATCH_MAX";
     pub const BACKLOG_BYTES_MAX: &str = "AGENTSTATE_BACKLOG_BYTES_MAX";
     pub const CACHE_ENTRIES_MAX: &str = "AGENTSTATE_CACHE_ENTRIES_MAX";
+    pub const CACHE_BYTES_MAX: &str = "AGENTSTATE_CACHE_BYTES_MAX";
     pub const THREAD_CACHE_BYTES_MAX: &str = "AGENTSTATE_THREAD_CACHE_BYTES_MAX";
     pub const WAL_SEGMENT_BYTES_MAX: &str = "AGENTSTATE_WAL_SEGMENT_BYTES_MAX";
     pub const WAL_FSYNC: &str = "AGENTSTATE_WAL_FSYNC";
@@ -145,6 +146,10 @@ pub struct ServeArgs {
     /// Most agents kept in the read cache.
     #[arg(long, env = env::CACHE_ENTRIES_MAX, default_value_t = 100_000)]
     pub cache_entries_max: u64,
+    /// Most bytes the read cache's agents take (their records, documents and encoded
+    /// `GET` bodies).
+    #[arg(long, env = env::CACHE_BYTES_MAX, default_value_t = 256 * 1024 * 1024)]
+    pub cache_bytes_max: u64,
     /// Most bytes of threads' latest checkpoints kept in memory.
     #[arg(long, env = env::THREAD_CACHE_BYTES_MAX, default_value_t = 256 * 1024 * 1024)]
     pub thread_cache_bytes_max: u64,
@@ -222,6 +227,7 @@ pub struct Config {
     pub flush_batch_max: usize,
     pub backlog_bytes_max: u64,
     pub cache_entries_max: u64,
+    pub cache_bytes_max: u64,
     pub thread_cache_bytes_max: u64,
     pub wal_segment_bytes_max: u64,
     pub wal_fsync: bool,
@@ -247,6 +253,7 @@ impl Config {
         positive("--flush-interval-ms", a.flush_interval_ms)?;
         positive("--flush-batch-max", a.flush_batch_max as u64)?;
         positive("--cache-entries-max", a.cache_entries_max)?;
+        positive("--cache-bytes-max", a.cache_bytes_max)?;
         positive("--thread-cache-bytes-max", a.thread_cache_bytes_max)?;
         positive("--backend-timeout-ms", a.backend_timeout_ms)?;
         positive("--remote-timeout-ms", a.remote_timeout_ms)?;
@@ -330,6 +337,7 @@ impl Config {
             flush_batch_max: a.flush_batch_max,
             backlog_bytes_max: a.backlog_bytes_max,
             cache_entries_max: a.cache_entries_max,
+            cache_bytes_max: a.cache_bytes_max,
             thread_cache_bytes_max: a.thread_cache_bytes_max,
             wal_segment_bytes_max: a.wal_segment_bytes_max,
             wal_fsync: a.wal_fsync,

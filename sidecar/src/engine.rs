@@ -391,7 +391,7 @@ impl Engine {
                     e
                 }
             };
-            record.lease_epoch = epoch;
+            Arc::make_mut(record).lease_epoch = epoch;
         }
         Ok(())
     }
@@ -840,7 +840,7 @@ impl Engine {
                 ));
             };
             let mut op = Op::DropMessages {
-                record: ops::next(&record, now()),
+                record: ops::next(&record, now()).into(),
                 from_seq: message.seq,
                 to_seq: message.seq,
             };
@@ -870,7 +870,7 @@ impl Engine {
             let record = engine.live(&agent_id).await?;
             cond.check(Some(&Current::Live(record.clone())))?;
             let mut op = Op::DropMessages {
-                record: ops::next(&record, now()),
+                record: ops::next(&record, now()).into(),
                 from_seq: 1,
                 to_seq: record.message_seq,
             };

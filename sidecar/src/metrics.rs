@@ -29,6 +29,7 @@ pub const BACKLOG_BYTES: &str = "agentstate_backlog_bytes";
 pub const BACKLOG_BYTES_MAX: &str = "agentstate_backlog_bytes_max";
 pub const BACKLOG_OLDEST_AGE: &str = "agentstate_backlog_oldest_age_seconds";
 pub const CACHE_ENTRIES: &str = "agentstate_cache_entries";
+pub const CACHE_BYTES: &str = "agentstate_cache_bytes";
 pub const THREAD_CACHE_READS_TOTAL: &str = "agentstate_thread_cache_reads_total";
 pub const TRANSITIONS_TOTAL: &str = "agentstate_transitions_total";
 pub const VALIDATION_FAILURES_TOTAL: &str = "agentstate_validation_failures_total";
@@ -118,6 +119,11 @@ fn describe() {
         "age of the oldest change not yet in the backend"
     );
     describe_gauge!(CACHE_ENTRIES, "agents in the read cache");
+    describe_gauge!(
+        CACHE_BYTES,
+        Unit::Bytes,
+        "bytes the read cache's agents are charged against --cache-bytes-max"
+    );
     describe_counter!(
         THREAD_CACHE_READS_TOTAL,
         "reads of a thread's latest checkpoint, by outcome (hit: answered from memory, miss)"
@@ -153,6 +159,7 @@ pub fn render(engine: Option<&Engine>) -> String {
             gauge!(BACKLOG_BYTES_MAX).set(e.backlog.bytes_max() as f64);
             gauge!(BACKLOG_OLDEST_AGE).set(backlog.oldest_age.as_secs_f64());
             gauge!(CACHE_ENTRIES).set(e.cache.entries() as f64);
+            gauge!(CACHE_BYTES).set(e.cache.bytes() as f64);
         }
     }
     handle.render()

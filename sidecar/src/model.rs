@@ -76,6 +76,32 @@ impl AgentRecord {
     }
 }
 
+impl AgentRecord {
+    /// What the record takes in memory, near enough for a cache bound: itself, its
+    /// strings and documents, and as much again for an encoded `GET` body (built on the
+    /// first read, so not there yet when the cache weighs the entry).
+    pub fn memory_bytes(&self) -> usize {
+        let s = &self.state;
+        let pending = s.pending_transition.as_ref().map_or(0, |p| {
+            std::mem::size_of::<PendingTransition>()
+                + p.id.len()
+                + p.from_state.len()
+                + p.to_state.len()
+                + p.trigger.len()
+                + p.state_data.as_ref().map_or(0, Doc::len)
+        });
+        let payload = s.agent_id.len()
+            + s.agent_type.as_ref().map_or(0, String::len)
+            + s.state_name.len()
+            + s.state_data.len()
+            + s.conversation_context.len()
+            + s.metadata.doc().len()
+            + pending;
+        // A body adds field names and timestamps to the payload: about 200 bytes.
+        std::mem::size_of::<AgentRecord>() + 2 * payload + 200
+    }
+}
+
 /// Encoded bodies of a record's state. Hazard: they are right only while the state is
 /// unchanged; a record is immutable once shared (`Arc`), and a clone (how a new version
 /// starts) starts empty, so they never go stale. Boxed on first use: records in ops stay
@@ -153,7 +179,7 @@ impl Current {
 #[serde(rename_all = "snake_case")]
 pub enum Op {
     /// The agent's record after a save (also: begin of a multi-step transition).
-    Put { record: AgentRecord },
+    Put { record: Arc<AgentRecord> },
     /// The agent and its history were deleted.
     Delete {
         agent_id: String,
@@ -163,12 +189,12 @@ pub enum Op {
     /// A transition and its log entry, applied together. For a refused transition the
     /// record keeps its version and only its `transition_seq` moves.
     Transition {
-        record: AgentRecord,
+        record: Arc<AgentRecord>,
         transition: StateTransition,
     },
     /// Messages appended to the conversation, and the record that counts them.
     Messages {
-        record: AgentRecord,
+        record: Arc<AgentRecord>,
         messages: Vec<Message>,
     },
     /// A checkpoint taken; the agent's record does not change.
@@ -177,7 +203,7 @@ pub enum Op {
     /// copied to the target, and the transfer's own record. All or nothing.
     Transfer {
         transfer: Transfer,
-        records: Vec<AgentRecord>,
+        records: Vec<Arc<AgentRecord>>,
         transitions: Vec<StateTransition>,
         /// Appended to the target's conversation.
         messages: Vec<Message>,
@@ -187,12 +213,12 @@ pub enum Op {
     /// Changes to a thread's framework checkpoints (the thread is the agent), and the
     /// record that counts them.
     Thread {
-        record: AgentRecord,
+        record: Arc<AgentRecord>,
         changes: Vec<ThreadChange>,
     },
     /// Messages `from_seq..=to_seq` removed from the conversation.
     DropMessages {
-        record: AgentRecord,
+        record: Arc<AgentRecord>,
         from_seq: u64,
         to_seq: u64,
     },
@@ -319,7 +345,7 @@ pub enum ThreadChange {
 /// One piece of an operation's effect, on one agent (or, for a transfer record, none).
 #[derive(Debug, Clone, Copy)]
 pub enum Effect<'a> {
-    Record(&'a AgentRecord),
+    Record(&'a Arc<AgentRecord>),
     Delete(&'a str, Tombstone),
     Transition(&'a StateTransition),
     /// A message of the given agent.
@@ -390,8 +416,9 @@ impl Op {
         }
     }
 
-    /// The records this op writes, to stamp them with their lease epoch.
-    pub fn records_mut(&mut self) -> Vec<&mut AgentRecord> {
+    /// The records this op writes, to stamp them with their lease epoch (before the op
+    /// is logged, while they are not shared).
+    pub fn records_mut(&mut self) -> Vec<&mut Arc<AgentRecord>> {
         match self {
             Op::Put { record }
             | Op::Transition { record, .. }
@@ -429,7 +456,7 @@ impl Op {
         let mut last = None;
         self.for_each_effect(&mut |e| match e {
             Effect::Record(r) if r.state.agent_id == agent_id => {
-                last = Some(Current::Live(Arc::new(r.clone())))
+                last = Some(Current::Live(Arc::clone(r)))
             }
             Effect::Delete(id, t) if id == agent_id => last = Some(Current::Deleted(t)),
             _ => {}
@@ -520,7 +547,7 @@ pub(crate) mod tests {
         };
         let ops = vec![
             Op::Put {
-                record: rec.clone(),
+                record: rec.clone().into(),
             },
             Op::Delete {
                 agent_id: "a".into(),
@@ -532,11 +559,11 @@ pub(crate) mod tests {
                 at: now,
             },
             Op::Transition {
-                record: rec.clone(),
+                record: rec.clone().into(),
                 transition: transition.clone(),
             },
             Op::Messages {
-                record: rec.clone(),
+                record: rec.clone().into(),
                 messages: vec![message.clone()],
             },
         ];
@@ -551,13 +578,13 @@ pub(crate) mod tests {
         let op = Op::Batch {
             ops: vec![
                 Op::Put {
-                    record: record("a", 1),
+                    record: record("a", 1).into(),
                 },
                 Op::Put {
-                    record: record("b", 1),
+                    record: record("b", 1).into(),
                 },
                 Op::Put {
-                    record: record("a", 2),
+                    record: record("a", 2).into(),
                 },
             ],
         };

@@ -132,7 +132,9 @@ pub fn put(
         lease_epoch: 0,
         encoded: Default::default(),
     };
-    Ok(Op::Put { record })
+    Ok(Op::Put {
+        record: record.into(),
+    })
 }
 
 /// A delete.
@@ -188,7 +190,7 @@ fn refused(
             error: Some(error),
             state_data: None,
         },
-        record,
+        record: record.into(),
     }
 }
 
@@ -262,7 +264,10 @@ pub fn transition(
         error: None,
         state_data: req.state_data,
     };
-    Ok(Built::Ok(Op::Transition { record, transition }))
+    Ok(Built::Ok(Op::Transition {
+        record: record.into(),
+        transition,
+    }))
 }
 
 /// The first step of a multi-step transition: validated now, recorded as pending.
@@ -288,7 +293,9 @@ pub fn begin(
         started_at: at,
         state_data: req.state_data,
     });
-    Ok(Built::Ok(Op::Put { record }))
+    Ok(Built::Ok(Op::Put {
+        record: record.into(),
+    }))
 }
 
 /// Completes or aborts the pending transition `transition_id`.
@@ -358,7 +365,10 @@ pub fn finish(
             });
         }
     }
-    Ok(Op::Transition { record, transition })
+    Ok(Op::Transition {
+        record: record.into(),
+        transition,
+    })
 }
 
 /// Shape and size of messages to append.
@@ -409,7 +419,10 @@ pub fn messages(
             }
         })
         .collect();
-    Ok(Op::Messages { record, messages })
+    Ok(Op::Messages {
+        record: record.into(),
+        messages,
+    })
 }
 
 /// Makes `state` (a checkpoint's, or one recomputed from it) current: a new version,
@@ -441,7 +454,7 @@ pub fn restore(
             error: None,
             state_data: Some(state.state_data.clone()),
         },
-        record: after,
+        record: after.into(),
     }
 }
 
@@ -628,7 +641,7 @@ pub fn transfer(
     };
     Ok(Built::Ok(Op::Transfer {
         transfer,
-        records: vec![src_after, tgt_after],
+        records: vec![src_after.into(), tgt_after.into()],
         transitions,
         messages,
     }))

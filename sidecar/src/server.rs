@@ -174,7 +174,7 @@ async fn serve_with(
     let engine = Arc::new(Engine::new(
         wal.clone(),
         backlog,
-        StateCache::new(config.cache_entries_max),
+        StateCache::new(config.cache_entries_max, config.cache_bytes_max),
         store,
         config.agent_types.clone(),
         EngineOptions {

@@ -208,7 +208,13 @@ impl Engine {
             let version = record.state.version;
             let changes = build(&thread, version);
             let lsn = engine
-                .log(&mut Op::Thread { record, changes }, durability)
+                .log(
+                    &mut Op::Thread {
+                        record: record.into(),
+                        changes,
+                    },
+                    durability,
+                )
                 .await?;
             Ok((version, Some(lsn)))
         })
@@ -697,7 +703,10 @@ impl Engine {
                     changes.push(ThreadChange::Writes { writes });
                 }
             }
-            let mut op = Op::Thread { record, changes };
+            let mut op = Op::Thread {
+                record: record.into(),
+                changes,
+            };
             let lsn = engine.log(&mut op, durability).await?;
             Ok((
                 CopyThreadResponse {
@@ -865,7 +874,7 @@ impl Engine {
                 deleted += drop.len() as u64;
                 let current = engine.current(thread).await?;
                 ops.push(Op::Thread {
-                    record: thread_record(thread, current.as_ref(), now()),
+                    record: thread_record(thread, current.as_ref(), now()).into(),
                     changes: vec![ThreadChange::Drop {
                         checkpoints: drop.into_iter().collect(),
                         blobs: blobs.into_iter().collect(),

@@ -405,7 +405,7 @@ impl MongoStore {
         op.for_each_effect(&mut |e| {
             let doc = match e {
                 Effect::Record(r) => {
-                    records.push(r);
+                    records.push(&**r);
                     return;
                 }
                 Effect::Transition(t) => transition_to_doc(t).map(|d| (STATE_TRANSITIONS, d)),
