@@ -12,8 +12,7 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
-use crate::ops::Limits;
-use crate::validate::AgentTypes;
+use crate::validate::{AgentTypeDef, AgentTypes};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -290,7 +289,9 @@ impl Config {
             None => AgentTypesFile::default(),
             Some(path) => AgentTypesFile::load(path).map_err(|m| bad("--config", m))?,
         };
-        let agent_types = Arc::new(AgentTypes::compile(&file).map_err(|m| bad("--config", m))?);
+        let agent_types = Arc::new(
+            AgentTypes::compile(file.strict, &file.agent_types).map_err(|m| bad("--config", m))?,
+        );
         positive(
             "--messages-per-request-max",
             a.messages_per_request_max as u64,
@@ -357,6 +358,29 @@ impl Config {
 
     pub fn sqlite_path(&self) -> PathBuf {
         self.data_dir.join("agentstate.db")
+    }
+}
+
+/// Bounds on what one request may carry; configurable, documented in the README.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub messages_per_request_max: usize,
+    pub message_bytes_max: usize,
+    pub batch_operations_max: usize,
+    pub transfer_messages_max: u32,
+    /// Largest WAL record one change may produce.
+    pub record_bytes_max: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            messages_per_request_max: 100,
+            message_bytes_max: 64 * 1024,
+            batch_operations_max: 100,
+            transfer_messages_max: 1000,
+            record_bytes_max: 16 * 1024 * 1024,
+        }
     }
 }
 
@@ -450,26 +474,6 @@ impl RetentionPolicy {
             interval_minutes: other.interval_minutes.or(self.interval_minutes),
         }
     }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AgentTypeDef {
-    pub initial_state: String,
-    pub states: Vec<String>,
-    #[serde(default)]
-    pub transitions: Vec<TransitionDef>,
-    /// JSON Schema for `state_data`, per state.
-    #[serde(default)]
-    pub state_schemas: BTreeMap<String, toml::Value>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TransitionDef {
-    pub from: String,
-    pub to: String,
-    pub trigger: String,
 }
 
 impl AgentTypesFile {

@@ -40,7 +40,7 @@ pub async fn run(
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = engine.flush_now.notified(), if !failing => {}
-            _ = crate::server::stopped(&mut shutdown) => return,
+            _ = shutdown.wait_for(|stop| *stop) => return,
         }
         match flush_through(&engine, batch_max, engine.wal.last_lsn()).await {
             Ok(()) => {

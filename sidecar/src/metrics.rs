@@ -7,10 +7,8 @@
 
 use std::sync::OnceLock;
 
-use metrics::{describe_counter, describe_gauge, describe_histogram, gauge, Unit};
+use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-
-use crate::engine::Engine;
 
 pub const REQUESTS_TOTAL: &str = "agentstate_requests_total";
 pub const REQUEST_DURATION: &str = "agentstate_request_duration_seconds";
@@ -143,24 +141,7 @@ fn describe() {
     );
 }
 
-/// The Prometheus text of every metric, gauges refreshed from `engine`.
-pub fn render(engine: Option<&Engine>) -> String {
-    let handle = install();
-    match engine {
-        None => gauge!(READY).set(0.0),
-        Some(e) => {
-            let (segments, bytes) = e.wal.size();
-            let backlog = e.backlog.stats();
-            gauge!(READY).set(if e.is_ready() { 1.0 } else { 0.0 });
-            gauge!(WAL_SEGMENTS).set(segments as f64);
-            gauge!(WAL_BYTES).set(bytes as f64);
-            gauge!(BACKLOG_AGENTS).set(backlog.agents as f64);
-            gauge!(BACKLOG_BYTES).set(backlog.bytes as f64);
-            gauge!(BACKLOG_BYTES_MAX).set(e.backlog.bytes_max() as f64);
-            gauge!(BACKLOG_OLDEST_AGE).set(backlog.oldest_age.as_secs_f64());
-            gauge!(CACHE_ENTRIES).set(e.cache.entries() as f64);
-            gauge!(CACHE_BYTES).set(e.cache.bytes() as f64);
-        }
-    }
-    handle.render()
+/// The Prometheus text of every metric (the caller sets the gauges first).
+pub fn render() -> String {
+    install().render()
 }

@@ -11,9 +11,9 @@
 use std::collections::{BTreeMap, HashSet};
 
 use agentstate_protocol::{StateValidator, ValidationError, ValidationRule};
+use serde::Deserialize;
 use serde_json::Value;
 
-use crate::config::{AgentTypesFile, TransitionDef};
 use crate::doc::Doc;
 
 /// Longest agent id.
@@ -56,6 +56,28 @@ pub fn document(field: &str, doc: &Doc) -> Result<(), String> {
     doc.check(field)
 }
 
+/// An agent type as the `--config` file declares it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentTypeDef {
+    pub initial_state: String,
+    pub states: Vec<String>,
+    #[serde(default)]
+    pub transitions: Vec<TransitionDef>,
+    /// JSON Schema for `state_data`, per state.
+    #[serde(default)]
+    pub state_schemas: BTreeMap<String, toml::Value>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+/// A declared transition: `from --trigger--> to`.
+pub struct TransitionDef {
+    pub from: String,
+    pub to: String,
+    pub trigger: String,
+}
+
 /// The agent types of the configuration, ready to check against.
 #[derive(Default)]
 pub struct AgentTypes {
@@ -82,9 +104,9 @@ impl std::fmt::Debug for AgentTypes {
 
 impl AgentTypes {
     /// Compiles the file's schemas; a bad schema is a configuration error.
-    pub fn compile(file: &AgentTypesFile) -> Result<Self, String> {
+    pub fn compile(strict: bool, defs: &BTreeMap<String, AgentTypeDef>) -> Result<Self, String> {
         let mut types = BTreeMap::new();
-        for (name, def) in &file.agent_types {
+        for (name, def) in defs {
             let mut schemas = BTreeMap::new();
             for (state, schema) in &def.state_schemas {
                 let schema = serde_json::to_value(schema)
@@ -104,10 +126,7 @@ impl AgentTypes {
                 },
             );
         }
-        Ok(AgentTypes {
-            strict: file.strict,
-            types,
-        })
+        Ok(AgentTypes { strict, types })
     }
 
     /// The type's definition, `None` for an agent checked by nothing; refuses an
@@ -302,8 +321,17 @@ mod tests {
         Doc::from_value(&v)
     }
 
+    /// The agent-type part of a `--config` file.
+    #[derive(serde::Deserialize)]
+    struct TypesFile {
+        #[serde(default)]
+        strict: bool,
+        agent_types: BTreeMap<String, AgentTypeDef>,
+    }
+
     fn types(text: &str) -> AgentTypes {
-        AgentTypes::compile(&AgentTypesFile::parse(text).unwrap()).unwrap()
+        let file: TypesFile = toml::from_str(text).unwrap();
+        AgentTypes::compile(file.strict, &file.agent_types).unwrap()
     }
 
     #[test]
@@ -344,7 +372,8 @@ mod tests {
     #[test]
     fn a_bad_schema_is_a_config_error() {
         let bad = GREETER.replace("type = \"object\"", "type = 7");
-        let err = AgentTypes::compile(&AgentTypesFile::parse(&bad).unwrap())
+        let file: TypesFile = toml::from_str(&bad).unwrap();
+        let err = AgentTypes::compile(file.strict, &file.agent_types)
             .err()
             .unwrap();
         assert!(err.contains("not a valid JSON Schema"), "{err}");

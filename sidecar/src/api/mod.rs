@@ -94,7 +94,11 @@ async fn route(app: &App, req: Request<Incoming>, codec: Codec) -> Result<HttpRe
         }),
         (&Method::GET, ["v1", "status"]) => status(app, codec),
         (&Method::GET, ["metrics"]) => {
-            let text = m::render(app.engine.get().map(|e| &**e));
+            match app.engine.get() {
+                Some(e) => e.set_gauges(),
+                None => metrics::gauge!(m::READY).set(0.0),
+            }
+            let text = m::render();
             let mut resp = Response::new(Full::new(Bytes::from(text)));
             resp.headers_mut().insert(
                 header::CONTENT_TYPE,

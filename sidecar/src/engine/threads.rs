@@ -24,16 +24,16 @@ use agentstate_protocol::{
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+use super::ops;
+use super::{now, Engine, EngineError, EngineResult, Precondition, PAGE_LIMIT_MAX};
 use crate::backlog::ThreadDirt;
 use crate::cache::{merge_write, HeadLookup, ORPHANS_MAX};
 use crate::config::RetentionPolicy;
-use crate::engine::{now, Engine, EngineError, EngineResult, Precondition, PAGE_LIMIT_MAX};
 use crate::metrics as m;
 use crate::model::{
     AgentRecord, BlobKey, CheckpointKey, Current, Doc, Op, PersistedState, StoredBlob, StoredWrite,
     ThreadChange, ThreadCheckpoint, Tombstone,
 };
-use crate::ops;
 use crate::store::{cutoff, ThreadQuery};
 use crate::validate;
 

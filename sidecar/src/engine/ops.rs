@@ -10,36 +10,14 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use crate::engine::{new_id, EngineError, EngineResult, Precondition};
+use super::{new_id, EngineError, EngineResult};
+use crate::config::Limits;
 use crate::model::{
     AgentRecord, BatchOperation, BatchRequest, Current, Doc, DocMap, Message, NewMessage, Op,
     PendingTransition, PersistedState, SaveStateRequest, StateTransition, Tombstone, Transfer,
     TransferRequest, TransitionRequest, TransitionResponse,
 };
 use crate::validate::{self, AgentTypes};
-
-/// Bounds on what one request may carry; configurable, documented in the README.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    pub messages_per_request_max: usize,
-    pub message_bytes_max: usize,
-    pub batch_operations_max: usize,
-    pub transfer_messages_max: u32,
-    /// Largest WAL record one change may produce.
-    pub record_bytes_max: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            messages_per_request_max: 100,
-            message_bytes_max: 64 * 1024,
-            batch_operations_max: 100,
-            transfer_messages_max: 1000,
-            record_bytes_max: 16 * 1024 * 1024,
-        }
-    }
-}
 
 /// An op to log, or a refusal that must be logged too (a refused transition).
 pub enum Built {
@@ -756,5 +734,40 @@ pub fn transition_response(op: &Op) -> TransitionResponse {
             version: record.state.version,
         },
         other => unreachable!("a transition response from {other:?}"),
+    }
+}
+
+/// A condition on the agent's current version (`If-Match`, `If-None-Match: *`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precondition {
+    None,
+    /// The agent must exist at this version.
+    Version(u64),
+    /// The agent must not exist.
+    Absent,
+}
+
+impl Precondition {
+    pub fn from_if_match(v: Option<u64>) -> Self {
+        v.map_or(Precondition::None, Precondition::Version)
+    }
+
+    pub fn check(self, current: Option<&Current>) -> EngineResult<()> {
+        let live_version = current.and_then(Current::live).map(|r| r.state.version);
+        let ok = match self {
+            Precondition::None => true,
+            Precondition::Version(v) => live_version == Some(v),
+            Precondition::Absent => live_version.is_none(),
+        };
+        if ok {
+            return Ok(());
+        }
+        Err(EngineError::VersionConflict {
+            expected: match self {
+                Precondition::Version(v) => v.to_string(),
+                _ => "none (agent must not exist)".into(),
+            },
+            current: live_version.unwrap_or(0),
+        })
     }
 }
