@@ -10,11 +10,16 @@
 //! A tree is built only where one is needed: [`Doc::to_value`], for JSON Schema checks
 //! and the rare edit (a transfer's context).
 //!
+//! In the WAL a document is one MessagePack `bin` value holding its bytes ([`raw`]): a
+//! record is written and replayed with a copy per document, no walk. A WAL written
+//! before that holds documents as nested values, which are read as well.
+//!
 //! Hazard: the bytes are trusted once made. They are only ever made by [`Doc`]'s own
 //! writer (from a deserializer) and read back from records protected by the WAL's
 //! checksums or from the backend through the same writer, so the reader treats malformed
 //! bytes as an error, never as a panic.
 
+use std::cell::Cell;
 use std::fmt;
 
 use bytes::Bytes;
@@ -25,6 +30,25 @@ use serde_json::Value;
 
 /// Deepest nesting a document may have (BSON allows about 100).
 pub const DEPTH_MAX: usize = 64;
+
+thread_local! {
+    /// Set while [`raw`] runs on this thread.
+    static RAW: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` (an encode or decode of a WAL record) with documents written as one `bin`
+/// value holding their bytes, and read from one. Encoding and decoding do not yield, so
+/// the flag cannot leak to other work on the thread; it is reset even if `f` panics.
+pub fn raw<T>(f: impl FnOnce() -> T) -> T {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            RAW.set(self.0);
+        }
+    }
+    let _reset = Reset(RAW.replace(true));
+    f()
+}
 
 const NIL: u8 = 0xc0;
 const EMPTY_MAP: u8 = 0x80;
@@ -267,7 +291,7 @@ fn check_item(rd: &mut &[u8], depth: usize, path: &mut String) -> Result<(), Str
 // ---- writing out: the bytes walked into any serializer ----
 
 /// The next item of a shared reader, for `serialize_element` / `serialize_entry`.
-struct Next<'r, 'a>(&'r std::cell::Cell<&'a [u8]>);
+struct Next<'r, 'a>(&'r Cell<&'a [u8]>);
 
 impl Serialize for Next<'_, '_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -303,7 +327,10 @@ impl Serialize for Next<'_, '_> {
 
 impl Serialize for Doc {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        Next(&std::cell::Cell::new(&self.0[..])).serialize(s)
+        if RAW.get() {
+            return s.serialize_bytes(&self.0);
+        }
+        Next(&Cell::new(&self.0[..])).serialize(s)
     }
 }
 
@@ -499,11 +526,81 @@ impl<'de> Visitor<'de> for Writer<'_> {
     }
 }
 
+/// A document in the WAL: its bytes in one `bin` value, or (older WALs) a value.
+struct RawOrValue;
+
+impl<'de> Visitor<'de> for RawOrValue {
+    type Value = Doc;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a document's bytes")
+    }
+
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Doc, E> {
+        Ok(Doc(Bytes::copy_from_slice(v)))
+    }
+
+    fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Doc, E> {
+        Ok(Doc(Bytes::from(v)))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Doc, A::Error> {
+        written(|buf| Writer(buf).visit_map(map))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Doc, A::Error> {
+        written(|buf| Writer(buf).visit_seq(seq))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Doc, E> {
+        written(|buf| Writer(buf).visit_str(v))
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Doc, E> {
+        written(|buf| Writer(buf).visit_bool(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Doc, E> {
+        written(|buf| Writer(buf).visit_i64(v))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Doc, E> {
+        written(|buf| Writer(buf).visit_u64(v))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Doc, E> {
+        written(|buf| Writer(buf).visit_f64(v))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Doc, E> {
+        Ok(Doc::null())
+    }
+}
+
+thread_local! {
+    /// Where documents are written before they get their own allocation: reused, so a
+    /// document costs one allocation of its exact size.
+    static SCRATCH: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// The document `write` writes.
+fn written<E>(write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>) -> Result<Doc, E> {
+    let mut buf = SCRATCH.take();
+    buf.clear();
+    let done = write(&mut buf).map(|()| Doc(Bytes::copy_from_slice(&buf)));
+    // Large documents give their buffer back to the allocator.
+    if buf.capacity() <= 1 << 20 {
+        SCRATCH.set(buf);
+    }
+    done
+}
+
 impl<'de> Deserialize<'de> for Doc {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Doc, D::Error> {
-        let mut buf = Vec::new();
-        Writer(&mut buf).deserialize(d)?;
-        Ok(Doc(Bytes::from(buf)))
+        if RAW.get() {
+            return d.deserialize_any(RawOrValue);
+        }
+        written(|buf| Writer(buf).deserialize(d))
     }
 }
 

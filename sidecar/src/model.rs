@@ -465,12 +465,13 @@ impl Op {
     }
 
     /// MessagePack with field names: readable by other languages and debugging tools.
+    /// Documents go in as their bytes ([`crate::doc::raw`]).
     pub fn encode(&self) -> Result<Vec<u8>, rmp_serde::encode::Error> {
-        rmp_serde::to_vec_named(self)
+        crate::doc::raw(|| rmp_serde::to_vec_named(self))
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, rmp_serde::decode::Error> {
-        rmp_serde::from_slice(bytes)
+        crate::doc::raw(|| rmp_serde::from_slice(bytes))
     }
 }
 
@@ -570,6 +571,12 @@ pub(crate) mod tests {
         let batch = Op::Batch { ops: ops.clone() };
         for op in ops.into_iter().chain([batch]) {
             assert_eq!(Op::decode(&op.encode().unwrap()).unwrap(), op);
+            // A WAL written before documents were kept as bytes holds them as values.
+            let older = rmp_serde::to_vec_named(&op).unwrap();
+            if !matches!(op, Op::Delete { .. }) {
+                assert_ne!(older, op.encode().unwrap(), "documents as bytes");
+            }
+            assert_eq!(Op::decode(&older).unwrap(), op);
         }
     }
 
