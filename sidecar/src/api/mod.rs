@@ -86,8 +86,12 @@ async fn route(app: &App, req: Request<Incoming>, codec: Codec) -> Result<HttpRe
         Resolved::NotFound => return Err(not_found(&path)),
     };
     // The first path parameter is the agent, thread or transfer id; the second a
-    // transition id.
-    let param = |i: usize| params.get(i).copied().unwrap_or_default();
+    // transition id. Clients may percent-encode any character (`:` as `%3A`).
+    let params = params
+        .into_iter()
+        .map(decode_path_param)
+        .collect::<Result<Vec<_>, _>>()?;
+    let param = |i: usize| params.get(i).map_or("", String::as_str);
     match route {
         RouteId::Healthz => Ok(plain(StatusCode::OK, "ok\n".into())),
         RouteId::Readyz => Ok(match app.engine.get().map(|e| e.unready_reason()) {
@@ -409,6 +413,7 @@ async fn decode_optional_body<T: DeserializeOwned + Default>(
     if bytes.is_empty() {
         return Ok(T::default());
     }
+    expect_map(codec, &bytes)?;
     codec
         .decode(&bytes)
         .map_err(|e| ApiError::malformed(e.to_string()))
@@ -422,9 +427,27 @@ async fn decode_body<T: DeserializeOwned>(
     if bytes.is_empty() {
         return Err(ApiError::malformed("request body is empty"));
     }
+    expect_map(codec, &bytes)?;
     codec
         .decode(&bytes)
         .map_err(|e| ApiError::malformed(e.to_string()))
+}
+
+/// Every request body is a map (a JSON object). Checked before decoding, since serde
+/// would also read a struct from an array of its fields in order.
+fn expect_map(codec: Codec, bytes: &[u8]) -> Result<(), ApiError> {
+    let is_map = match codec {
+        Codec::Json => bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{'),
+        // fixmap, map 16, map 32.
+        Codec::MsgPack => matches!(bytes.first(), Some(0x80..=0x8f | 0xde | 0xdf)),
+    };
+    if is_map {
+        Ok(())
+    } else {
+        Err(ApiError::malformed(
+            "the request body must be a map (a JSON object)",
+        ))
+    }
 }
 
 /// The body's codec (from `Content-Type`; JSON when absent) and bytes, read through the
@@ -497,24 +520,28 @@ fn precondition(headers: &HeaderMap) -> Result<Precondition, ApiError> {
     Ok(Precondition::None)
 }
 
-/// `?durability=` wins over the `Agentstate-Durability` header; `local` by default.
+/// `?durability=` wins over the `Agentstate-Durability` header; `local` by default. Both
+/// are checked when both are given: a bad value is refused wherever it is.
 fn durability<B>(req: &Request<B>) -> Result<Durability, ApiError> {
-    let from_query = req
-        .uri()
-        .query()
-        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("durability=")));
-    let from_header = req
-        .headers()
-        .get(Durability::HEADER)
-        .map(|v| v.to_str().unwrap_or("?"));
-    match from_query.or(from_header) {
-        None => Ok(Durability::default()),
-        Some(s) => Durability::parse(s).ok_or_else(|| {
+    let parse = |s: &str| {
+        Durability::parse(s).ok_or_else(|| {
             ApiError::malformed(format!(
                 "durability must be local, remote or memory, got {s:?}"
             ))
-        }),
-    }
+        })
+    };
+    let from_query = req
+        .uri()
+        .query()
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("durability=")))
+        .map(parse)
+        .transpose()?;
+    let from_header = req
+        .headers()
+        .get(Durability::HEADER)
+        .map(|v| parse(v.to_str().unwrap_or("?")))
+        .transpose()?;
+    Ok(from_query.or(from_header).unwrap_or_default())
 }
 
 /// Paging parameters of log reads.
@@ -571,6 +598,14 @@ impl Query {
         }
         Ok(q)
     }
+}
+
+/// A percent-decoded path segment.
+fn decode_path_param(segment: &str) -> Result<String, ApiError> {
+    percent_encoding::percent_decode_str(segment)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| ApiError::malformed(format!("path segment {segment:?} is not UTF-8")))
 }
 
 /// A percent-encoded query value (`+` is a space, as forms send it).
@@ -680,6 +715,21 @@ mod tests {
     }
 
     #[test]
+    fn path_parameters_are_percent_decoded() {
+        assert_eq!(decode_path_param("a%3Ab").unwrap(), "a:b");
+        assert_eq!(decode_path_param("plain").unwrap(), "plain");
+        assert!(decode_path_param("%FF").is_err());
+    }
+
+    #[test]
+    fn bodies_are_maps() {
+        assert!(expect_map(Codec::Json, b" \n{}").is_ok());
+        assert!(expect_map(Codec::Json, b"[\"idle\"]").is_err());
+        assert!(expect_map(Codec::MsgPack, &[0x80]).is_ok());
+        assert!(expect_map(Codec::MsgPack, &[0x90]).is_err());
+    }
+
+    #[test]
     fn durability_from_query_or_header() {
         let req = Request::get("/v1/agents/a?durability=memory")
             .body(())
@@ -694,5 +744,13 @@ mod tests {
             .body(())
             .unwrap();
         assert!(durability(&req).is_err());
+        let req = Request::get("/v1/agents/a?durability=memory")
+            .header(Durability::HEADER, "disk")
+            .body(())
+            .unwrap();
+        assert!(
+            durability(&req).is_err(),
+            "a bad header is refused beside a good query"
+        );
     }
 }
