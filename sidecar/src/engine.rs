@@ -51,6 +51,9 @@ pub const RETRY_AFTER_SECS: u64 = 1;
 const LOCK_STRIPES: usize = 1024;
 /// Longest page of a log read.
 pub const PAGE_LIMIT_MAX: u32 = 1000;
+/// Highest sequence number of a log or conversation: both backends keep them as signed
+/// 64-bit integers, so a page read `after` anything higher starts here (and finds nothing).
+const SEQ_MAX: u64 = i64::MAX as u64;
 /// Most log entries a replay walks through.
 const REPLAY_TRANSITIONS_MAX: usize = 100_000;
 
@@ -685,6 +688,7 @@ impl Engine {
     ) -> EngineResult<Vec<StateTransition>> {
         self.read_live(agent_id).await?;
         let limit = limit.clamp(1, PAGE_LIMIT_MAX);
+        let after = after.min(SEQ_MAX);
         // Entries a pending delete will purge are gone already, as far as readers know.
         let floor = self
             .backlog
@@ -730,6 +734,7 @@ impl Engine {
     ) -> EngineResult<Vec<Message>> {
         self.read_live(agent_id).await?;
         let limit = limit.clamp(1, PAGE_LIMIT_MAX);
+        let after = after.min(SEQ_MAX);
         let floor = self
             .backlog
             .purge(agent_id)

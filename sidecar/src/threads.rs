@@ -436,6 +436,11 @@ impl Engine {
         if let Some(ns) = &q.checkpoint_ns {
             check_ns(ns)?;
         }
+        // Stored metadata passed the document rules, so a filter that breaks them could
+        // match nothing; and MongoDB would read a `$` key as an operator.
+        if let Some(filter) = &q.filter {
+            validate::document("filter", &Value::Object(filter.clone())).map_err(invalid)?;
+        }
         let limit = q.limit.unwrap_or(SEARCH_LIMIT_DEFAULT);
         if !(1..=PAGE_LIMIT_MAX).contains(&limit) {
             return Err(EngineError::Malformed(format!(
