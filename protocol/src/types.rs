@@ -146,7 +146,7 @@ pub struct BeginTransitionResponse {
 pub struct NewMessage {
     pub role: String,
     pub content: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::strict::map")]
     pub metadata: Metadata,
 }
 
@@ -254,7 +254,11 @@ pub struct TransferRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<Value>,
     /// Copy at most this many of the latest messages (default: all, up to the limit).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::integral::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub messages_max: Option<u32>,
 }
 
@@ -275,13 +279,15 @@ pub struct Transfer {
     pub created_at: DateTime<Utc>,
 }
 
-/// One operation of `POST /v1/batch`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+/// One operation of `POST /v1/batch`, tagged by `op`. Read through
+/// [`RawBatchOperation`], so that `op` is a name (never a variant index) and each
+/// operation takes its own fields only.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
 pub enum BatchOperation {
     Put {
         agent_id: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(skip_serializing_if = "Option::is_none")]
         if_match: Option<u64>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         agent_type: Option<String>,
@@ -293,12 +299,12 @@ pub enum BatchOperation {
     },
     Delete {
         agent_id: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(skip_serializing_if = "Option::is_none")]
         if_match: Option<u64>,
     },
     Transition {
         agent_id: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(skip_serializing_if = "Option::is_none")]
         if_match: Option<u64>,
         to_state: String,
         trigger: String,
@@ -307,10 +313,124 @@ pub enum BatchOperation {
     },
     Messages {
         agent_id: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(skip_serializing_if = "Option::is_none")]
         if_match: Option<u64>,
         messages: Vec<NewMessage>,
     },
+}
+
+/// Every field any batch operation has; which are allowed depends on `op`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBatchOperation {
+    #[serde(deserialize_with = "batch_op_name")]
+    op: String,
+    agent_id: String,
+    #[serde(default, deserialize_with = "crate::integral::option")]
+    if_match: Option<u64>,
+    #[serde(default)]
+    agent_type: Option<String>,
+    #[serde(default)]
+    state_name: Option<String>,
+    #[serde(default)]
+    state_data: Option<Value>,
+    #[serde(default)]
+    metadata: Option<Metadata>,
+    #[serde(default)]
+    to_state: Option<String>,
+    #[serde(default)]
+    trigger: Option<String>,
+    #[serde(default)]
+    messages: Option<Vec<NewMessage>>,
+}
+
+const BATCH_OPS: &[&str] = &["put", "delete", "transition", "messages"];
+
+fn batch_op_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    crate::strict::variant_name(d, BATCH_OPS)
+}
+
+impl TryFrom<RawBatchOperation> for BatchOperation {
+    type Error = String;
+
+    fn try_from(raw: RawBatchOperation) -> Result<Self, String> {
+        let RawBatchOperation {
+            op,
+            agent_id,
+            if_match,
+            agent_type,
+            state_name,
+            state_data,
+            metadata,
+            to_state,
+            trigger,
+            messages,
+        } = raw;
+        // The fields present that `op` does not take, by name.
+        let present = [
+            ("agent_type", agent_type.is_some()),
+            ("state_name", state_name.is_some()),
+            ("state_data", state_data.is_some()),
+            ("metadata", metadata.is_some()),
+            ("to_state", to_state.is_some()),
+            ("trigger", trigger.is_some()),
+            ("messages", messages.is_some()),
+        ];
+        let only = |allowed: &[&str]| match present
+            .iter()
+            .find(|(name, set)| *set && !allowed.contains(name))
+        {
+            Some((name, _)) => Err(format!("unknown field `{name}` in a `{op}` operation")),
+            None => Ok(()),
+        };
+        let required = |name: &str, v: Option<String>| {
+            v.ok_or_else(|| format!("missing field `{name}` in a `{op}` operation"))
+        };
+        Ok(match op.as_str() {
+            "put" => {
+                only(&["agent_type", "state_name", "state_data", "metadata"])?;
+                BatchOperation::Put {
+                    agent_id,
+                    if_match,
+                    agent_type,
+                    state_name: required("state_name", state_name)?,
+                    state_data,
+                    metadata,
+                }
+            }
+            "delete" => {
+                only(&[])?;
+                BatchOperation::Delete { agent_id, if_match }
+            }
+            "transition" => {
+                only(&["to_state", "trigger", "state_data"])?;
+                BatchOperation::Transition {
+                    agent_id,
+                    if_match,
+                    to_state: required("to_state", to_state)?,
+                    trigger: required("trigger", trigger)?,
+                    state_data,
+                }
+            }
+            _ => {
+                only(&["messages"])?;
+                BatchOperation::Messages {
+                    agent_id,
+                    if_match,
+                    messages: messages
+                        .ok_or_else(|| format!("missing field `messages` in a `{op}` operation"))?,
+                }
+            }
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for BatchOperation {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        RawBatchOperation::deserialize(d)?
+            .try_into()
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 /// Body of `POST /v1/batch`.
