@@ -10,7 +10,7 @@ use std::sync::Arc;
 use agentstate_protocol::{
     BatchOperation, BatchRequest, Message, NewMessage, PendingTransition, PersistedState,
     SaveStateRequest, StateTransition, Transfer, TransferRequest, TransitionRequest,
-    TransitionResponse,
+    TransitionResponse, ValidationError, ValidationRule,
 };
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
@@ -515,7 +515,13 @@ pub fn transfer(
                 )));
             };
             let Some(initial) = types.initial_state(ty) else {
-                return refuse(format!("to_agent_type {ty:?} is not declared"));
+                return refuse(
+                    ValidationError::new(
+                        ValidationRule::UnknownAgentType,
+                        format!("to_agent_type {ty:?} is not declared"),
+                    )
+                    .to_string(),
+                );
             };
             AgentRecord {
                 state: PersistedState {
