@@ -347,7 +347,7 @@ pub fn finish(
         }
         Finish::Abort(reason) => {
             if let Some(r) = &reason {
-                if r.len() > validate::NAME_BYTES_MAX * 16 {
+                if r.chars().count() > validate::NAME_CHARS_MAX * 16 {
                     return Err(invalid("error is too long"));
                 }
             }

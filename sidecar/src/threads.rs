@@ -48,8 +48,8 @@ const THREAD_CHECKPOINTS_MAX: usize = 100_000;
 const RETENTION_THREADS_MAX: u32 = 10_000;
 /// Most ancestors a delta history walks.
 const ANCESTORS_MAX: usize = 100_000;
-/// Longest namespace.
-const NS_BYTES_MAX: usize = 1024;
+/// Longest namespace (and task path), in characters.
+const NS_CHARS_MAX: usize = 1024;
 
 fn invalid(e: impl ToString) -> EngineError {
     EngineError::Validation(e.to_string())
@@ -57,9 +57,9 @@ fn invalid(e: impl ToString) -> EngineError {
 
 /// Namespaces may be empty (the root); otherwise bounded, no control characters.
 fn check_ns(ns: &str) -> EngineResult<()> {
-    if ns.len() > NS_BYTES_MAX || ns.chars().any(char::is_control) {
+    if ns.chars().count() > NS_CHARS_MAX || ns.chars().any(char::is_control) {
         return Err(invalid(format!(
-            "checkpoint_ns must be at most {NS_BYTES_MAX} bytes without control characters"
+            "checkpoint_ns must be at most {NS_CHARS_MAX} characters, none of them a control"
         )));
     }
     Ok(())
@@ -89,9 +89,9 @@ fn check_writes(req: &PutThreadWritesRequest) -> EngineResult<()> {
     check_ns(&req.checkpoint_ns)?;
     validate::name("checkpoint_id", &req.checkpoint_id).map_err(invalid)?;
     validate::name("task_id", &req.task_id).map_err(invalid)?;
-    if req.task_path.len() > NS_BYTES_MAX || req.task_path.chars().any(char::is_control) {
+    if req.task_path.chars().count() > NS_CHARS_MAX || req.task_path.chars().any(char::is_control) {
         return Err(invalid(format!(
-            "task_path must be at most {NS_BYTES_MAX} bytes without control characters"
+            "task_path must be at most {NS_CHARS_MAX} characters, none of them a control"
         )));
     }
     if req.writes.is_empty() {
