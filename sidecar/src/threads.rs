@@ -719,6 +719,13 @@ impl Engine {
         strategy: PruneStrategy,
         durability: Durability,
     ) -> EngineResult<CheckpointsDeletedResponse> {
+        // Counted as given, duplicates included, as the description's `maxItems` counts.
+        if threads.len() > PAGE_LIMIT_MAX as usize {
+            return Err(invalid(format!(
+                "at most {PAGE_LIMIT_MAX} thread ids per call, not {}",
+                threads.len()
+            )));
+        }
         self.drop_checkpoints(threads, durability, move |rows| match strategy {
             PruneStrategy::Delete => rows.iter().map(|c| c.key()).collect(),
             PruneStrategy::KeepLatest => beyond_retention(rows, Some(1), None),
