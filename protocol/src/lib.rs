@@ -8,6 +8,9 @@
 //! - [`error`]: the error body (`{"error": {"code", "message"}}`) and its codes.
 //! - [`codec`]: MessagePack (maps with field names, so other languages can read them) and
 //!   JSON, chosen by content type.
+//! - `integral`: integers of request bodies as JSON Schema counts them (`3.0` is 3).
+//! - `strict`: request fields read only in their described form (no variant indices,
+//!   no `nil` for a map).
 //! - [`threads`]: the bodies of the threads API (framework checkpoints: LangGraph's
 //!   model), whose payloads are opaque bytes.
 //! - [`persistence`]: the `StatePersistence` trait agents program against.
@@ -19,7 +22,9 @@ pub mod agent;
 pub mod client;
 pub mod codec;
 pub mod error;
+mod integral;
 pub mod persistence;
+mod strict;
 pub mod threads;
 pub mod types;
 pub mod validator;

@@ -116,7 +116,7 @@ pub struct PutThreadCheckpointRequest {
     pub parent_checkpoint_id: Option<String>,
     /// The checkpoint without its channel values.
     pub checkpoint: Typed,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::strict::map")]
     pub metadata: Map<String, Value>,
     /// Every channel's version in this checkpoint: which blobs make up its values.
     #[serde(default)]
@@ -140,6 +140,7 @@ pub struct PutThreadCheckpointResponse {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewThreadWrite {
+    #[serde(deserialize_with = "crate::integral::deserialize")]
     pub idx: i64,
     pub channel: String,
     pub value: Typed,
@@ -192,7 +193,7 @@ pub struct SearchCheckpointsRequest {
     /// Metadata keys and the values they must have.
     #[serde(default)]
     pub filter: Option<Map<String, Value>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::integral::option")]
     pub limit: Option<u32>,
 }
 
@@ -215,13 +216,25 @@ pub struct CopyThreadResponse {
 }
 
 /// How `POST /v1/checkpoints/prune` prunes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PruneStrategy {
     /// Keep the latest checkpoint of each namespace (with its writes and blobs).
     KeepLatest,
     /// Delete every checkpoint.
     Delete,
+}
+
+/// By name only: MessagePack could otherwise give a variant's index.
+impl<'de> Deserialize<'de> for PruneStrategy {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = crate::strict::variant_name(d, &["keep_latest", "delete"])?;
+        Ok(if name == "delete" {
+            PruneStrategy::Delete
+        } else {
+            PruneStrategy::KeepLatest
+        })
+    }
 }
 
 /// Body of `POST /v1/checkpoints/prune`.

@@ -162,7 +162,7 @@ pub struct BeginTransitionResponse<D = Value> {
 pub struct NewMessage<M = Metadata> {
     pub role: String,
     pub content: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::strict::map")]
     pub metadata: M,
 }
 
@@ -276,7 +276,11 @@ pub struct TransferRequest<D = Value> {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<D>,
     /// Copy at most this many of the latest messages (default: all, up to the limit).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::integral::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub messages_max: Option<u32>,
 }
 
@@ -298,14 +302,15 @@ pub struct Transfer<D = Value> {
     pub created_at: DateTime<Utc>,
 }
 
-/// One operation of `POST /v1/batch`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
-#[serde(bound(deserialize = "D: Deserialize<'de> + Default, M: Deserialize<'de> + Default"))]
+/// One operation of `POST /v1/batch`, tagged by `op`. Read through
+/// [`RawBatchOperation`], so that `op` is a name (never a variant index) and each
+/// operation takes its own fields only.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
 pub enum BatchOperation<D = Value, M = Metadata> {
     Put {
         agent_id: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(skip_serializing_if = "Option::is_none")]
         if_match: Option<u64>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         agent_type: Option<String>,
@@ -317,12 +322,12 @@ pub enum BatchOperation<D = Value, M = Metadata> {
     },
     Delete {
         agent_id: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(skip_serializing_if = "Option::is_none")]
         if_match: Option<u64>,
     },
     Transition {
         agent_id: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(skip_serializing_if = "Option::is_none")]
         if_match: Option<u64>,
         to_state: String,
         trigger: String,
@@ -331,10 +336,129 @@ pub enum BatchOperation<D = Value, M = Metadata> {
     },
     Messages {
         agent_id: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(skip_serializing_if = "Option::is_none")]
         if_match: Option<u64>,
         messages: Vec<NewMessage<M>>,
     },
+}
+
+/// Every field any batch operation has; which are allowed depends on `op`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[serde(bound(deserialize = "D: Deserialize<'de> + Default, M: Deserialize<'de> + Default"))]
+struct RawBatchOperation<D, M> {
+    #[serde(deserialize_with = "batch_op_name")]
+    op: String,
+    agent_id: String,
+    #[serde(default, deserialize_with = "crate::integral::option")]
+    if_match: Option<u64>,
+    #[serde(default)]
+    agent_type: Option<String>,
+    #[serde(default)]
+    state_name: Option<String>,
+    #[serde(default)]
+    state_data: Option<D>,
+    #[serde(default)]
+    metadata: Option<M>,
+    #[serde(default)]
+    to_state: Option<String>,
+    #[serde(default)]
+    trigger: Option<String>,
+    #[serde(default)]
+    messages: Option<Vec<NewMessage<M>>>,
+}
+
+const BATCH_OPS: &[&str] = &["put", "delete", "transition", "messages"];
+
+fn batch_op_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    crate::strict::variant_name(d, BATCH_OPS)
+}
+
+impl<D, M> TryFrom<RawBatchOperation<D, M>> for BatchOperation<D, M> {
+    type Error = String;
+
+    fn try_from(raw: RawBatchOperation<D, M>) -> Result<Self, String> {
+        let RawBatchOperation {
+            op,
+            agent_id,
+            if_match,
+            agent_type,
+            state_name,
+            state_data,
+            metadata,
+            to_state,
+            trigger,
+            messages,
+        } = raw;
+        // The fields present that `op` does not take, by name.
+        let present = [
+            ("agent_type", agent_type.is_some()),
+            ("state_name", state_name.is_some()),
+            ("state_data", state_data.is_some()),
+            ("metadata", metadata.is_some()),
+            ("to_state", to_state.is_some()),
+            ("trigger", trigger.is_some()),
+            ("messages", messages.is_some()),
+        ];
+        let only = |allowed: &[&str]| match present
+            .iter()
+            .find(|(name, set)| *set && !allowed.contains(name))
+        {
+            Some((name, _)) => Err(format!("unknown field `{name}` in a `{op}` operation")),
+            None => Ok(()),
+        };
+        let required = |name: &str, v: Option<String>| {
+            v.ok_or_else(|| format!("missing field `{name}` in a `{op}` operation"))
+        };
+        Ok(match op.as_str() {
+            "put" => {
+                only(&["agent_type", "state_name", "state_data", "metadata"])?;
+                BatchOperation::Put {
+                    agent_id,
+                    if_match,
+                    agent_type,
+                    state_name: required("state_name", state_name)?,
+                    state_data,
+                    metadata,
+                }
+            }
+            "delete" => {
+                only(&[])?;
+                BatchOperation::Delete { agent_id, if_match }
+            }
+            "transition" => {
+                only(&["to_state", "trigger", "state_data"])?;
+                BatchOperation::Transition {
+                    agent_id,
+                    if_match,
+                    to_state: required("to_state", to_state)?,
+                    trigger: required("trigger", trigger)?,
+                    state_data,
+                }
+            }
+            _ => {
+                only(&["messages"])?;
+                BatchOperation::Messages {
+                    agent_id,
+                    if_match,
+                    messages: messages
+                        .ok_or_else(|| format!("missing field `messages` in a `{op}` operation"))?,
+                }
+            }
+        })
+    }
+}
+
+impl<'de, T, M> Deserialize<'de> for BatchOperation<T, M>
+where
+    T: Deserialize<'de> + Default,
+    M: Deserialize<'de> + Default,
+{
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        RawBatchOperation::<T, M>::deserialize(d)?
+            .try_into()
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 /// Body of `POST /v1/batch`.

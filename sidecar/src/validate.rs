@@ -18,8 +18,9 @@ use crate::doc::Doc;
 
 /// Longest agent id.
 pub const AGENT_ID_BYTES_MAX: usize = 128;
-/// Longest state name, trigger or agent type.
-pub const NAME_BYTES_MAX: usize = 256;
+/// Longest state name, trigger or agent type, in characters: as JSON Schema's
+/// `maxLength` counts, so that the OpenAPI description states the rule exactly.
+pub const NAME_CHARS_MAX: usize = 256;
 
 /// Agent ids: 1 to 128 of `A-Z a-z 0-9 - _ . :`; they appear in URLs and document ids.
 pub fn agent_id(id: &str) -> Result<(), String> {
@@ -42,8 +43,10 @@ pub fn agent_id(id: &str) -> Result<(), String> {
 
 /// State names, triggers, agent types: non-empty, bounded, no control characters.
 pub fn name(field: &str, value: &str) -> Result<(), String> {
-    if value.is_empty() || value.len() > NAME_BYTES_MAX {
-        return Err(format!("{field} must be 1 to {NAME_BYTES_MAX} bytes long"));
+    if value.is_empty() || value.chars().count() > NAME_CHARS_MAX {
+        return Err(format!(
+            "{field} must be 1 to {NAME_CHARS_MAX} characters long"
+        ));
     }
     if value.chars().any(char::is_control) {
         return Err(format!("{field} must not contain control characters"));
@@ -54,6 +57,11 @@ pub fn name(field: &str, value: &str) -> Result<(), String> {
 /// A JSON document the backend can store as BSON (see [`Doc::check`]).
 pub fn document(field: &str, doc: &Doc) -> Result<(), String> {
     doc.check(field)
+}
+
+/// The same for a document held as a tree (threads' metadata, which the store filters on).
+pub fn document_tree(field: &str, value: &Value) -> Result<(), String> {
+    Doc::from_value(value).check(field)
 }
 
 /// An agent type as the `--config` file declares it.
@@ -303,6 +311,18 @@ impl StateValidator for AgentTypes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_are_counted_in_characters() {
+        assert!(name("state_name", &"a".repeat(NAME_CHARS_MAX)).is_ok());
+        assert!(name("state_name", &"\u{1F600}".repeat(NAME_CHARS_MAX)).is_ok());
+        assert!(name("state_name", &"\u{1F600}".repeat(NAME_CHARS_MAX + 1)).is_err());
+        assert!(name("state_name", "").is_err());
+        assert!(
+            name("state_name", "a\u{85}b").is_err(),
+            "C1 controls are controls"
+        );
+    }
     use serde_json::json;
 
     const GREETER: &str = r#"

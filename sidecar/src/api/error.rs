@@ -13,6 +13,8 @@ pub struct ApiError {
     pub current_version: Option<u64>,
     /// Seconds for `Retry-After`, on 503.
     pub retry_after: Option<u64>,
+    /// The path's methods, for `Allow` on 405.
+    pub allow: Option<String>,
 }
 
 impl ApiError {
@@ -22,6 +24,7 @@ impl ApiError {
             message: message.into(),
             current_version: None,
             retry_after: (code == ErrorCode::Unavailable).then_some(RETRY_AFTER_SECS),
+            allow: None,
         }
     }
 

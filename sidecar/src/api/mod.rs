@@ -6,6 +6,8 @@
 //! 4xx with the documented error body. Nothing here panics on input.
 
 mod error;
+mod openapi;
+mod routes;
 mod threads;
 
 use std::convert::Infallible;
@@ -31,6 +33,7 @@ pub use error::ApiError;
 use crate::engine::{Engine, Precondition, PAGE_LIMIT_MAX};
 use crate::metrics as m;
 use crate::validate;
+use routes::{Resolved, RouteId};
 
 /// Default page size of log reads.
 const PAGE_LIMIT_DEFAULT: u32 = 100;
@@ -54,7 +57,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<HttpRespons
     let path = req.uri().path().to_string();
     let span = tracing::info_span!("request", %method, %path);
     let started = std::time::Instant::now();
-    let template = route_template(&path);
+    let template = routes::template(&path);
     async move {
         let resp = match authorize(&app, &req) {
             Ok(()) => route(&app, req, codec).await,
@@ -78,10 +81,23 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<HttpRespons
 
 async fn route(app: &App, req: Request<Incoming>, codec: Codec) -> Result<HttpResponse, ApiError> {
     let path = req.uri().path().to_string();
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    match (req.method(), segments.as_slice()) {
-        (&Method::GET, ["healthz"]) => Ok(plain(StatusCode::OK, "ok\n".into())),
-        (&Method::GET, ["readyz"]) => Ok(match app.engine.get().map(|e| e.unready_reason()) {
+    let (route, params) = match routes::resolve(req.method().as_str(), &path) {
+        Resolved::Found(route, params) => (route, params),
+        Resolved::MethodNotAllowed(allow) => {
+            return Err(method_not_allowed(req.method(), &path, allow))
+        }
+        Resolved::NotFound => return Err(not_found(&path)),
+    };
+    // The first path parameter is the agent, thread or transfer id; the second a
+    // transition id. Clients may percent-encode any character (`:` as `%3A`).
+    let params = params
+        .into_iter()
+        .map(decode_path_param)
+        .collect::<Result<Vec<_>, _>>()?;
+    let param = |i: usize| params.get(i).map_or("", String::as_str);
+    match route {
+        RouteId::Healthz => Ok(plain(StatusCode::OK, "ok\n".into())),
+        RouteId::Readyz => Ok(match app.engine.get().map(|e| e.unready_reason()) {
             Some(None) => plain(StatusCode::OK, "ready\n".into()),
             Some(Some(why)) => plain(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -92,8 +108,8 @@ async fn route(app: &App, req: Request<Incoming>, codec: Codec) -> Result<HttpRe
                 "not ready: replaying the WAL\n".into(),
             ),
         }),
-        (&Method::GET, ["v1", "status"]) => status(app, codec),
-        (&Method::GET, ["metrics"]) => {
+        RouteId::Status => status(app, codec),
+        RouteId::Metrics => {
             match app.engine.get() {
                 Some(e) => e.set_gauges(),
                 None => metrics::gauge!(m::READY).set(0.0),
@@ -106,41 +122,64 @@ async fn route(app: &App, req: Request<Incoming>, codec: Codec) -> Result<HttpRe
             );
             Ok(resp)
         }
-        (&Method::POST, ["v1", "transfers"]) => {
+        RouteId::OpenApi => Ok(openapi::response()),
+        RouteId::Transfer => {
             let engine = engine(app)?;
             let durability = durability(&req)?;
             let body: TransferRequest = decode_body(app, req).await?;
             let transfer = engine.transfer(body, durability).await?;
             encode(StatusCode::OK, codec, &transfer)
         }
-        (&Method::GET, ["v1", "transfers", id]) => {
+        RouteId::GetTransfer => {
+            let id = param(0);
             validate::agent_id(id).map_err(|e| ApiError::malformed(format!("transfer id: {e}")))?;
             let transfer = engine(app)?.get_transfer(id).await?;
             encode(StatusCode::OK, codec, &transfer)
         }
-        (&Method::POST, ["v1", "batch"]) => {
+        RouteId::Batch => {
             let engine = engine(app)?;
             let durability = durability(&req)?;
             let body: BatchRequest = decode_body(app, req).await?;
             let resp = engine.batch(body, durability).await?;
             encode(StatusCode::OK, codec, &resp)
         }
-        (_, ["v1", "threads", id, rest @ ..]) => {
+        RouteId::PutThreadCheckpoint
+        | RouteId::PutThreadWrites
+        | RouteId::GetThreadCheckpoint
+        | RouteId::DeleteThread
+        | RouteId::CopyThread
+        | RouteId::DeltaHistory => {
+            let id = param(0);
             validate::agent_id(id).map_err(|e| ApiError::malformed(format!("thread id: {e}")))?;
             let engine = engine(app)?;
-            threads::thread_route(app, engine, id.to_string(), rest, req, codec).await
+            threads::thread_route(app, engine, route, id.to_string(), req, codec).await
         }
-        (_, ["v1", "checkpoints", rest @ ..]) => {
+        RouteId::SearchCheckpoints | RouteId::PruneCheckpoints | RouteId::DeleteForRuns => {
             let engine = engine(app)?;
-            threads::checkpoints_route(app, engine, rest, req, codec).await
+            threads::checkpoints_route(app, engine, route, req, codec).await
         }
-        (_, ["v1", "agents", id, rest @ ..]) => {
+        RouteId::GetAgent
+        | RouteId::PutAgent
+        | RouteId::DeleteAgent
+        | RouteId::PostTransition
+        | RouteId::ListTransitions
+        | RouteId::BeginTransition
+        | RouteId::CompleteTransition
+        | RouteId::AbortTransition
+        | RouteId::AppendMessages
+        | RouteId::ListMessages
+        | RouteId::ClearMessages
+        | RouteId::PopMessage
+        | RouteId::TakeCheckpoint
+        | RouteId::ListCheckpoints
+        | RouteId::Rollback
+        | RouteId::Replay => {
+            let id = param(0);
             validate::agent_id(id).map_err(ApiError::malformed)?;
             let engine = engine(app)?;
-            agent_route(app, engine, id.to_string(), rest, req, codec).await
+            let tid = param(1).to_string();
+            agent_route(app, engine, route, id.to_string(), tid, req, codec).await
         }
-        (_, ["v1", "transfers"] | ["v1", "batch"]) => Err(method_not_allowed(req.method(), &path)),
-        _ => Err(not_found(&path)),
     }
 }
 
@@ -148,21 +187,20 @@ async fn route(app: &App, req: Request<Incoming>, codec: Codec) -> Result<HttpRe
 async fn agent_route(
     app: &App,
     engine: &Arc<Engine>,
+    route: RouteId,
     id: String,
-    rest: &[&str],
+    tid: String,
     req: Request<Incoming>,
     codec: Codec,
 ) -> Result<HttpResponse, ApiError> {
-    let method = req.method().clone();
-    let path = req.uri().path().to_string();
     // Mutating calls all take If-Match and a durability.
-    let (cond, durability) = if method == Method::GET {
+    let (cond, durability) = if req.method() == Method::GET {
         (Precondition::None, Durability::default())
     } else {
         (precondition(req.headers())?, durability(&req)?)
     };
-    match (method.clone(), rest) {
-        (Method::GET, []) => {
+    match route {
+        RouteId::GetAgent => {
             let record = engine.get(&id).await?;
             let body = record.state_body(codec).map_err(|e| {
                 ApiError::new(ErrorCode::Internal, format!("cannot encode response: {e}"))
@@ -172,7 +210,7 @@ async fn agent_route(
                 record.state.version,
             )
         }
-        (Method::PUT, []) => {
+        RouteId::PutAgent => {
             let body: SaveStateRequest = decode_body(app, req).await?;
             let version = engine.save(id, body, cond, durability).await?;
             with_etag(
@@ -180,40 +218,40 @@ async fn agent_route(
                 version,
             )
         }
-        (Method::DELETE, []) => {
+        RouteId::DeleteAgent => {
             engine.delete(id, cond, durability).await?;
             Ok(empty(StatusCode::NO_CONTENT))
         }
-        (Method::POST, ["transitions"]) => {
+        RouteId::PostTransition => {
             let body: TransitionRequest = decode_body(app, req).await?;
             let resp = engine.transition(id, body, cond, durability).await?;
             let version = resp.version;
             with_etag(encode(StatusCode::OK, codec, &resp), version)
         }
-        (Method::GET, ["transitions"]) => {
+        RouteId::ListTransitions => {
             let q = Query::parse(req.uri().query())?;
             let transitions = engine.transitions(&id, q.after, q.limit).await?;
             encode(StatusCode::OK, codec, &TransitionsPage { transitions })
         }
-        (Method::POST, ["transitions", "begin"]) => {
+        RouteId::BeginTransition => {
             let body: TransitionRequest = decode_body(app, req).await?;
             let resp = engine.begin_transition(id, body, cond, durability).await?;
             let version = resp.version;
             with_etag(encode(StatusCode::OK, codec, &resp), version)
         }
-        (Method::POST, ["transitions", tid, action @ ("complete" | "abort")]) => {
-            let finish = if *action == "complete" {
+        RouteId::CompleteTransition | RouteId::AbortTransition => {
+            let finish = if route == RouteId::CompleteTransition {
                 Engine::complete(decode_optional_body(app, req).await?)
             } else {
                 Engine::abort(decode_optional_body(app, req).await?)
             };
             let resp = engine
-                .finish_transition(id, tid.to_string(), finish, cond, durability)
+                .finish_transition(id, tid, finish, cond, durability)
                 .await?;
             let version = resp.version;
             with_etag(encode(StatusCode::OK, codec, &resp), version)
         }
-        (Method::POST, ["messages"]) => {
+        RouteId::AppendMessages => {
             let body: AppendMessagesRequest = decode_body(app, req).await?;
             let resp = engine
                 .append_messages(id, body.messages, cond, durability)
@@ -221,7 +259,7 @@ async fn agent_route(
             let version = resp.version;
             with_etag(encode(StatusCode::OK, codec, &resp), version)
         }
-        (Method::GET, ["messages"]) => {
+        RouteId::ListMessages => {
             let q = Query::parse(req.uri().query())?;
             let messages = match q.last {
                 Some(n) => engine.last_messages(&id, n).await?,
@@ -229,28 +267,28 @@ async fn agent_route(
             };
             encode(StatusCode::OK, codec, &MessagesPage { messages })
         }
-        (Method::DELETE, ["messages", "last"]) => {
+        RouteId::PopMessage => {
             let resp = engine.pop_message(id, cond, durability).await?;
             let version = resp.version;
             with_etag(encode(StatusCode::OK, codec, &resp), version)
         }
-        (Method::DELETE, ["messages"]) => {
+        RouteId::ClearMessages => {
             let version = engine.clear_messages(id, cond, durability).await?;
             with_etag(
                 encode(StatusCode::OK, codec, &VersionResponse { version }),
                 version,
             )
         }
-        (Method::POST, ["checkpoints"]) => {
+        RouteId::TakeCheckpoint => {
             let body: CheckpointRequest = decode_optional_body(app, req).await?;
             let resp = engine.checkpoint(id, body, durability).await?;
             encode(StatusCode::OK, codec, &resp)
         }
-        (Method::GET, ["checkpoints"]) => {
+        RouteId::ListCheckpoints => {
             let checkpoints = engine.checkpoints(&id).await?;
             encode(StatusCode::OK, codec, &CheckpointsPage { checkpoints })
         }
-        (Method::POST, ["rollback"]) => {
+        RouteId::Rollback => {
             let body: RollbackRequest = decode_body(app, req).await?;
             let resp = engine
                 .rollback(id, body.checkpoint_id, cond, durability)
@@ -258,7 +296,7 @@ async fn agent_route(
             let version = resp.version;
             with_etag(encode(StatusCode::OK, codec, &resp), version)
         }
-        (Method::POST, ["replay"]) => {
+        RouteId::Replay => {
             let body: ReplayRequest = decode_body(app, req).await?;
             let resp = engine
                 .replay(id, body.checkpoint_id, body.apply, cond, durability)
@@ -266,26 +304,27 @@ async fn agent_route(
             let version = resp.version;
             with_etag(encode(StatusCode::OK, codec, &resp), version)
         }
-        (
-            _,
-            []
-            | ["transitions"]
-            | ["messages"]
-            | ["messages", "last"]
-            | ["checkpoints"]
-            | ["rollback"]
-            | ["replay"]
-            | ["transitions", "begin"]
-            | ["transitions", _, "complete" | "abort"],
-        ) => Err(method_not_allowed(&method, &path)),
-        _ => Err(not_found(&path)),
+        _ => Err(misrouted(route)),
     }
 }
 
-fn method_not_allowed(method: &Method, path: &str) -> ApiError {
+/// 405, with the methods the path has (`Allow`, which RFC 9110 requires on a 405).
+fn method_not_allowed(method: &Method, path: &str, allow: String) -> ApiError {
+    ApiError {
+        allow: Some(allow),
+        ..ApiError::new(
+            ErrorCode::MethodNotAllowed,
+            format!("{method} is not allowed on {path}"),
+        )
+    }
+}
+
+/// A route handed to a group of handlers that does not serve it: a bug in `route`, answered
+/// as one rather than a panic.
+fn misrouted(route: RouteId) -> ApiError {
     ApiError::new(
-        ErrorCode::MethodNotAllowed,
-        format!("{method} is not allowed on {path}"),
+        ErrorCode::Internal,
+        format!("route {route:?} reached the wrong handler"),
     )
 }
 
@@ -318,42 +357,6 @@ fn authorize<B>(app: &App, req: &Request<B>) -> Result<(), ApiError> {
             ErrorCode::Unauthorized,
             "missing or wrong bearer token (Authorization: Bearer <token>)",
         ))
-    }
-}
-
-/// The route a path matches, as a label of bounded cardinality (no ids).
-fn route_template(path: &str) -> &'static str {
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    match segments.as_slice() {
-        ["healthz"] => "/healthz",
-        ["readyz"] => "/readyz",
-        ["metrics"] => "/metrics",
-        ["v1", "status"] => "/v1/status",
-        ["v1", "batch"] => "/v1/batch",
-        ["v1", "transfers"] => "/v1/transfers",
-        ["v1", "transfers", _] => "/v1/transfers/{id}",
-        ["v1", "agents", _] => "/v1/agents/{id}",
-        ["v1", "agents", _, "transitions"] => "/v1/agents/{id}/transitions",
-        ["v1", "agents", _, "transitions", "begin"] => "/v1/agents/{id}/transitions/begin",
-        ["v1", "agents", _, "transitions", _, "complete"] => {
-            "/v1/agents/{id}/transitions/{tid}/complete"
-        }
-        ["v1", "agents", _, "transitions", _, "abort"] => "/v1/agents/{id}/transitions/{tid}/abort",
-        ["v1", "agents", _, "messages"] => "/v1/agents/{id}/messages",
-        ["v1", "agents", _, "messages", "last"] => "/v1/agents/{id}/messages/last",
-        ["v1", "threads", _] => "/v1/threads/{id}",
-        ["v1", "threads", _, "checkpoints"] => "/v1/threads/{id}/checkpoints",
-        ["v1", "threads", _, "checkpoint"] => "/v1/threads/{id}/checkpoint",
-        ["v1", "threads", _, "writes"] => "/v1/threads/{id}/writes",
-        ["v1", "threads", _, "copy"] => "/v1/threads/{id}/copy",
-        ["v1", "threads", _, "delta_history"] => "/v1/threads/{id}/delta_history",
-        ["v1", "checkpoints", "search"] => "/v1/checkpoints/search",
-        ["v1", "checkpoints", "prune"] => "/v1/checkpoints/prune",
-        ["v1", "checkpoints", "delete_for_runs"] => "/v1/checkpoints/delete_for_runs",
-        ["v1", "agents", _, "checkpoints"] => "/v1/agents/{id}/checkpoints",
-        ["v1", "agents", _, "rollback"] => "/v1/agents/{id}/rollback",
-        ["v1", "agents", _, "replay"] => "/v1/agents/{id}/replay",
-        _ => "other",
     }
 }
 
@@ -417,6 +420,7 @@ async fn decode_optional_body<T: DeserializeOwned + Default>(
     if bytes.is_empty() {
         return Ok(T::default());
     }
+    expect_map(codec, &bytes)?;
     codec
         .decode(&bytes)
         .map_err(|e| ApiError::malformed(e.to_string()))
@@ -430,9 +434,27 @@ async fn decode_body<T: DeserializeOwned>(
     if bytes.is_empty() {
         return Err(ApiError::malformed("request body is empty"));
     }
+    expect_map(codec, &bytes)?;
     codec
         .decode(&bytes)
         .map_err(|e| ApiError::malformed(e.to_string()))
+}
+
+/// Every request body is a map (a JSON object). Checked before decoding, since serde
+/// would also read a struct from an array of its fields in order.
+fn expect_map(codec: Codec, bytes: &[u8]) -> Result<(), ApiError> {
+    let is_map = match codec {
+        Codec::Json => bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{'),
+        // fixmap, map 16, map 32.
+        Codec::MsgPack => matches!(bytes.first(), Some(0x80..=0x8f | 0xde | 0xdf)),
+    };
+    if is_map {
+        Ok(())
+    } else {
+        Err(ApiError::malformed(
+            "the request body must be a map (a JSON object)",
+        ))
+    }
 }
 
 /// The body's codec (from `Content-Type`; JSON when absent) and bytes, read through the
@@ -505,24 +527,28 @@ fn precondition(headers: &HeaderMap) -> Result<Precondition, ApiError> {
     Ok(Precondition::None)
 }
 
-/// `?durability=` wins over the `Agentstate-Durability` header; `local` by default.
+/// `?durability=` wins over the `Agentstate-Durability` header; `local` by default. Both
+/// are checked when both are given: a bad value is refused wherever it is.
 fn durability<B>(req: &Request<B>) -> Result<Durability, ApiError> {
-    let from_query = req
-        .uri()
-        .query()
-        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("durability=")));
-    let from_header = req
-        .headers()
-        .get(Durability::HEADER)
-        .map(|v| v.to_str().unwrap_or("?"));
-    match from_query.or(from_header) {
-        None => Ok(Durability::default()),
-        Some(s) => Durability::parse(s).ok_or_else(|| {
+    let parse = |s: &str| {
+        Durability::parse(s).ok_or_else(|| {
             ApiError::malformed(format!(
                 "durability must be local, remote or memory, got {s:?}"
             ))
-        }),
-    }
+        })
+    };
+    let from_query = req
+        .uri()
+        .query()
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("durability=")))
+        .map(parse)
+        .transpose()?;
+    let from_header = req
+        .headers()
+        .get(Durability::HEADER)
+        .map(|v| parse(v.to_str().unwrap_or("?")))
+        .transpose()?;
+    Ok(from_query.or(from_header).unwrap_or_default())
 }
 
 /// Paging parameters of log reads.
@@ -579,6 +605,14 @@ impl Query {
         }
         Ok(q)
     }
+}
+
+/// A percent-decoded path segment.
+fn decode_path_param(segment: &str) -> Result<String, ApiError> {
+    percent_encoding::percent_decode_str(segment)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| ApiError::malformed(format!("path segment {segment:?} is not UTF-8")))
 }
 
 /// A percent-encoded query value (`+` is a space, as forms send it).
@@ -645,6 +679,13 @@ fn error_response(e: &ApiError, codec: Codec) -> HttpResponse {
         resp.headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
+    if let Some(allow) = e
+        .allow
+        .as_deref()
+        .and_then(|a| HeaderValue::from_str(a).ok())
+    {
+        resp.headers_mut().insert(header::ALLOW, allow);
+    }
     if let Some(secs) = e.retry_after {
         resp.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(secs));
@@ -681,6 +722,21 @@ mod tests {
     }
 
     #[test]
+    fn path_parameters_are_percent_decoded() {
+        assert_eq!(decode_path_param("a%3Ab").unwrap(), "a:b");
+        assert_eq!(decode_path_param("plain").unwrap(), "plain");
+        assert!(decode_path_param("%FF").is_err());
+    }
+
+    #[test]
+    fn bodies_are_maps() {
+        assert!(expect_map(Codec::Json, b" \n{}").is_ok());
+        assert!(expect_map(Codec::Json, b"[\"idle\"]").is_err());
+        assert!(expect_map(Codec::MsgPack, &[0x80]).is_ok());
+        assert!(expect_map(Codec::MsgPack, &[0x90]).is_err());
+    }
+
+    #[test]
     fn durability_from_query_or_header() {
         let req = Request::get("/v1/agents/a?durability=memory")
             .body(())
@@ -695,5 +751,13 @@ mod tests {
             .body(())
             .unwrap();
         assert!(durability(&req).is_err());
+        let req = Request::get("/v1/agents/a?durability=memory")
+            .header(Durability::HEADER, "disk")
+            .body(())
+            .unwrap();
+        assert!(
+            durability(&req).is_err(),
+            "a bad header is refused beside a good query"
+        );
     }
 }

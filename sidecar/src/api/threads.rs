@@ -8,12 +8,11 @@ use agentstate_protocol::{
     PutThreadCheckpointRequest, PutThreadWritesRequest, SearchCheckpointsRequest,
     ThreadCheckpointsPage, VersionResponse,
 };
-use http::{Method, Request, StatusCode};
+use http::{Request, StatusCode};
 use hyper::body::Incoming;
 
 use super::{
-    decode_body, durability, empty, encode, method_not_allowed, not_found, ApiError, App,
-    HttpResponse,
+    decode_body, durability, empty, encode, misrouted, ApiError, App, HttpResponse, RouteId,
 };
 use crate::engine::Engine;
 use agentstate_protocol::Codec;
@@ -22,51 +21,46 @@ use agentstate_protocol::Codec;
 pub(super) async fn thread_route(
     app: &App,
     engine: &Arc<Engine>,
+    route: RouteId,
     thread: String,
-    rest: &[&str],
     req: Request<Incoming>,
     codec: Codec,
 ) -> Result<HttpResponse, ApiError> {
-    let method = req.method().clone();
-    let path = req.uri().path().to_string();
-    match (method.clone(), rest) {
-        (Method::POST, ["checkpoints"]) => {
+    match route {
+        RouteId::PutThreadCheckpoint => {
             let d = durability(&req)?;
             let body: PutThreadCheckpointRequest = decode_body(app, req).await?;
             let resp = engine.put_thread_checkpoint(thread, body, d).await?;
             encode(StatusCode::OK, codec, &resp)
         }
-        (Method::POST, ["writes"]) => {
+        RouteId::PutThreadWrites => {
             let d = durability(&req)?;
             let body: PutThreadWritesRequest = decode_body(app, req).await?;
             let version = engine.put_thread_writes(thread, body, d).await?;
             encode(StatusCode::OK, codec, &VersionResponse { version })
         }
-        (Method::GET, ["checkpoint"]) => {
+        RouteId::GetThreadCheckpoint => {
             let (ns, id) = checkpoint_query(req.uri().query())?;
             let tuple = engine.thread_checkpoint(&thread, ns, id).await?;
             encode(StatusCode::OK, codec, &tuple)
         }
-        (Method::DELETE, []) => {
+        RouteId::DeleteThread => {
             let d = durability(&req)?;
             engine.delete_thread(thread, d).await?;
             Ok(empty(StatusCode::NO_CONTENT))
         }
-        (Method::POST, ["copy"]) => {
+        RouteId::CopyThread => {
             let d = durability(&req)?;
             let body: CopyThreadRequest = decode_body(app, req).await?;
             let resp = engine.copy_thread(thread, body.target_thread_id, d).await?;
             encode(StatusCode::OK, codec, &resp)
         }
-        (Method::POST, ["delta_history"]) => {
+        RouteId::DeltaHistory => {
             let body: DeltaHistoryRequest = decode_body(app, req).await?;
             let resp = engine.delta_history(&thread, body).await?;
             encode(StatusCode::OK, codec, &resp)
         }
-        (_, [] | ["checkpoints"] | ["writes"] | ["checkpoint"] | ["copy"] | ["delta_history"]) => {
-            Err(method_not_allowed(&method, &path))
-        }
-        _ => Err(not_found(&path)),
+        _ => Err(misrouted(route)),
     }
 }
 
@@ -74,14 +68,12 @@ pub(super) async fn thread_route(
 pub(super) async fn checkpoints_route(
     app: &App,
     engine: &Arc<Engine>,
-    rest: &[&str],
+    route: RouteId,
     req: Request<Incoming>,
     codec: Codec,
 ) -> Result<HttpResponse, ApiError> {
-    let method = req.method().clone();
-    let path = req.uri().path().to_string();
-    match (method.clone(), rest) {
-        (Method::POST, ["search"]) => {
+    match route {
+        RouteId::SearchCheckpoints => {
             let body: SearchCheckpointsRequest = decode_body(app, req).await?;
             let checkpoints = engine.search_checkpoints(body).await?;
             encode(
@@ -90,7 +82,7 @@ pub(super) async fn checkpoints_route(
                 &ThreadCheckpointsPage { checkpoints },
             )
         }
-        (Method::POST, ["prune"]) => {
+        RouteId::PruneCheckpoints => {
             let d = durability(&req)?;
             let body: PruneRequest = decode_body(app, req).await?;
             let resp = engine
@@ -98,16 +90,13 @@ pub(super) async fn checkpoints_route(
                 .await?;
             encode(StatusCode::OK, codec, &resp)
         }
-        (Method::POST, ["delete_for_runs"]) => {
+        RouteId::DeleteForRuns => {
             let d = durability(&req)?;
             let body: DeleteForRunsRequest = decode_body(app, req).await?;
             let resp = engine.delete_for_runs(body.run_ids, d).await?;
             encode(StatusCode::OK, codec, &resp)
         }
-        (_, ["search"] | ["prune"] | ["delete_for_runs"]) => {
-            Err(method_not_allowed(&method, &path))
-        }
-        _ => Err(not_found(&path)),
+        _ => Err(misrouted(route)),
     }
 }
 

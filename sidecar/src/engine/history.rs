@@ -8,7 +8,7 @@ use agentstate_protocol::{AppendMessagesResponse, Durability};
 use crate::model::{Current, Message, NewMessage, Op, PopMessageResponse, StateTransition};
 
 use super::ops::Built;
-use super::{now, ops, Engine, EngineResult, Precondition, PAGE_LIMIT_MAX};
+use super::{now, ops, Engine, EngineResult, Precondition, PAGE_LIMIT_MAX, SEQ_MAX};
 
 impl Engine {
     /// `GET /v1/agents/{id}/transitions`: backend page merged with unflushed entries.
@@ -20,6 +20,7 @@ impl Engine {
     ) -> EngineResult<Vec<StateTransition>> {
         self.read_live(agent_id).await?;
         let limit = limit.clamp(1, PAGE_LIMIT_MAX);
+        let after = after.min(SEQ_MAX);
         // Entries a pending delete will purge are gone already, as far as readers know.
         let floor = self
             .backlog
@@ -65,6 +66,7 @@ impl Engine {
     ) -> EngineResult<Vec<Message>> {
         self.read_live(agent_id).await?;
         let limit = limit.clamp(1, PAGE_LIMIT_MAX);
+        let after = after.min(SEQ_MAX);
         let floor = self
             .backlog
             .purge(agent_id)

@@ -63,6 +63,9 @@ const LOCK_STRIPES: usize = 1024;
 /// Longest page of a log read.
 /// Longest page of a log read.
 pub const PAGE_LIMIT_MAX: u32 = 1000;
+/// Highest sequence number of a log or conversation: both backends keep them as signed
+/// 64-bit integers, so a page read `after` anything higher starts here (and finds nothing).
+const SEQ_MAX: u64 = i64::MAX as u64;
 
 pub struct EngineOptions {
     pub remote_timeout: Duration,

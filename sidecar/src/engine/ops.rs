@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use agentstate_protocol::{ValidationError, ValidationRule};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
@@ -332,7 +333,7 @@ pub fn finish(
         }
         Finish::Abort(reason) => {
             if let Some(r) = &reason {
-                if r.len() > validate::NAME_BYTES_MAX * 16 {
+                if r.chars().count() > validate::NAME_CHARS_MAX * 16 {
                     return Err(invalid("error is too long"));
                 }
             }
@@ -506,7 +507,13 @@ pub fn transfer(
                 )));
             };
             let Some(initial) = types.initial_state(ty) else {
-                return refuse(format!("to_agent_type {ty:?} is not declared"));
+                return refuse(
+                    ValidationError::new(
+                        ValidationRule::UnknownAgentType,
+                        format!("to_agent_type {ty:?} is not declared"),
+                    )
+                    .to_string(),
+                );
             };
             AgentRecord {
                 state: PersistedState {

@@ -48,8 +48,8 @@ const THREAD_CHECKPOINTS_MAX: usize = 100_000;
 const RETENTION_THREADS_MAX: u32 = 10_000;
 /// Most ancestors a delta history walks.
 const ANCESTORS_MAX: usize = 100_000;
-/// Longest namespace.
-const NS_BYTES_MAX: usize = 1024;
+/// Longest namespace (and task path), in characters.
+const NS_CHARS_MAX: usize = 1024;
 
 fn invalid(e: impl ToString) -> EngineError {
     EngineError::Validation(e.to_string())
@@ -57,9 +57,9 @@ fn invalid(e: impl ToString) -> EngineError {
 
 /// Namespaces may be empty (the root); otherwise bounded, no control characters.
 fn check_ns(ns: &str) -> EngineResult<()> {
-    if ns.len() > NS_BYTES_MAX || ns.chars().any(char::is_control) {
+    if ns.chars().count() > NS_CHARS_MAX || ns.chars().any(char::is_control) {
         return Err(invalid(format!(
-            "checkpoint_ns must be at most {NS_BYTES_MAX} bytes without control characters"
+            "checkpoint_ns must be at most {NS_CHARS_MAX} characters, none of them a control"
         )));
     }
     Ok(())
@@ -72,9 +72,7 @@ fn check_put(req: &PutThreadCheckpointRequest) -> EngineResult<()> {
         validate::name("parent_checkpoint_id", p).map_err(invalid)?;
     }
     validate::name("checkpoint.type", &req.checkpoint.type_).map_err(invalid)?;
-    // Thread metadata stays a tree (the store filters on it); checked as a document.
-    let metadata = Doc::from_value(&Value::Object(req.metadata.clone()));
-    validate::document("metadata", &metadata).map_err(invalid)?;
+    validate::document_tree("metadata", &Value::Object(req.metadata.clone())).map_err(invalid)?;
     for (channel, version) in &req.channel_versions {
         validate::name("channel", channel).map_err(invalid)?;
         validate::name("channel version", version).map_err(invalid)?;
@@ -91,9 +89,9 @@ fn check_writes(req: &PutThreadWritesRequest) -> EngineResult<()> {
     check_ns(&req.checkpoint_ns)?;
     validate::name("checkpoint_id", &req.checkpoint_id).map_err(invalid)?;
     validate::name("task_id", &req.task_id).map_err(invalid)?;
-    if req.task_path.len() > NS_BYTES_MAX || req.task_path.chars().any(char::is_control) {
+    if req.task_path.chars().count() > NS_CHARS_MAX || req.task_path.chars().any(char::is_control) {
         return Err(invalid(format!(
-            "task_path must be at most {NS_BYTES_MAX} bytes without control characters"
+            "task_path must be at most {NS_CHARS_MAX} characters, none of them a control"
         )));
     }
     if req.writes.is_empty() {
@@ -444,6 +442,11 @@ impl Engine {
         if let Some(ns) = &q.checkpoint_ns {
             check_ns(ns)?;
         }
+        // Stored metadata passed the document rules, so a filter that breaks them could
+        // match nothing; and MongoDB would read a `$` key as an operator.
+        if let Some(filter) = &q.filter {
+            validate::document_tree("filter", &Value::Object(filter.clone())).map_err(invalid)?;
+        }
         let limit = q.limit.unwrap_or(SEARCH_LIMIT_DEFAULT);
         if !(1..=PAGE_LIMIT_MAX).contains(&limit) {
             return Err(EngineError::Malformed(format!(
@@ -725,6 +728,13 @@ impl Engine {
         strategy: PruneStrategy,
         durability: Durability,
     ) -> EngineResult<CheckpointsDeletedResponse> {
+        // Counted as given, duplicates included, as the description's `maxItems` counts.
+        if threads.len() > PAGE_LIMIT_MAX as usize {
+            return Err(invalid(format!(
+                "at most {PAGE_LIMIT_MAX} thread ids per call, not {}",
+                threads.len()
+            )));
+        }
         self.drop_checkpoints(threads, durability, move |rows| match strategy {
             PruneStrategy::Delete => rows.iter().map(|c| c.key()).collect(),
             PruneStrategy::KeepLatest => beyond_retention(rows, Some(1), None),
