@@ -1,5 +1,5 @@
 //! Shared parts of the criterion benches (`benches/`) and the load tool
-//! (`src/bin/agentstate-load.rs`).
+//! (`src/bin/agentstate-load/`).
 //!
 //! - [`mongo_server`]: a MongoDB-wire server for a run: `MONGODB_URI`, else SecantusDB
 //!   (`secantusd-py`) started on a free loopback port.

@@ -1,0 +1,130 @@
+//! `durability`: saves at `--clients` with `local` and with `memory`, the disk's serial
+//! fdatasync rate before and after, and the WAL's records per fsync (from `/metrics`).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use agentstate_bench::machine;
+use agentstate_bench::probe;
+use agentstate_bench::report::us;
+use agentstate_bench::sample;
+use agentstate_bench::sidecar_proc::SidecarProcess;
+use agentstate_bench::stats::Summary;
+use agentstate_bench::workload;
+use agentstate_protocol::{Client, Durability, StatePersistence};
+use anyhow::Context;
+use serde_json::json;
+
+use crate::ctx::{drain, print_errors, summaries_json, Ctx};
+
+pub async fn run(ctx: &mut Ctx, url: &str, proc_: Option<&SidecarProcess>) -> anyhow::Result<()> {
+    ctx.report.section("Durability: local vs memory");
+    let dir = ctx.work.path().join("fsync-probe");
+    let probe_fsync = || {
+        machine::serial_fdatasync_rate(&dir, 512, Duration::from_secs(3))
+            .context("measure the serial fdatasync rate")
+    };
+    // This disk's fsync time swings with its neighbours' load: measured before and after
+    // the runs, and the mean taken.
+    let fsync_before = probe_fsync()?;
+    let clients = ctx.args.clients;
+    let req = sample::save_request(ctx.args.state_bytes);
+    ctx.report.line("");
+    ctx.report.line(
+        "| durability | clients | saves/s | p50 | p99 | p99.9 | WAL records per fsync | \
+         mean WAL write+fsync |",
+    );
+    ctx.report.line("|---|---|---|---|---|---|---|---|");
+    let mut results = BTreeMap::new();
+    let mut json_rows = Vec::new();
+    for durability in [Durability::Memory, Durability::Local] {
+        let client = Client::new(url)
+            .with_timeout(Duration::from_secs(30))
+            .with_durability(durability);
+        let prefix = format!("dur-{}-{}", ctx.nonce, durability.as_str());
+        for i in 0..clients {
+            client
+                .save_state(&format!("{prefix}-{i}"), &req, None)
+                .await
+                .context("create the durability phase's agents")?;
+        }
+        let metrics_before = match proc_ {
+            Some(s) => probe::metrics_text(s.addr).await,
+            None => None,
+        };
+        let r = workload::run_clients(clients, ctx.duration(), |i, deadline| {
+            let prefix = prefix.clone();
+            workload::save_client(client.clone(), i, deadline, req.clone(), move |i, _| {
+                format!("{prefix}-{i}")
+            })
+        })
+        .await;
+        let metrics_after = match proc_ {
+            Some(s) => probe::metrics_text(s.addr).await,
+            None => None,
+        };
+        let wal = metrics_before.zip(metrics_after).and_then(|(b, a)| {
+            let d = |name| Some(probe::metric_sum(&a, name)? - probe::metric_sum(&b, name)?);
+            Some((
+                d("agentstate_wal_records_total")? / d("agentstate_wal_batches_total")?,
+                d("agentstate_wal_fsync_duration_seconds_sum")?
+                    / d("agentstate_wal_fsync_duration_seconds_count")?.max(1.0),
+            ))
+        });
+        let per_fsync = wal.map(|w| w.0);
+        let fsync_ms = wal.map(|w| w.1 * 1000.0);
+        let s = Summary::of(&r.rec.combined());
+        ctx.report.line(format!(
+            "| {} | {clients} | {:.0} | {} | {} | {} | {} | {} |",
+            durability.as_str(),
+            r.ops_per_sec(),
+            us(s.p50_us),
+            us(s.p99_us),
+            us(s.p999_us),
+            per_fsync.map_or("?".into(), |v| format!("{v:.1}")),
+            fsync_ms.map_or("?".into(), |v| format!("{v:.2} ms"))
+        ));
+        print_errors(&mut ctx.report, durability.as_str(), &r.rec);
+        json_rows.push(
+            json!({"durability": durability.as_str(), "clients": clients,
+                   "records_per_fsync": per_fsync, "mean_fsync_ms": fsync_ms,
+                   "result": summaries_json(&r)}),
+        );
+        results.insert(durability.as_str(), (r.ops_per_sec(), s));
+        drain(&client).await?;
+    }
+    let fsync_after = probe_fsync()?;
+    let fsync_rate = (fsync_before + fsync_after) / 2.0;
+    ctx.report.line(format!(
+        "serial fdatasync rate of the WAL's disk (512 B appends, one at a time): \
+         {fsync_before:.0}/s before the runs, {fsync_after:.0}/s after, mean {fsync_rate:.0}/s"
+    ));
+    ctx.report.json.insert(
+        "durability".into(),
+        json!({"serial_fdatasync_per_sec": fsync_rate,
+               "serial_fdatasync_per_sec_before": fsync_before,
+               "serial_fdatasync_per_sec_after": fsync_after, "runs": json_rows}),
+    );
+    ctx.report.line("");
+    let (local, local_s) = results["local"];
+    let (memory, _) = results["memory"];
+    ctx.report.target(
+        format!("local saves at {clients} clients >= 0.8x memory throughput"),
+        format!("{local:.0}/s vs {memory:.0}/s = {:.2}x", local / memory),
+        Some(local / memory >= 0.8),
+    );
+    ctx.report.target(
+        format!("local saves at {clients} clients >= 4x serial fdatasync rate"),
+        format!(
+            "{local:.0}/s vs {fsync_rate:.0}/s = {:.1}x",
+            local / fsync_rate
+        ),
+        Some(local / fsync_rate >= 4.0),
+    );
+    ctx.report.target(
+        format!("local saves at {clients} clients p99 < 2 ms"),
+        us(local_s.p99_us),
+        Some(local_s.p99_us < 2000.0),
+    );
+    Ok(())
+}
