@@ -8,14 +8,15 @@
 //! - [`stats`]: latency histograms (HdrHistogram) per operation.
 //! - [`workload`]: the simulated agents, against the sidecar or straight against MongoDB.
 //! - [`probe`]: figures read from outside: `/metrics`, the log, `serverStatus`, RSS.
-//! - [`report`]: the load tool's Markdown and JSON results and its charts.
+//! - [`report`]: the load tool's Markdown and JSON results.
+//! - [`charts`]: its SVG charts for `bench/results/` (plotters).
 //! - [`resp`]: a minimal Redis client and server launcher, the read-latency yardstick.
-//! - [`svg`]: hand-written SVG charts for `bench/results/`.
 //! - [`machine`]: what the figures were measured on, and the disk's serial fsync rate.
 //!
 //! Hazard: every child process started here is killed (by its own handle) when its owner
 //! is dropped, so an aborted run leaves no servers behind.
 
+pub mod charts;
 pub mod machine;
 pub mod mongo_server;
 pub mod probe;
@@ -24,7 +25,6 @@ pub mod resp;
 pub mod sample;
 pub mod sidecar_proc;
 pub mod stats;
-pub mod svg;
 pub mod workload;
 
 use std::net::TcpListener;

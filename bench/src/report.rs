@@ -8,8 +8,8 @@ use std::path::Path;
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
+use crate::charts::{self, Series};
 use crate::stats::percentile_curve;
-use crate::svg::{self, Axis, Series};
 
 /// One line of the targets table.
 pub struct TargetRow {
@@ -97,90 +97,53 @@ impl Report {
             .map_err(std::io::Error::other)?;
         std::fs::write(out.join("results.json"), text)?;
         if !self.latency.is_empty() {
-            std::fs::write(out.join("latency.svg"), self.latency_chart())?;
+            std::fs::write(out.join("latency.svg"), self.latency_chart()?)?;
         }
         if !self.throughput.is_empty() {
             std::fs::write(
                 out.join("throughput.svg"),
-                self.throughput_chart(concurrency),
+                self.throughput_chart(concurrency)?,
             )?;
         }
         if !self.rss.is_empty() {
-            std::fs::write(out.join("rss.svg"), self.rss_chart())?;
+            std::fs::write(out.join("rss.svg"), self.rss_chart()?)?;
         }
         Ok(md)
     }
 
-    fn latency_chart(&self) -> String {
+    fn latency_chart(&self) -> std::io::Result<String> {
         let series: Vec<Series> = self
             .latency
             .iter()
             .map(|(name, i, dashed, h)| Series {
                 name: name.clone(),
-                color: svg::PALETTE[*i % svg::PALETTE.len()],
+                color: *i,
                 dashed: *dashed,
-                points: percentile_curve(h)
-                    .into_iter()
-                    .map(|(p, v)| (svg::nines(p), v))
-                    .collect(),
+                points: percentile_curve(h),
             })
             .collect();
-        svg::line_chart(
-            &self.latency_title,
-            &Axis {
-                label: "percentile".into(),
-                log: false,
-                ticks: svg::nines_ticks(),
-                format: svg::format_count,
-            },
-            &Axis {
-                label: "latency".into(),
-                log: true,
-                ticks: Vec::new(),
-                format: svg::format_us,
-            },
-            &series,
-        )
+        charts::latency(&self.latency_title, &series)
     }
 
-    fn throughput_chart(&self, concurrency: &[usize]) -> String {
+    fn throughput_chart(&self, concurrency: &[usize]) -> std::io::Result<String> {
         let series: Vec<Series> = self
             .throughput
             .iter()
             .enumerate()
             .map(|(i, (name, points))| Series {
                 name: name.to_string(),
-                color: svg::PALETTE[i % svg::PALETTE.len()],
+                color: i,
                 dashed: name.contains("MongoDB") || name.contains("Redis"),
                 points: points.clone(),
             })
             .collect();
-        let ticks = concurrency
-            .iter()
-            .map(|c| (*c as f64, c.to_string()))
-            .collect();
-        svg::line_chart(
-            "Throughput vs concurrency",
-            &Axis {
-                label: "concurrent clients".into(),
-                log: true,
-                ticks,
-                format: svg::format_count,
-            },
-            &Axis {
-                label: "operations per second".into(),
-                log: true,
-                ticks: Vec::new(),
-                format: svg::format_count,
-            },
-            &series,
-        )
+        charts::throughput("Throughput vs concurrency", concurrency, &series)
     }
 
-    fn rss_chart(&self) -> String {
+    fn rss_chart(&self) -> std::io::Result<String> {
         let series = [Series {
             name: "sidecar RSS".into(),
-            color: svg::PALETTE[0],
+            color: 0,
             dashed: false,
             points: self
                 .rss
@@ -188,20 +151,9 @@ impl Report {
                 .map(|(t, kib)| (*t, *kib as f64 / 1024.0))
                 .collect(),
         }];
-        svg::line_chart(
+        charts::over_time(
             "RSS under sustained saves of new agents",
-            &Axis {
-                label: "seconds".into(),
-                log: false,
-                ticks: Vec::new(),
-                format: |v| format!("{v:.0}"),
-            },
-            &Axis {
-                label: "RSS (MiB)".into(),
-                log: false,
-                ticks: Vec::new(),
-                format: |v| format!("{v:.0}"),
-            },
+            "RSS (MiB)",
             &series,
         )
     }
