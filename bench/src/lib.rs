@@ -10,7 +10,8 @@
 //! - [`probe`]: figures read from outside: `/metrics`, the log, `serverStatus`, RSS.
 //! - [`report`]: the load tool's Markdown and JSON results.
 //! - [`charts`]: its SVG charts for `bench/results/` (plotters).
-//! - [`resp`]: a minimal Redis client and server launcher, the read-latency yardstick.
+//! - [`redis_server`]: Redis for the read-latency yardstick: the server, its clients and
+//!   `redis-benchmark`.
 //! - [`machine`]: what the figures were measured on, and the disk's serial fsync rate.
 //!
 //! Hazard: every child process started here is killed (by its own handle) when its owner
@@ -20,8 +21,8 @@ pub mod charts;
 pub mod machine;
 pub mod mongo_server;
 pub mod probe;
+pub mod redis_server;
 pub mod report;
-pub mod resp;
 pub mod sample;
 pub mod sidecar_proc;
 pub mod stats;
