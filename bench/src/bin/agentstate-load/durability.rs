@@ -49,7 +49,7 @@ pub async fn run(ctx: &mut Ctx, url: &str, proc_: Option<&SidecarProcess>) -> an
                 .context("create the durability phase's agents")?;
         }
         let metrics_before = match proc_ {
-            Some(s) => probe::metrics_text(s.addr).await,
+            Some(s) => probe::metrics(s.addr).await,
             None => None,
         };
         let r = workload::run_clients(clients, ctx.duration(), |i, deadline| {
@@ -60,11 +60,11 @@ pub async fn run(ctx: &mut Ctx, url: &str, proc_: Option<&SidecarProcess>) -> an
         })
         .await;
         let metrics_after = match proc_ {
-            Some(s) => probe::metrics_text(s.addr).await,
+            Some(s) => probe::metrics(s.addr).await,
             None => None,
         };
         let wal = metrics_before.zip(metrics_after).and_then(|(b, a)| {
-            let d = |name| Some(probe::metric_sum(&a, name)? - probe::metric_sum(&b, name)?);
+            let d = |name| Some(a.sum(name)? - b.sum(name)?);
             Some((
                 d("agentstate_wal_records_total")? / d("agentstate_wal_batches_total")?,
                 d("agentstate_wal_fsync_duration_seconds_sum")?

@@ -34,7 +34,7 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     drain(&client).await?;
     let metrics = || async {
         match proc_ {
-            Some(s) => probe::metrics_text(s.addr).await,
+            Some(s) => probe::metrics(s.addr).await,
             None => None,
         }
     };
@@ -55,7 +55,7 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     let updates = r.rec.total_ops() as f64;
     let secs = r.elapsed.as_secs_f64();
     let flushed = m0.zip(m1).and_then(|(a, b)| {
-        let d = |n| Some(probe::metric_sum(&b, n)? - probe::metric_sum(&a, n)?);
+        let d = |n| Some(b.sum(n)? - a.sum(n)?);
         Some((
             d("agentstate_flush_batch_agents_sum")?,
             d("agentstate_flush_batches_total")?,
