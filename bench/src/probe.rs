@@ -147,6 +147,24 @@ const TICKS_PER_SEC: f64 = 100.0;
 /// of its CPU time from the accounts.
 const CPU_SAMPLE_EVERY: Duration = Duration::from_millis(200);
 
+/// `(command, parent pid, utime + stime ticks)` of a process, from `/proc/<pid>/stat`.
+fn proc_stat(pid: u32) -> Option<(String, u32, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ppid ...`: comm may hold spaces, so split at the last ')'.
+    let (open, close) = (stat.find('(')?, stat.rfind(')')?);
+    let comm = stat[open + 1..close].to_string();
+    let rest: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+    let field = |i: usize| rest.get(i).and_then(|v| v.parse::<u64>().ok());
+    // After the comm: state(0) ppid(1) ... utime(11) stime(12).
+    Some((comm, field(1)? as u32, field(11)? + field(12)?))
+}
+
+/// CPU time (user + system) a process has used so far, in seconds; `None` once it is
+/// gone. At `USER_HZ` resolution (10 ms).
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    proc_stat(pid).map(|(_, _, ticks)| ticks as f64 / TICKS_PER_SEC)
+}
+
 /// Busy ticks of all CPUs (`/proc/stat` minus idle and iowait), and per process
 /// `pid -> (command, parent pid, utime + stime ticks)`.
 fn read_cpu() -> (u64, std::collections::HashMap<u32, (String, u32, u64)>) {
@@ -170,19 +188,8 @@ fn read_cpu() -> (u64, std::collections::HashMap<u32, (String, u32, u64)>) {
             let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
                 continue;
             };
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-                continue;
-            };
-            // `pid (comm) state ppid ...`: comm may hold spaces, so split at the last ')'.
-            let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-                continue;
-            };
-            let comm = stat[open + 1..close].to_string();
-            let rest: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-            let field = |i: usize| rest.get(i).and_then(|v| v.parse::<u64>().ok());
-            // After the comm: state(0) ppid(1) ... utime(11) stime(12).
-            if let (Some(ppid), Some(u), Some(s)) = (field(1), field(11), field(12)) {
-                procs.insert(pid, (comm, ppid as u32, u + s));
+            if let Some(entry) = proc_stat(pid) {
+                procs.insert(pid, entry);
             }
         }
     }

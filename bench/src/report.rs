@@ -1,5 +1,6 @@
-//! The load tool's report: a Markdown page (targets first, then the figures of every
-//! phase), a JSON document with the same figures, and the charts.
+//! The load tool's report: a Markdown page (the figures of every phase, then every target
+//! with its threshold, measured value and verdict), a JSON document with the same, and
+//! the charts.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -11,12 +12,45 @@ use serde_json::{json, Value};
 use crate::charts::{self, Series};
 use crate::stats::percentile_curve;
 
+/// How a target came out in a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Met,
+    Missed,
+    /// Its phase ran but could not measure it (the reason is in `measured`).
+    NotMeasured,
+    /// Its phase was not among `--phases`.
+    NotRun,
+}
+
+impl Verdict {
+    pub fn of(met: bool) -> Verdict {
+        if met {
+            Verdict::Met
+        } else {
+            Verdict::Missed
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Met => "met",
+            Verdict::Missed => "MISSED",
+            Verdict::NotMeasured => "not measured",
+            Verdict::NotRun => "not run",
+        }
+    }
+}
+
 /// One line of the targets table.
 pub struct TargetRow {
+    /// A stable key (`cache_get_p50`), for ordering and for readers of the JSON.
+    pub id: &'static str,
     pub target: String,
+    /// What counts as met (`<= 1.2x`).
+    pub threshold: String,
     pub measured: String,
-    /// `None`: could not be measured in this run (the reason is in `measured`).
-    pub met: Option<bool>,
+    pub verdict: Verdict,
 }
 
 #[derive(Default)]
@@ -32,14 +66,6 @@ pub struct Report {
     pub latency_title: String,
     /// RSS over time of the sustained phase: (seconds, KiB).
     pub rss: Vec<(f64, u64)>,
-}
-
-pub fn verdict(met: Option<bool>) -> &'static str {
-    match met {
-        Some(true) => "met",
-        Some(false) => "MISSED",
-        None => "not measured",
-    }
 }
 
 /// `85 µs`, `1.25 ms`.
@@ -68,29 +94,62 @@ impl Report {
         println!("{}", text.as_ref());
     }
 
-    pub fn target(&mut self, target: impl Into<String>, measured: String, met: Option<bool>) {
-        let target = target.into();
-        self.line(format!("target: {target}: {measured} -> {}", verdict(met)));
-        self.targets.push(TargetRow {
-            target,
-            measured,
-            met,
-        });
+    /// A target's outcome: a line of the page now, a row of the Targets section at the end.
+    pub fn target(&mut self, row: TargetRow) {
+        self.line(format!(
+            "target: {} ({}): {} -> {}",
+            row.target,
+            row.threshold,
+            row.measured,
+            row.verdict.as_str()
+        ));
+        self.targets.push(row);
+    }
+
+    /// The Targets section: every target in one table.
+    pub fn targets_section(&self) -> String {
+        let count = |v: Verdict| self.targets.iter().filter(|t| t.verdict == v).count();
+        let mut md = format!(
+            "## Targets\n\n{} met, {} MISSED, {} not measured, {} not run.\n\n\
+             | target | threshold | measured | verdict |\n|---|---|---|---|\n",
+            count(Verdict::Met),
+            count(Verdict::Missed),
+            count(Verdict::NotMeasured),
+            count(Verdict::NotRun)
+        );
+        for t in &self.targets {
+            let verdict = match t.verdict {
+                Verdict::Missed => "**MISSED**",
+                v => v.as_str(),
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {verdict} |",
+                t.target, t.threshold, t.measured
+            );
+        }
+        md
     }
 
     /// Writes `results.md`, `results.json` and the charts to `out`; returns the page.
     pub fn write(&mut self, out: &Path, concurrency: &[usize]) -> std::io::Result<String> {
-        let mut md = String::from("## Targets\n\n| target | measured | verdict |\n|---|---|---|\n");
-        for t in &self.targets {
-            let _ = writeln!(md, "| {} | {} | {} |", t.target, t.measured, verdict(t.met));
-        }
-        md.push_str("\n## Figures\n");
+        let mut md = String::from("## Figures\n");
         md.push_str(&self.md);
+        md.push('\n');
+        md.push_str(&self.targets_section());
         std::fs::write(out.join("results.md"), &md)?;
         let targets: Vec<Value> = self
             .targets
             .iter()
-            .map(|t| json!({"target": t.target, "measured": t.measured, "met": t.met}))
+            .map(|t| {
+                json!({"id": t.id, "target": t.target, "threshold": t.threshold,
+                "measured": t.measured, "verdict": t.verdict.as_str(),
+                "met": match t.verdict {
+                    Verdict::Met => Some(true),
+                    Verdict::Missed => Some(false),
+                    _ => None,
+                }})
+            })
             .collect();
         self.json.insert("targets".into(), json!(targets));
         let text = serde_json::to_string_pretty(&Value::Object(self.json.clone()))

@@ -4,12 +4,14 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use agentstate_bench::report::Verdict;
 use agentstate_bench::sample;
 use agentstate_bench::sidecar_proc::SidecarProcess;
 use agentstate_protocol::{Durability, NewMessage, SaveStateRequest, StatePersistence};
 use serde_json::json;
 
 use crate::ctx::Ctx;
+use crate::targets::{self, Id};
 
 /// Appends at which WAL growth is measured.
 const APPEND_POINTS: [u64; 5] = [1, 10, 100, 1000, 10_000];
@@ -81,19 +83,21 @@ pub async fn run(ctx: &mut Ctx, s: &SidecarProcess) -> anyhow::Result<()> {
         .json
         .insert("append_wal_bytes".into(), json!(grew));
     ctx.report.line("");
-    let target = "bytes per message append constant (#10 vs #10,000)";
     match (grew.get(&10), grew.get(&10_000)) {
         (Some(&a), Some(&b)) if a > 0 => {
             let ratio = b as f64 / a as f64;
-            ctx.report.target(
-                target,
+            targets::record(
+                &mut ctx.report,
+                Id::AppendConstant,
                 format!("{a} B vs {b} B = {ratio:.3}x"),
-                Some((ratio - 1.0).abs() <= 0.05),
+                Verdict::of((ratio - 1.0).abs() <= 0.05),
             );
         }
-        _ => ctx
-            .report
-            .target(target, "not measured (--appends < 10000?)".into(), None),
+        _ => targets::not_measured(
+            &mut ctx.report,
+            Id::AppendConstant,
+            format!("--appends {} < 10000", ctx.args.appends),
+        ),
     }
     Ok(())
 }

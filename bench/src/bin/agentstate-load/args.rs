@@ -68,6 +68,11 @@ pub struct Args {
     /// reaches it, so the plateau (or its absence) shows.
     #[arg(long, default_value_t = 20_000)]
     pub sustained_cache_entries: u64,
+    /// `--cache-bytes-max` of the sustained phase's sidecar, passed only if the sidecar has
+    /// that flag: reached before the entries bound at 1 KiB states (about 2.8 KB charged
+    /// per agent), and large enough that its cost per agent stands out of the RSS noise.
+    #[arg(long, default_value_t = 48 * 1024 * 1024)]
+    pub sustained_cache_bytes: u64,
     /// Wait up to this long at start for other processes to leave the CPU idle.
     #[arg(long, default_value_t = 60)]
     pub wait_idle_secs: u64,

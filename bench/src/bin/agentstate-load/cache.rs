@@ -1,10 +1,11 @@
 //! `cache`: reads of flushed (cache-resident) agents against Redis GETs of the same bytes
 //! at the same concurrency, timed by the same harness.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use agentstate_bench::redis_server::{self, RedisServer};
-use agentstate_bench::report::us;
+use agentstate_bench::report::{us, Verdict};
 use agentstate_bench::sample;
 use agentstate_bench::stats::{Recorder, Summary};
 use agentstate_bench::workload;
@@ -14,6 +15,7 @@ use redis::AsyncCommands;
 use serde_json::json;
 
 use crate::ctx::{drain, print_errors, summaries_json, Ctx};
+use crate::targets::{self, Id};
 
 /// Agents the cache phase reads (all flushed, so all cache hits).
 const CACHE_AGENTS: usize = 1000;
@@ -106,7 +108,8 @@ pub async fn run(ctx: &mut Ctx, url: &str) -> anyhow::Result<()> {
     ctx.report.line("|---|---|---|---|---|---|---|---|---|---|");
     let duration = ctx.duration();
     let mut json_rows = Vec::new();
-    let mut ratios = Vec::new();
+    // Per concurrency: (sidecar p50, Redis p50, sidecar GET/s, Redis GET/s).
+    let mut pairs = BTreeMap::new();
     for &c in &ctx.args.concurrency.clone() {
         let r = workload::run_clients(c, duration, |i, deadline| {
             workload::load_client(client.clone(), i, deadline, ids.clone())
@@ -165,8 +168,8 @@ pub async fn run(ctx: &mut Ctx, url: &str) -> anyhow::Result<()> {
             bench_p50.as_ref().map_or_else(|e| e.clone(), |v| us(*v)),
             ratio.map_or("-".into(), |x| format!("{x:.2}x")),
         ));
-        if let Some(x) = ratio {
-            ratios.push((c, s.p50_us, rs.map_or(0.0, |r| r.p50_us), x));
+        if let (Some(rs), Some(rr)) = (rs, &redis_r) {
+            pairs.insert(c, (s.p50_us, rs.p50_us, r.ops_per_sec(), rr.ops_per_sec()));
         }
         json_rows.push(json!({
             "clients": c, "sidecar": summaries_json(&r),
@@ -181,19 +184,36 @@ pub async fn run(ctx: &mut Ctx, url: &str) -> anyhow::Result<()> {
                "runs": json_rows}),
     );
     ctx.report.line("");
-    if ratios.is_empty() {
-        ctx.report.target(
-            "cache-hit GET p50 within 1.5x of Redis GET at same concurrency",
-            format!("no Redis: {}", redis_why.unwrap_or_default()),
-            None,
-        );
+    let sizes = [("--state-bytes", ctx.args.state_bytes, targets::STATE_BYTES)];
+    let missing = |c: usize| match &redis_why {
+        Some(why) => format!("no Redis: {why}"),
+        None => format!("--concurrency has no {c}"),
+    };
+    match pairs.get(&1) {
+        Some(&(s, r, _, _)) => targets::record_sized(
+            &mut ctx.report,
+            Id::CacheGetP50,
+            format!(
+                "{} vs {} = {:.2}x ({} B bodies)",
+                us(s),
+                us(r),
+                s / r,
+                body.len()
+            ),
+            Verdict::of(s / r <= 1.2),
+            &sizes,
+        ),
+        None => targets::not_measured(&mut ctx.report, Id::CacheGetP50, missing(1)),
     }
-    for (c, s, r, x) in ratios {
-        ctx.report.target(
-            "cache-hit GET p50 within 1.5x of Redis GET at same concurrency",
-            format!("{c} clients: {} vs {} = {x:.2}x", us(s), us(r)),
-            Some(x <= 1.5),
-        );
+    match pairs.get(&64) {
+        Some(&(_, _, s, r)) => targets::record_sized(
+            &mut ctx.report,
+            Id::CacheGetRate,
+            format!("{s:.0}/s vs {r:.0}/s = {:.2}x", s / r),
+            Verdict::of(s >= r),
+            &sizes,
+        ),
+        None => targets::not_measured(&mut ctx.report, Id::CacheGetRate, missing(64)),
     }
     Ok(())
 }

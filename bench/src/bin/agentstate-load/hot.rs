@@ -2,23 +2,24 @@
 //! documents it writes to MongoDB against the updates.
 
 use agentstate_bench::probe::{self, CpuSnapshot};
+use agentstate_bench::report::Verdict;
 use agentstate_bench::sample;
 use agentstate_bench::workload;
 use agentstate_protocol::StatePersistence;
 use serde_json::json;
 
 use crate::ctx::{cpu_line, drain, print_errors, summaries_json, Ctx};
+use crate::targets::{self, Id};
 
 pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     ctx.report.section("Hot agents: MongoDB writes vs updates");
     let cpu = CpuSnapshot::take();
-    let target = "hot-agent MongoDB write ops <= 1/10 of update rate";
     let Some(mongo) = ctx.mongo_client.clone() else {
         let why = format!(
             "no MongoDB: {}",
             ctx.mongo_missing.as_deref().unwrap_or("?")
         );
-        ctx.report.target(target, why, None);
+        targets::not_measured(&mut ctx.report, Id::HotDocs, why);
         return Ok(());
     };
     let sidecar = ctx.start_sidecar("hot", true, &[]).await?;
@@ -96,18 +97,30 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     );
     // Documents written is the stricter count (a command carries many statements).
     let writes = flushed.map(|f| f.0).or(server_writes);
+    let counted = if flushed.is_some() {
+        "documents"
+    } else {
+        "write commands (no /metrics)"
+    };
     match writes {
-        Some(w) => ctx.report.target(
-            target,
+        Some(w) => targets::record_sized(
+            &mut ctx.report,
+            Id::HotDocs,
             format!(
-                "{w:.0} writes for {updates:.0} updates = 1/{:.1}",
+                "{w:.0} {counted} for {updates:.0} updates = 1/{:.1}",
                 updates / w.max(1.0)
             ),
-            Some(w * 10.0 <= updates),
+            Verdict::of(w * 50.0 <= updates),
+            &[
+                ("--clients", clients, targets::CLIENTS),
+                ("--hot-agents", hot.len(), targets::HOT_AGENTS),
+            ],
         ),
-        None => ctx
-            .report
-            .target(target, "no /metrics or serverStatus figures".into(), None),
+        None => targets::not_measured(
+            &mut ctx.report,
+            Id::HotDocs,
+            "no /metrics or serverStatus figures",
+        ),
     }
     // Before the sidecar goes: a dead process's CPU time would count as "other".
     cpu_line(ctx, "hot", &cpu);

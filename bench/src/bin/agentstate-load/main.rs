@@ -5,13 +5,15 @@
 //! - `mix`: Greeter conversations (save, transition, append, load, transfer) at each
 //!   `--concurrency`, through the sidecar and as direct journaled MongoDB writes.
 //! - `durability`: saves at `--clients` with `local` and with `memory`, the disk's serial
-//!   fdatasync rate before and after, and the WAL's records per fsync (from `/metrics`).
+//!   fdatasync rate before and after, the WAL's records per fsync (from `/metrics`) and
+//!   the sidecar's CPU time per save.
 //! - `cache`: reads of flushed (cache-resident) agents against Redis GETs at the same
 //!   concurrency.
 //! - `hot`: many saves to a few agents on a MongoDB-backed sidecar of its own; MongoDB
 //!   writes against updates.
 //! - `append`: WAL bytes written by message append #1, #10, ... #10,000 of one agent.
-//! - `sustained`: saves of new agents for `--sustained-secs`, RSS sampled throughout.
+//! - `sustained`: the cache filled in steps to its bound (what a cached agent costs), then
+//!   saves of new agents for `--sustained-secs`, RSS and the cache gauges sampled.
 //! - `replay`: N records left in the WAL, `kill -9`, restart: replay rate and time to ready.
 //!
 //! It starts what it needs: SecantusDB (`--sync-on-commit`) unless `MONGODB_URI` is set,
@@ -21,15 +23,19 @@
 //! Every phase reports the CPU each of this run's processes used, and what the rest of
 //! the machine used ("other"): on a shared machine that says how far to trust a figure.
 //! Results go to `--out` (default `bench/results/`): `results.md`, `results.json`,
-//! `latency.svg`, `throughput.svg`, `rss.svg`.
+//! `latency.svg`, `throughput.svg`, `rss.svg`. Both the page and stdout end with the
+//! Targets section: every target, its threshold, what this run measured and the verdict
+//! (met, MISSED, not measured, not run).
 //!
-//! One module per phase (`mix`, `durability`, `cache`, `hot`, `append`, `sustained`,
-//! `replay`, and `idle_rss` over all of them); `ctx` holds what they share and `args`
-//! the command line. This file only orders the phases and writes the report.
+//! One module per phase (`mix`, `durability`, `cache`, `hot`, `append`, `sustained` with
+//! `cache_fill`, `replay`, and `idle_rss` over all of them); `ctx` holds what they share,
+//! `args` the command line and `targets` the list of targets. This file only orders the
+//! phases and writes the report.
 
 mod append;
 mod args;
 mod cache;
+mod cache_fill;
 mod ctx;
 mod durability;
 mod hot;
@@ -37,6 +43,7 @@ mod idle_rss;
 mod mix;
 mod replay;
 mod sustained;
+mod targets;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -197,18 +204,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
         cpu_line(&mut ctx, "append", &cpu);
     }
     if phases.contains(&Phase::Sustained) {
-        let cache = ctx.args.sustained_cache_entries.to_string();
-        let s = ctx
-            .start_sidecar("sustained", false, &["--cache-entries-max", &cache])
-            .await?;
-        let cpu = CpuSnapshot::take();
-        sustained::run(&mut ctx, &s).await?;
-        cpu_line(&mut ctx, "sustained", &cpu);
+        sustained::run(&mut ctx).await?;
     }
     if phases.contains(&Phase::Replay) {
         replay::run(&mut ctx).await?;
     }
     idle_rss::target(&mut ctx);
+    targets::finish(&mut ctx.report, &phases);
     let concurrency = ctx.args.concurrency.clone();
     let md = ctx
         .report

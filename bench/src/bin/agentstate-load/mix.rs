@@ -4,13 +4,14 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use agentstate_bench::report::us;
+use agentstate_bench::report::{us, Verdict};
 use agentstate_bench::stats::Summary;
 use agentstate_bench::workload::{self, Target, MIX_OPS};
 use agentstate_protocol::Client;
 use serde_json::json;
 
 use crate::ctx::{drain, print_errors, summaries_json, summary_row, Ctx};
+use crate::targets::{self, Id};
 
 pub async fn run(ctx: &mut Ctx, url: &str) -> anyhow::Result<()> {
     ctx.report
@@ -103,17 +104,18 @@ pub async fn run(ctx: &mut Ctx, url: &str) -> anyhow::Result<()> {
     ctx.report.line("");
     if save_ratio.is_empty() {
         let why = ctx.mongo_missing.clone().unwrap_or_default();
-        ctx.report.target(
-            "sidecar save p50 <= 0.25x direct journaled MongoDB write",
+        targets::not_measured(
+            &mut ctx.report,
+            Id::SaveVsDirect,
             format!("no MongoDB ({why})"),
-            None,
         );
     }
     for (c, s, m) in save_ratio {
-        ctx.report.target(
-            "sidecar save p50 <= 0.25x direct journaled MongoDB write",
+        targets::record(
+            &mut ctx.report,
+            Id::SaveVsDirect,
             format!("{c} clients: {} vs {} = {:.3}x", us(s), us(m), s / m),
-            Some(s / m <= 0.25),
+            Verdict::of(s / m <= 0.25),
         );
     }
     Ok(())

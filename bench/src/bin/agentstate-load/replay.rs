@@ -4,13 +4,14 @@
 use std::time::Instant;
 
 use agentstate_bench::probe::{self, CpuSnapshot};
-use agentstate_bench::report::mib;
+use agentstate_bench::report::{mib, Verdict};
 use agentstate_bench::sample;
 use agentstate_protocol::{Durability, StatePersistence};
 use anyhow::Context;
 use serde_json::json;
 
 use crate::ctx::{cpu_line, Ctx};
+use crate::targets::{self, Id};
 
 pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     ctx.report.section("WAL replay at start-up");
@@ -72,7 +73,6 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
         ready.as_millis(),
         mib(rss_after)
     ));
-    let target = "WAL replay >= 1M records/s";
     match (records, elapsed_ms) {
         (Some(n), Some(ms)) => {
             let rate = n as f64 / (ms.max(1) as f64 / 1000.0);
@@ -87,16 +87,17 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
                        "ready_ms": ready.as_millis() as u64, "wal_bytes": status.wal_bytes,
                        "rss_before_kib": rss_before, "rss_after_kib": rss_after}),
             );
-            ctx.report.target(
-                target,
+            targets::record(
+                &mut ctx.report,
+                Id::ReplayRate,
                 format!("{rate:.0} records/s ({n} records in {ms} ms)"),
-                Some(rate >= 1_000_000.0),
+                Verdict::of(rate >= 1_000_000.0),
             );
         }
-        _ => ctx.report.target(
-            target,
-            "no \"WAL replayed\" line with records and elapsed_ms in the log".into(),
-            None,
+        _ => targets::not_measured(
+            &mut ctx.report,
+            Id::ReplayRate,
+            "no \"WAL replayed\" line with records and elapsed_ms in the log",
         ),
     }
     // Before the sidecar goes: a dead process's CPU time would count as "other". (The
