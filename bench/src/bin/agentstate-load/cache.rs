@@ -95,7 +95,7 @@ pub async fn run(ctx: &mut Ctx, url: &str) -> anyhow::Result<()> {
         "{} agents, flushed first so every read is a cache hit; GET /v1/agents/{{id}} as \
          MessagePack ({} B), decoded by the client. Redis: GET of the same bytes, same \
          harness (tokio, one connection per client, the redis crate); the same plus decoding them into a \
-         PersistedState (half as long a run); redis-benchmark's own p50. The ratio is \
+         PersistedState (half as long a run); redis-benchmark's own p50 (--threads 2). The ratio is \
          sidecar p50 / Redis GET p50.",
         CACHE_AGENTS,
         body.len()
