@@ -243,7 +243,7 @@ fn percentile(x: f64) -> f64 {
 /// `12 µs`, `3.4 ms`, `1.2 s`.
 pub fn format_us(us: f64) -> String {
     if us >= 1_000_000.0 {
-        format!("{:.3} s", us / 1_000_000.0)
+        format!("{} s", trim(us / 1_000_000.0))
     } else if us >= 1000.0 {
         format!("{} ms", trim(us / 1000.0))
     } else {
@@ -333,6 +333,14 @@ mod tests {
             texts.contains(&"RSS (MiB)") && texts.contains(&"2.5"),
             "{texts:?}"
         );
+    }
+
+    #[test]
+    fn labels_are_short() {
+        assert_eq!(format_us(850.0), "850 µs");
+        assert_eq!(format_us(12_500.0), "12.5 ms");
+        assert_eq!(format_us(10_000_000.0), "10 s");
+        assert_eq!(format_count(64_000.0), "64k");
     }
 
     #[test]
