@@ -1,5 +1,5 @@
 //! Shared parts of the criterion benches (`benches/`) and the load tool
-//! (`src/bin/agentstate-load.rs`).
+//! (`src/bin/agentstate-load/`).
 //!
 //! - [`mongo_server`]: a MongoDB-wire server for a run: `MONGODB_URI`, else SecantusDB
 //!   (`secantusd-py`) started on a free loopback port.
@@ -8,23 +8,24 @@
 //! - [`stats`]: latency histograms (HdrHistogram) per operation.
 //! - [`workload`]: the simulated agents, against the sidecar or straight against MongoDB.
 //! - [`probe`]: figures read from outside: `/metrics`, the log, `serverStatus`, RSS.
-//! - [`report`]: the load tool's Markdown and JSON results and its charts.
-//! - [`resp`]: a minimal Redis client and server launcher, the read-latency yardstick.
-//! - [`svg`]: hand-written SVG charts for `bench/results/`.
+//! - [`report`]: the load tool's Markdown and JSON results.
+//! - [`charts`]: its SVG charts for `bench/results/` (plotters).
+//! - [`redis_server`]: Redis for the read-latency yardstick: the server, its clients and
+//!   `redis-benchmark`.
 //! - [`machine`]: what the figures were measured on, and the disk's serial fsync rate.
 //!
 //! Hazard: every child process started here is killed (by its own handle) when its owner
 //! is dropped, so an aborted run leaves no servers behind.
 
+pub mod charts;
 pub mod machine;
 pub mod mongo_server;
 pub mod probe;
+pub mod redis_server;
 pub mod report;
-pub mod resp;
 pub mod sample;
 pub mod sidecar_proc;
 pub mod stats;
-pub mod svg;
 pub mod workload;
 
 use std::net::TcpListener;

@@ -1,5 +1,6 @@
-//! The load tool's report: a Markdown page (targets first, then the figures of every
-//! phase), a JSON document with the same figures, and the charts.
+//! The load tool's report: a Markdown page (the figures of every phase, then every target
+//! with its threshold, measured value and verdict), a JSON document with the same, and
+//! the charts.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -8,15 +9,48 @@ use std::path::Path;
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
+use crate::charts::{self, Series};
 use crate::stats::percentile_curve;
-use crate::svg::{self, Axis, Series};
+
+/// How a target came out in a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Met,
+    Missed,
+    /// Its phase ran but could not measure it (the reason is in `measured`).
+    NotMeasured,
+    /// Its phase was not among `--phases`.
+    NotRun,
+}
+
+impl Verdict {
+    pub fn of(met: bool) -> Verdict {
+        if met {
+            Verdict::Met
+        } else {
+            Verdict::Missed
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Met => "met",
+            Verdict::Missed => "MISSED",
+            Verdict::NotMeasured => "not measured",
+            Verdict::NotRun => "not run",
+        }
+    }
+}
 
 /// One line of the targets table.
 pub struct TargetRow {
+    /// A stable key (`cache_get_p50`), for ordering and for readers of the JSON.
+    pub id: &'static str,
     pub target: String,
+    /// What counts as met (`<= 1.2x`).
+    pub threshold: String,
     pub measured: String,
-    /// `None`: could not be measured in this run (the reason is in `measured`).
-    pub met: Option<bool>,
+    pub verdict: Verdict,
 }
 
 #[derive(Default)]
@@ -32,14 +66,6 @@ pub struct Report {
     pub latency_title: String,
     /// RSS over time of the sustained phase: (seconds, KiB).
     pub rss: Vec<(f64, u64)>,
-}
-
-pub fn verdict(met: Option<bool>) -> &'static str {
-    match met {
-        Some(true) => "met",
-        Some(false) => "MISSED",
-        None => "not measured",
-    }
 }
 
 /// `85 µs`, `1.25 ms`.
@@ -68,119 +94,115 @@ impl Report {
         println!("{}", text.as_ref());
     }
 
-    pub fn target(&mut self, target: impl Into<String>, measured: String, met: Option<bool>) {
-        let target = target.into();
-        self.line(format!("target: {target}: {measured} -> {}", verdict(met)));
-        self.targets.push(TargetRow {
-            target,
-            measured,
-            met,
-        });
+    /// A target's outcome: a line of the page now, a row of the Targets section at the end.
+    pub fn target(&mut self, row: TargetRow) {
+        self.line(format!(
+            "target: {} ({}): {} -> {}",
+            row.target,
+            row.threshold,
+            row.measured,
+            row.verdict.as_str()
+        ));
+        self.targets.push(row);
+    }
+
+    /// The Targets section: every target in one table.
+    pub fn targets_section(&self) -> String {
+        let count = |v: Verdict| self.targets.iter().filter(|t| t.verdict == v).count();
+        let mut md = format!(
+            "## Targets\n\n{} met, {} MISSED, {} not measured, {} not run.\n\n\
+             | target | threshold | measured | verdict |\n|---|---|---|---|\n",
+            count(Verdict::Met),
+            count(Verdict::Missed),
+            count(Verdict::NotMeasured),
+            count(Verdict::NotRun)
+        );
+        for t in &self.targets {
+            let verdict = match t.verdict {
+                Verdict::Missed => "**MISSED**",
+                v => v.as_str(),
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {verdict} |",
+                t.target, t.threshold, t.measured
+            );
+        }
+        md
     }
 
     /// Writes `results.md`, `results.json` and the charts to `out`; returns the page.
     pub fn write(&mut self, out: &Path, concurrency: &[usize]) -> std::io::Result<String> {
-        let mut md = String::from("## Targets\n\n| target | measured | verdict |\n|---|---|---|\n");
-        for t in &self.targets {
-            let _ = writeln!(md, "| {} | {} | {} |", t.target, t.measured, verdict(t.met));
-        }
-        md.push_str("\n## Figures\n");
+        let mut md = String::from("## Figures\n");
         md.push_str(&self.md);
+        md.push('\n');
+        md.push_str(&self.targets_section());
         std::fs::write(out.join("results.md"), &md)?;
         let targets: Vec<Value> = self
             .targets
             .iter()
-            .map(|t| json!({"target": t.target, "measured": t.measured, "met": t.met}))
+            .map(|t| {
+                json!({"id": t.id, "target": t.target, "threshold": t.threshold,
+                "measured": t.measured, "verdict": t.verdict.as_str(),
+                "met": match t.verdict {
+                    Verdict::Met => Some(true),
+                    Verdict::Missed => Some(false),
+                    _ => None,
+                }})
+            })
             .collect();
         self.json.insert("targets".into(), json!(targets));
         let text = serde_json::to_string_pretty(&Value::Object(self.json.clone()))
             .map_err(std::io::Error::other)?;
         std::fs::write(out.join("results.json"), text)?;
         if !self.latency.is_empty() {
-            std::fs::write(out.join("latency.svg"), self.latency_chart())?;
+            std::fs::write(out.join("latency.svg"), self.latency_chart()?)?;
         }
         if !self.throughput.is_empty() {
             std::fs::write(
                 out.join("throughput.svg"),
-                self.throughput_chart(concurrency),
+                self.throughput_chart(concurrency)?,
             )?;
         }
         if !self.rss.is_empty() {
-            std::fs::write(out.join("rss.svg"), self.rss_chart())?;
+            std::fs::write(out.join("rss.svg"), self.rss_chart()?)?;
         }
         Ok(md)
     }
 
-    fn latency_chart(&self) -> String {
+    fn latency_chart(&self) -> std::io::Result<String> {
         let series: Vec<Series> = self
             .latency
             .iter()
             .map(|(name, i, dashed, h)| Series {
                 name: name.clone(),
-                color: svg::PALETTE[*i % svg::PALETTE.len()],
+                color: *i,
                 dashed: *dashed,
-                points: percentile_curve(h)
-                    .into_iter()
-                    .map(|(p, v)| (svg::nines(p), v))
-                    .collect(),
+                points: percentile_curve(h),
             })
             .collect();
-        svg::line_chart(
-            &self.latency_title,
-            &Axis {
-                label: "percentile".into(),
-                log: false,
-                ticks: svg::nines_ticks(),
-                format: svg::format_count,
-            },
-            &Axis {
-                label: "latency".into(),
-                log: true,
-                ticks: Vec::new(),
-                format: svg::format_us,
-            },
-            &series,
-        )
+        charts::latency(&self.latency_title, &series)
     }
 
-    fn throughput_chart(&self, concurrency: &[usize]) -> String {
+    fn throughput_chart(&self, concurrency: &[usize]) -> std::io::Result<String> {
         let series: Vec<Series> = self
             .throughput
             .iter()
             .enumerate()
             .map(|(i, (name, points))| Series {
                 name: name.to_string(),
-                color: svg::PALETTE[i % svg::PALETTE.len()],
+                color: i,
                 dashed: name.contains("MongoDB") || name.contains("Redis"),
                 points: points.clone(),
             })
             .collect();
-        let ticks = concurrency
-            .iter()
-            .map(|c| (*c as f64, c.to_string()))
-            .collect();
-        svg::line_chart(
-            "Throughput vs concurrency",
-            &Axis {
-                label: "concurrent clients".into(),
-                log: true,
-                ticks,
-                format: svg::format_count,
-            },
-            &Axis {
-                label: "operations per second".into(),
-                log: true,
-                ticks: Vec::new(),
-                format: svg::format_count,
-            },
-            &series,
-        )
+        charts::throughput("Throughput vs concurrency", concurrency, &series)
     }
 
-    fn rss_chart(&self) -> String {
+    fn rss_chart(&self) -> std::io::Result<String> {
         let series = [Series {
             name: "sidecar RSS".into(),
-            color: svg::PALETTE[0],
+            color: 0,
             dashed: false,
             points: self
                 .rss
@@ -188,20 +210,9 @@ impl Report {
                 .map(|(t, kib)| (*t, *kib as f64 / 1024.0))
                 .collect(),
         }];
-        svg::line_chart(
+        charts::over_time(
             "RSS under sustained saves of new agents",
-            &Axis {
-                label: "seconds".into(),
-                log: false,
-                ticks: Vec::new(),
-                format: |v| format!("{v:.0}"),
-            },
-            &Axis {
-                label: "RSS (MiB)".into(),
-                log: false,
-                ticks: Vec::new(),
-                format: |v| format!("{v:.0}"),
-            },
+            "RSS (MiB)",
             &series,
         )
     }

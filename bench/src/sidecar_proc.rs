@@ -30,6 +30,19 @@ pub fn find_binary() -> Option<PathBuf> {
         .find(|p| p.exists())
 }
 
+/// Whether `bin serve --help` lists `flag` (`--cache-bytes-max`): a phase passes a flag
+/// that older binaries lack only when it is there.
+pub fn serve_has_flag(bin: &Path, flag: &str) -> bool {
+    Command::new(bin)
+        .args(["serve", "--help"])
+        .output()
+        .is_ok_and(|out| {
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .any(|l| l.trim_start().starts_with(flag))
+        })
+}
+
 pub struct SidecarProcess {
     pub addr: SocketAddr,
     pub data_dir: PathBuf,

@@ -138,6 +138,21 @@ pub fn percentile_curve(h: &Histogram<u64>) -> Vec<(f64, f64)> {
     points
 }
 
+/// The least-squares line through `points`: `(slope, intercept)`; `None` for fewer than
+/// two distinct x.
+pub fn fit_line(points: &[(f64, f64)]) -> Option<(f64, f64)> {
+    let n = points.len() as f64;
+    let mean_x = points.iter().map(|p| p.0).sum::<f64>() / n;
+    let mean_y = points.iter().map(|p| p.1).sum::<f64>() / n;
+    let sxx: f64 = points.iter().map(|p| (p.0 - mean_x).powi(2)).sum();
+    let sxy: f64 = points.iter().map(|p| (p.0 - mean_x) * (p.1 - mean_y)).sum();
+    if points.len() < 2 || sxx <= 0.0 {
+        return None;
+    }
+    let slope = sxy / sxx;
+    Some((slope, mean_y - slope * mean_x))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,6 +168,14 @@ mod tests {
         let last = curve.last().unwrap().0;
         assert!((last - 99.9).abs() < 1e-6, "{last}");
         assert!((Summary::of(&h).p50_us - 500.0).abs() < 1.0);
+    }
+
+    #[test]
+    fn lines_fit() {
+        let (slope, intercept) = fit_line(&[(0.0, 1.0), (1.0, 3.0), (2.0, 5.0)]).unwrap();
+        assert!((slope - 2.0).abs() < 1e-9 && (intercept - 1.0).abs() < 1e-9);
+        assert_eq!(fit_line(&[(1.0, 1.0)]), None);
+        assert_eq!(fit_line(&[(1.0, 1.0), (1.0, 2.0)]), None);
     }
 
     #[test]
