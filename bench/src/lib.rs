@@ -27,6 +27,7 @@ pub mod sample;
 pub mod sidecar_proc;
 pub mod stats;
 pub mod workload;
+pub mod wrk;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

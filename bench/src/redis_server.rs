@@ -65,9 +65,10 @@ impl RedisServer {
     }
 
     /// `redis-benchmark -t set,get --threads 2` at `clients` connections with
-    /// `value_bytes` values: the GET line's p50 in microseconds. Two threads, one per
-    /// core here, so its own client side is not what limits it at 64 connections.
-    pub fn benchmark_get_p50_us(&self, clients: usize, value_bytes: usize) -> Result<f64, String> {
+    /// `value_bytes` values: the GET line's p50 in microseconds and its requests per
+    /// second. Two threads, one per core here, so its own client side is not what limits
+    /// it at 64 connections.
+    pub fn benchmark_get(&self, clients: usize, value_bytes: usize) -> Result<(f64, f64), String> {
         let requests = (20_000 * clients.max(1)).clamp(20_000, 200_000);
         let out = Command::new("redis-benchmark")
             .args(["-h", "127.0.0.1", "-p", &self.addr.port().to_string()])
@@ -89,14 +90,19 @@ impl RedisServer {
             .iter()
             .position(|c| c == "p50_latency_ms")
             .ok_or("redis-benchmark's CSV has no p50_latency_ms column (Redis < 7?)")?;
+        let rps_col = header
+            .iter()
+            .position(|c| c == "rps")
+            .ok_or("redis-benchmark's CSV has no rps column")?;
         for line in lines {
             let cols: Vec<&str> = line.split(',').map(|c| c.trim_matches('"')).collect();
             if cols.first() == Some(&"GET") {
-                let ms: f64 = cols
-                    .get(p50_col)
-                    .and_then(|v| v.parse().ok())
-                    .ok_or("unreadable p50 in redis-benchmark's GET line")?;
-                return Ok(ms * 1000.0);
+                let number = |col: usize| -> Result<f64, String> {
+                    cols.get(col).and_then(|v| v.parse().ok()).ok_or_else(|| {
+                        format!("unreadable column {col} in redis-benchmark's GET line")
+                    })
+                };
+                return Ok((number(p50_col)? * 1000.0, number(rps_col)?));
             }
         }
         Err("no GET line in redis-benchmark's output".into())

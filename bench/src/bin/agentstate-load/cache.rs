@@ -9,6 +9,7 @@ use agentstate_bench::report::{us, Verdict};
 use agentstate_bench::sample;
 use agentstate_bench::stats::{Recorder, Summary};
 use agentstate_bench::workload;
+use agentstate_bench::wrk;
 use agentstate_protocol::{Client, Codec, PersistedState, StatePersistence};
 use anyhow::Context;
 use redis::AsyncCommands;
@@ -95,21 +96,29 @@ pub async fn run(ctx: &mut Ctx, url: &str) -> anyhow::Result<()> {
         "{} agents, flushed first so every read is a cache hit; GET /v1/agents/{{id}} as \
          MessagePack ({} B), decoded by the client. Redis: GET of the same bytes, same \
          harness (tokio, one connection per client, the redis crate); the same plus decoding them into a \
-         PersistedState (half as long a run); redis-benchmark's own p50 (--threads 2). The ratio is \
-         sidecar p50 / Redis GET p50.",
+         PersistedState (half as long a run). And the target's yardsticks, C load generators \
+         with two threads each: wrk (GET of one cached agent, MessagePack) against \
+         redis-benchmark --threads 2 (GET of a value of the same size). The targets use \
+         the yardsticks when both are installed, else the same harness. The ratio is \
+         sidecar p50 / Redis GET p50, same harness.",
         CACHE_AGENTS,
         body.len()
     ));
     ctx.report.line("");
     ctx.report.line(
         "| clients | sidecar GET/s | sidecar p50 | sidecar p99 | Redis GET/s | Redis p50 | \
-         Redis p99 | Redis GET + decode p50 | redis-benchmark p50 | p50 ratio |",
+         Redis p99 | Redis GET + decode p50 | p50 ratio | wrk GET/s | wrk p50 | \
+         redis-benchmark GET/s | redis-benchmark p50 |",
     );
-    ctx.report.line("|---|---|---|---|---|---|---|---|---|---|");
+    ctx.report
+        .line("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let one_agent = format!("{}/v1/agents/{}", url.trim_end_matches('/'), ids[0]);
     let duration = ctx.duration();
     let mut json_rows = Vec::new();
-    // Per concurrency: (sidecar p50, Redis p50, sidecar GET/s, Redis GET/s).
+    // Per concurrency: (sidecar p50, Redis p50, sidecar GET/s, Redis GET/s), from the
+    // yardsticks when both ran, else from the same harness.
     let mut pairs = BTreeMap::new();
+    let mut yardstick = "same harness";
     for &c in &ctx.args.concurrency.clone() {
         let r = workload::run_clients(c, duration, |i, deadline| {
             workload::load_client(client.clone(), i, deadline, ids.clone())
@@ -122,7 +131,7 @@ pub async fn run(ctx: &mut Ctx, url: &str) -> anyhow::Result<()> {
             .entry("sidecar: cache-hit GET")
             .or_default()
             .push((c as f64, r.ops_per_sec()));
-        let (redis_r, bench_p50) = match &redis {
+        let (redis_r, bench) = match &redis {
             Ok(server) => {
                 let addr = server.addr;
                 let rr = workload::run_clients(c, duration, |i, deadline| {
@@ -136,13 +145,11 @@ pub async fn run(ctx: &mut Ctx, url: &str) -> anyhow::Result<()> {
                 .await;
                 print_errors(&mut ctx.report, "Redis GET + decode", &rd.rec);
                 let decoded = Summary::of(&rd.rec.combined());
-                (
-                    Some((rr, decoded)),
-                    server.benchmark_get_p50_us(c, body.len()),
-                )
+                (Some((rr, decoded)), server.benchmark_get(c, body.len()))
             }
             Err(_) => (None, Err("no Redis".to_string())),
         };
+        let wrk_run = wrk::get(&one_agent, c, duration, &["Accept: application/msgpack"]);
         let decoded = redis_r.as_ref().map(|r| r.1);
         let redis_r = redis_r.map(|r| r.0);
         let rs = redis_r.as_ref().map(|rr| Summary::of(&rr.rec.combined()));
@@ -155,7 +162,7 @@ pub async fn run(ctx: &mut Ctx, url: &str) -> anyhow::Result<()> {
         }
         let ratio = rs.map(|rs| s.p50_us / rs.p50_us);
         ctx.report.line(format!(
-            "| {c} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {c} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.ops_per_sec(),
             us(s.p50_us),
             us(s.p99_us),
@@ -165,16 +172,33 @@ pub async fn run(ctx: &mut Ctx, url: &str) -> anyhow::Result<()> {
             rs.map_or("-".into(), |rs| us(rs.p50_us)),
             rs.map_or("-".into(), |rs| us(rs.p99_us)),
             decoded.map_or("-".into(), |d| us(d.p50_us)),
-            bench_p50.as_ref().map_or_else(|e| e.clone(), |v| us(*v)),
             ratio.map_or("-".into(), |x| format!("{x:.2}x")),
+            wrk_run
+                .as_ref()
+                .map_or_else(|e| e.clone(), |w| format!("{:.0}", w.requests_per_sec)),
+            wrk_run.as_ref().map_or("-".into(), |w| us(w.p50_us)),
+            bench
+                .as_ref()
+                .map_or_else(|e| e.clone(), |b| format!("{:.0}", b.1)),
+            bench.as_ref().map_or("-".into(), |b| us(b.0)),
         ));
-        if let (Some(rs), Some(rr)) = (rs, &redis_r) {
-            pairs.insert(c, (s.p50_us, rs.p50_us, r.ops_per_sec(), rr.ops_per_sec()));
+        match (&wrk_run, &bench, rs, &redis_r) {
+            (Ok(w), Ok((p50, rps)), _, _) => {
+                yardstick = "wrk vs redis-benchmark --threads 2";
+                pairs.insert(c, (w.p50_us, *p50, w.requests_per_sec, *rps));
+            }
+            (_, _, Some(rs), Some(rr)) => {
+                pairs.insert(c, (s.p50_us, rs.p50_us, r.ops_per_sec(), rr.ops_per_sec()));
+            }
+            _ => {}
         }
         json_rows.push(json!({
             "clients": c, "sidecar": summaries_json(&r),
             "redis": redis_r.as_ref().map(summaries_json),
-            "redis_benchmark_p50_us": bench_p50.ok(),
+            "redis_benchmark_p50_us": bench.as_ref().ok().map(|b| b.0),
+            "redis_benchmark_rps": bench.as_ref().ok().map(|b| b.1),
+            "wrk_p50_us": wrk_run.as_ref().ok().map(|w| w.p50_us),
+            "wrk_rps": wrk_run.as_ref().ok().map(|w| w.requests_per_sec),
             "redis_get_decode_p50_us": decoded.map(|d| d.p50_us),
         }));
     }
@@ -194,7 +218,7 @@ pub async fn run(ctx: &mut Ctx, url: &str) -> anyhow::Result<()> {
             &mut ctx.report,
             Id::CacheGetP50,
             format!(
-                "{} vs {} = {:.2}x ({} B bodies)",
+                "{} vs {} = {:.2}x ({} B bodies; {yardstick})",
                 us(s),
                 us(r),
                 s / r,
@@ -209,7 +233,7 @@ pub async fn run(ctx: &mut Ctx, url: &str) -> anyhow::Result<()> {
         Some(&(_, _, s, r)) => targets::record_sized(
             &mut ctx.report,
             Id::CacheGetRate,
-            format!("{s:.0}/s vs {r:.0}/s = {:.2}x", s / r),
+            format!("{s:.0}/s vs {r:.0}/s = {:.2}x ({yardstick})", s / r),
             Verdict::of(s >= r),
             &sizes,
         ),
