@@ -59,14 +59,21 @@ fn describe(op: &Op) -> String {
             checkpoint.agent_id, checkpoint.checkpoint_id, checkpoint.version
         ),
         Op::Transfer {
-            transfer, messages, ..
+            transfer,
+            records,
+            messages,
+            ..
         } => format!(
-            "transfer {} {} -> {} on {} ({} messages)",
+            "transfer {} {} -> {} on {} ({})",
             transfer.transfer_id,
             transfer.from_agent,
             transfer.to_agent,
             transfer.trigger,
-            messages.len()
+            if records.is_empty() {
+                "imported record".to_string()
+            } else {
+                format!("{} messages", messages.len())
+            }
         ),
         Op::Batch { ops } => format!(
             "batch of {}: {}",
@@ -105,6 +112,28 @@ fn describe(op: &Op) -> String {
         } => format!(
             "remove messages {} #{from_seq}..#{to_seq} v{}",
             record.state.agent_id, record.state.version
+        ),
+        Op::Import {
+            agent_id,
+            replaces,
+            transitions,
+            messages,
+            checkpoints,
+            record,
+        } => format!(
+            "import {agent_id}{}{}: {} transitions, {} messages, {} checkpoints{}",
+            record
+                .as_ref()
+                .map_or(String::new(), |r| format!(" v{}", r.state.version)),
+            replaces.map_or(String::new(), |t| format!(" replacing v{}", t.version - 1)),
+            transitions.len(),
+            messages.len(),
+            checkpoints.len(),
+            if record.is_none() {
+                " (part; the record follows)"
+            } else {
+                ""
+            }
         ),
     }
 }
