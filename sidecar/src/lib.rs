@@ -4,6 +4,7 @@
 //! (checked by the `layering` test):
 //!
 //! - [`server`] and [`admin`]: start-up, shutdown, the maintenance commands.
+//! - [`export_file`]: the file `export` writes and `import` reads.
 //! - [`api`]: HTTP, codecs, errors as status codes.
 //! - [`flusher`] (WAL -> backend, in the background) and [`recovery`] (WAL -> backlog at
 //!   start).
@@ -19,6 +20,7 @@ pub mod cache;
 pub mod config;
 pub mod doc;
 pub mod engine;
+pub mod export_file;
 pub mod flusher;
 pub mod metrics;
 pub mod model;
@@ -42,6 +44,7 @@ mod layering {
         ("config", 2),
         ("backlog", 2),
         ("cache", 2),
+        ("export_file", 2),
         ("store", 3),
         ("engine", 4),
         ("flusher", 5),
