@@ -21,7 +21,9 @@ fn save(state: &str) -> SaveStateRequest {
 
 #[test]
 fn every_command_has_help() {
-    for cmd in ["serve", "dump", "check", "recover", "cleanup"] {
+    for cmd in [
+        "serve", "dump", "check", "recover", "cleanup", "export", "import",
+    ] {
         let out = Command::new(env!("CARGO_BIN_EXE_agentstate"))
             .args([cmd, "--help"])
             .output()

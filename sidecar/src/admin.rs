@@ -1,9 +1,10 @@
-//! The admin commands: `dump`, `check`, `recover`, `cleanup`.
+//! The admin commands: `dump`, `check`, `recover`, `cleanup`, and in [`backup`]
+//! `export` and `import`.
 //!
 //! `dump` and `check` only read the data dir (safe beside a running sidecar). `recover`
 //! writes, so it takes the data dir's lock like `serve` does; to replay the WAL or roll an
 //! agent back it runs the sidecar itself, on an ephemeral loopback port, through the same
-//! code paths as `serve`.
+//! code paths as `serve`. So do `export` and `import`.
 
 use std::fs;
 use std::net::SocketAddr;
@@ -21,6 +22,10 @@ use crate::engine::Engine;
 use crate::model::{Current, Op, ThreadChange};
 use crate::wal::{self, WalError};
 use crate::{engine, server};
+
+mod backup;
+
+pub use backup::{export, import};
 
 /// One line about an operation, for `dump`.
 fn describe(op: &Op) -> String {
