@@ -360,3 +360,58 @@ async fn export_and_import_round_trip(backend: Backend) {
         );
     }
 }
+
+both_backends!(a_large_agent_moves_in_several_records);
+async fn a_large_agent_moves_in_several_records(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut source, mongo) = start_with(backend, "export_large", dir.path(), &[]).await;
+    let c = source.client();
+    c.save_state("big", &greeter("idle", json!({})), None)
+        .await
+        .unwrap();
+    // 6 MB of conversation: more than one import record, more than the target's
+    // backlog holds at once.
+    let text = "x".repeat(12 * 1024);
+    for _ in 0..50 {
+        let batch = (0..10).map(|_| msg("user", &text)).collect();
+        c.append_messages("big", batch, None).await.unwrap();
+    }
+    let state = c.load_state("big").await.unwrap().unwrap();
+    let mut messages = Vec::new();
+    while messages.len() < 500 {
+        let after = messages.last().map_or(0, |m: &Message| m.seq);
+        messages.extend(c.get_messages("big", after, 1000).await.unwrap());
+    }
+    source.kill9();
+    let data_a = dir.path().join("data");
+    let file = dir.path().join("big.jsonl");
+    let out = agentstate(
+        &["export", file.to_str().unwrap()],
+        &data_a,
+        &backend_args(mongo.as_ref(), ""),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let data_b = dir.path().join("copy");
+    let mut args_b = backend_args(mongo.as_ref(), "_copy");
+    args_b.extend(["--backlog-bytes-max".into(), "4194304".into()]);
+    let started = std::time::Instant::now();
+    let out = import(&file, &data_b, &args_b, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    eprintln!("import of 6 MB: {:?}", started.elapsed());
+    let out = agentstate(&["dump", "--agent", "big"], &data_b, &[]);
+    let parts = stdout(&out).matches("(part; the record follows)").count();
+    let target = start_on(&data_b, &args_b).await;
+    let t = target.client();
+    assert_eq!(t.load_state("big").await.unwrap(), Some(state));
+    let mut copied = Vec::new();
+    while copied.len() < 500 {
+        let after = copied.last().map_or(0, |m: &Message| m.seq);
+        let page = t.get_messages("big", after, 1000).await.unwrap();
+        assert!(!page.is_empty(), "{} messages of 500", copied.len());
+        copied.extend(page);
+    }
+    assert_eq!(copied, messages);
+    // The import's WAL segment is still there (one segment, the last one open).
+    assert!(parts >= 1, "several import records: {}", stdout(&out));
+}
