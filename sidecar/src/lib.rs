@@ -4,12 +4,12 @@
 //! (checked by the `layering` test):
 //!
 //! - [`server`] and [`admin`]: start-up, shutdown, the maintenance commands.
-//! - [`export_file`]: the file `export` writes and `import` reads.
 //! - [`api`]: HTTP, codecs, errors as status codes.
 //! - [`flusher`] (WAL -> backend, in the background) and [`recovery`] (WAL -> backlog at
 //!   start).
 //! - [`engine`]: locks, reads, validation and logging of every call; builds operations.
-//! - [`store`] (MongoDB, SQLite), [`cache`], [`backlog`] (unflushed changes), [`wal`].
+//! - [`store`] (MongoDB, SQLite), [`cache`], [`backlog`] (unflushed changes), [`wal`],
+//!   [`export_file`] (the file `export` writes and `import` reads).
 //! - [`config`], [`validate`] (agent types), [`metrics`].
 //! - [`model`] (records and WAL operations) and [`doc`] (JSON documents as bytes).
 
