@@ -282,6 +282,7 @@ async fn with_sidecar<T>(
     work: impl AsyncFnOnce(Client, Arc<Engine>) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
     config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    let token = config.auth_token.clone();
     let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
     let (engine_tx, engine_rx) = tokio::sync::oneshot::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -303,7 +304,11 @@ async fn with_sidecar<T>(
             .err()
             .unwrap_or_else(|| anyhow::anyhow!("the sidecar stopped")));
     };
-    let client = Client::new(format!("http://{addr}"));
+    let mut client = Client::new(format!("http://{addr}"));
+    // Its port is as guarded as the real one's.
+    if let Some(token) = token {
+        client = client.with_token(token);
+    }
     while !client.ready().await {
         if server.is_finished() {
             return Err(server
