@@ -25,7 +25,7 @@ use crate::export_file::{Header, Item, Reader, Writer};
 
 /// Agents or transfers listed per read.
 const LIST_PAGE: u32 = 1000;
-/// Conflicts listed before the rest are only counted.
+/// Conflicts listed; the rest are only counted.
 const CONFLICTS_SHOWN_MAX: usize = 100;
 
 /// `agentstate export`.
@@ -133,8 +133,10 @@ struct Tally {
     transfers_added: u64,
     transfers_unchanged: u64,
     transfers_kept: u64,
-    /// Agents and transfers that differ from what is here, with their lines.
+    /// Agents and transfers that differ from what is here, with their lines: the first
+    /// [`CONFLICTS_SHOWN_MAX`] of them, and how many in all.
     conflicts: Vec<String>,
+    conflicts_total: u64,
 }
 
 impl Tally {
@@ -205,7 +207,10 @@ async fn run_file(engine: &Arc<Engine>, path: &Path, opts: ImportOptions) -> any
         match done {
             Ok((transfer, imported)) => tally.count(transfer, imported),
             Err(EngineError::Conflict(m)) if opts.dry_run => {
-                tally.conflicts.push(format!("line {line}: {m}"))
+                tally.conflicts_total += 1;
+                if tally.conflicts.len() < CONFLICTS_SHOWN_MAX {
+                    tally.conflicts.push(format!("line {line}: {m}"));
+                }
             }
             Err(e) if opts.dry_run => anyhow::bail!("line {line} ({what}): {e}"),
             Err(e) => anyhow::bail!(
@@ -228,7 +233,7 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
     };
     let (tally, backend) = with_sidecar(config, async |client: Client, engine: Arc<Engine>| {
         let planned = run_file(&engine, &path, opts).await?;
-        if !planned.conflicts.is_empty() || args.dry_run || planned.changes() == 0 {
+        if planned.conflicts_total > 0 || args.dry_run || planned.changes() == 0 {
             return Ok((planned, engine.store_kind()));
         }
         let done = run_file(
@@ -245,19 +250,17 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
     })
     .await?;
     let file = path.display();
-    if !tally.conflicts.is_empty() {
-        for c in tally.conflicts.iter().take(CONFLICTS_SHOWN_MAX) {
+    if tally.conflicts_total > 0 {
+        for c in &tally.conflicts {
             println!("CONFLICT {c}");
         }
-        if tally.conflicts.len() > CONFLICTS_SHOWN_MAX {
-            println!(
-                "... and {} more",
-                tally.conflicts.len() - CONFLICTS_SHOWN_MAX
-            );
+        let unshown = tally.conflicts_total - tally.conflicts.len() as u64;
+        if unshown > 0 {
+            println!("... and {unshown} more");
         }
         anyhow::bail!(
             "{} of {file} differ from what the {backend} backend has: nothing imported; --overwrite replaces what is here with the file's",
-            plural(tally.conflicts.len() as u64, "agent or transfer", "agents or transfers")
+            plural(tally.conflicts_total, "agent or transfer", "agents or transfers")
         );
     }
     if args.dry_run {
