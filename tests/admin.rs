@@ -21,7 +21,9 @@ fn save(state: &str) -> SaveStateRequest {
 
 #[test]
 fn every_command_has_help() {
-    for cmd in ["serve", "dump", "check", "recover", "cleanup"] {
+    for cmd in [
+        "serve", "dump", "check", "recover", "cleanup", "export", "import",
+    ] {
         let out = Command::new(env!("CARGO_BIN_EXE_agentstate"))
             .args([cmd, "--help"])
             .output()
@@ -296,4 +298,49 @@ async fn one_process_per_data_dir() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr)
         .contains("another agentstate process is using the data dir"));
+}
+
+#[tokio::test]
+async fn commands_that_run_the_sidecar_carry_its_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "admin-token-0123456789\n").unwrap();
+    let args = [
+        "--auth-token-file".to_string(),
+        token_file.display().to_string(),
+    ];
+    let mut sidecar = Sidecar::start(
+        &data,
+        &[&args[0], &args[1], "--flush-interval-ms", "600000"],
+    )
+    .await;
+    let c = sidecar.client().with_token("admin-token-0123456789");
+    c.save_state("k", &save("idle"), None).await.unwrap();
+    sidecar.kill9();
+    // `recover` asks its own sidecar when the backlog is flushed.
+    let out = agentstate(&["recover"], &data, &args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let file = dir.path().join("k.jsonl");
+    let out = agentstate(&["export", file.to_str().unwrap()], &data, &args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = agentstate(
+        &["import", file.to_str().unwrap()],
+        &dir.path().join("copy"),
+        &args,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout(&out).contains("agents: 1 added"), "{}", stdout(&out));
 }

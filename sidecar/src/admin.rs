@@ -1,9 +1,10 @@
-//! The admin commands: `dump`, `check`, `recover`, `cleanup`.
+//! The admin commands: `dump`, `check`, `recover`, `cleanup`, and in [`backup`]
+//! `export` and `import`.
 //!
 //! `dump` and `check` only read the data dir (safe beside a running sidecar). `recover`
 //! writes, so it takes the data dir's lock like `serve` does; to replay the WAL or roll an
 //! agent back it runs the sidecar itself, on an ephemeral loopback port, through the same
-//! code paths as `serve`.
+//! code paths as `serve`. So do `export` and `import`.
 
 use std::fs;
 use std::net::SocketAddr;
@@ -21,6 +22,10 @@ use crate::engine::Engine;
 use crate::model::{Current, Op, ThreadChange};
 use crate::wal::{self, WalError};
 use crate::{engine, server};
+
+mod backup;
+
+pub use backup::{export, import};
 
 /// One line about an operation, for `dump`.
 fn describe(op: &Op) -> String {
@@ -59,14 +64,21 @@ fn describe(op: &Op) -> String {
             checkpoint.agent_id, checkpoint.checkpoint_id, checkpoint.version
         ),
         Op::Transfer {
-            transfer, messages, ..
+            transfer,
+            records,
+            messages,
+            ..
         } => format!(
-            "transfer {} {} -> {} on {} ({} messages)",
+            "transfer {} {} -> {} on {} ({})",
             transfer.transfer_id,
             transfer.from_agent,
             transfer.to_agent,
             transfer.trigger,
-            messages.len()
+            if records.is_empty() {
+                "imported record".to_string()
+            } else {
+                format!("{} messages", messages.len())
+            }
         ),
         Op::Batch { ops } => format!(
             "batch of {}: {}",
@@ -105,6 +117,28 @@ fn describe(op: &Op) -> String {
         } => format!(
             "remove messages {} #{from_seq}..#{to_seq} v{}",
             record.state.agent_id, record.state.version
+        ),
+        Op::Import {
+            agent_id,
+            replaces,
+            transitions,
+            messages,
+            checkpoints,
+            record,
+        } => format!(
+            "import {agent_id}{}{}: {} transitions, {} messages, {} checkpoints{}",
+            record
+                .as_ref()
+                .map_or(String::new(), |r| format!(" v{}", r.state.version)),
+            replaces.map_or(String::new(), |t| format!(" replacing v{}", t.version - 1)),
+            transitions.len(),
+            messages.len(),
+            checkpoints.len(),
+            if record.is_none() {
+                " (part; the record follows)"
+            } else {
+                ""
+            }
         ),
     }
 }
@@ -248,6 +282,7 @@ async fn with_sidecar<T>(
     work: impl AsyncFnOnce(Client, Arc<Engine>) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
     config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    let token = config.auth_token.clone();
     let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
     let (engine_tx, engine_rx) = tokio::sync::oneshot::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -269,7 +304,11 @@ async fn with_sidecar<T>(
             .err()
             .unwrap_or_else(|| anyhow::anyhow!("the sidecar stopped")));
     };
-    let client = Client::new(format!("http://{addr}"));
+    let mut client = Client::new(format!("http://{addr}"));
+    // Its port is as guarded as the real one's.
+    if let Some(token) = token {
+        client = client.with_token(token);
+    }
     while !client.ready().await {
         if server.is_finished() {
             return Err(server

@@ -312,6 +312,32 @@ impl Backlog {
         inner.transfers.get(lsn).map(|p| p.transfer().clone())
     }
 
+    /// Ids of the agents with unflushed changes greater than `after`, in order.
+    pub fn agent_ids(&self, after: &str) -> Vec<String> {
+        let inner = self.lock();
+        let mut ids: Vec<String> = inner
+            .agents
+            .keys()
+            .filter(|id| id.as_str() > after)
+            .cloned()
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Unflushed transfers with ids greater than `after`, in order of id.
+    pub fn transfers_after(&self, after: &str) -> Vec<Transfer> {
+        let inner = self.lock();
+        let mut out: Vec<Transfer> = inner
+            .transfer_ids
+            .iter()
+            .filter(|(id, _)| id.as_str() > after)
+            .filter_map(|(_, lsn)| inner.transfers.get(lsn).map(|p| p.transfer().clone()))
+            .collect();
+        out.sort_unstable_by(|a, b| a.transfer_id.cmp(&b.transfer_id));
+        out
+    }
+
     /// Records the effect of `op` (WAL record `lsn`, `bytes` long).
     pub fn apply(&self, lsn: u64, op: &Op, bytes: u64) {
         let mut guard = self.lock();

@@ -40,6 +40,14 @@ pub enum Command {
     Recover(RecoverArgs),
     /// Apply retention to the backend now (limits from the flags, else from --config).
     Cleanup(CleanupArgs),
+    /// Write agents (state, transition log, conversation, checkpoints) and transfers to a
+    /// file, JSON Lines (see the README); changes not flushed yet included. Runs on the
+    /// data dir: stop the sidecar using it first.
+    Export(ExportArgs),
+    /// Load an export file into the data dir and its backend, through the WAL, as it was
+    /// (versions, sequence numbers, timestamps). An agent here that is the same is left
+    /// alone; one that differs is refused, unless --overwrite.
+    Import(ImportArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -85,6 +93,35 @@ pub struct CleanupArgs {
     pub serve: ServeArgs,
     #[command(flatten)]
     pub retention: RetentionPolicy,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    /// The file to write (replaced if it exists, once the export is whole).
+    pub file: PathBuf,
+    /// Only this agent, and the transfers it took part in (repeatable).
+    #[arg(long = "agent", value_name = "ID")]
+    pub agents: Vec<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    /// The export file to read.
+    pub file: PathBuf,
+    /// Replace agents here that differ from the file's (their history with them),
+    /// instead of refusing the import.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Check the file against what is here and say what would be done; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Give up waiting for the backend after this many seconds.
+    #[arg(long, default_value_t = 60)]
+    pub wait_secs: u64,
 }
 
 /// Every env var name, in one place.

@@ -8,7 +8,8 @@
 //! - [`flusher`] (WAL -> backend, in the background) and [`recovery`] (WAL -> backlog at
 //!   start).
 //! - [`engine`]: locks, reads, validation and logging of every call; builds operations.
-//! - [`store`] (MongoDB, SQLite), [`cache`], [`backlog`] (unflushed changes), [`wal`].
+//! - [`store`] (MongoDB, SQLite), [`cache`], [`backlog`] (unflushed changes), [`wal`],
+//!   [`export_file`] (the file `export` writes and `import` reads).
 //! - [`config`], [`validate`] (agent types), [`metrics`].
 //! - [`model`] (records and WAL operations) and [`doc`] (JSON documents as bytes).
 
@@ -19,6 +20,7 @@ pub mod cache;
 pub mod config;
 pub mod doc;
 pub mod engine;
+pub mod export_file;
 pub mod flusher;
 pub mod metrics;
 pub mod model;
@@ -42,6 +44,7 @@ mod layering {
         ("config", 2),
         ("backlog", 2),
         ("cache", 2),
+        ("export_file", 2),
         ("store", 3),
         ("engine", 4),
         ("flusher", 5),

@@ -1,5 +1,5 @@
 //! `agentstate`: the sidecar daemon (`serve`) and the admin commands (`dump`, `check`,
-//! `recover`, `cleanup`). Thin: parse, set up logging, run.
+//! `recover`, `cleanup`, `export`, `import`). Thin: parse, set up logging, run.
 
 use std::process::ExitCode;
 
@@ -50,6 +50,8 @@ fn main() -> ExitCode {
         Command::Check(args) => finish(runtime.block_on(admin::check(args))),
         Command::Recover(args) => finish(runtime.block_on(admin::recover(args))),
         Command::Cleanup(args) => finish(runtime.block_on(admin::cleanup(args))),
+        Command::Export(args) => finish(runtime.block_on(admin::export(args))),
+        Command::Import(args) => finish(runtime.block_on(admin::import(args))),
     }
 }
 

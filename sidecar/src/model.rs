@@ -200,7 +200,9 @@ pub enum Op {
     /// A checkpoint taken; the agent's record does not change.
     Checkpoint { checkpoint: Checkpoint },
     /// A hand-over between two agents: both records, their log entries, the messages
-    /// copied to the target, and the transfer's own record. All or nothing.
+    /// copied to the target, and the transfer's own record. All or nothing. An imported
+    /// transfer comes alone, with no records, entries or messages: those came with its
+    /// agents.
     Transfer {
         transfer: Transfer,
         records: Vec<Arc<AgentRecord>>,
@@ -222,6 +224,37 @@ pub enum Op {
         from_seq: u64,
         to_seq: u64,
     },
+    /// An agent imported from an export file as it was: versions, sequence numbers and
+    /// timestamps kept. An agent too large for one record takes several, its history
+    /// first and its record in the last, so an agent whose record is there is there whole.
+    Import {
+        agent_id: String,
+        /// The agent this one replaces (`import --overwrite`): purged first, as by a
+        /// delete.
+        #[serde(default)]
+        replaces: Option<Tombstone>,
+        #[serde(default)]
+        transitions: Vec<StateTransition>,
+        #[serde(default)]
+        messages: Vec<Message>,
+        #[serde(default)]
+        checkpoints: Vec<Checkpoint>,
+        /// In the last record of an import only.
+        #[serde(default)]
+        record: Option<Arc<AgentRecord>>,
+    },
+}
+
+/// Everything an export holds of one agent, as it was: its record, transition log,
+/// conversation and checkpoints.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportedAgent {
+    pub record: AgentRecord,
+    /// In `seq` order, as are the messages.
+    pub transitions: Vec<StateTransition>,
+    pub messages: Vec<Message>,
+    /// Oldest first.
+    pub checkpoints: Vec<Checkpoint>,
 }
 
 /// A framework checkpoint of a thread, as stored.
@@ -413,6 +446,30 @@ impl Op {
                     *to_seq,
                 ));
             }
+            Op::Import {
+                agent_id,
+                replaces,
+                transitions,
+                messages,
+                checkpoints,
+                record,
+            } => {
+                if let Some(t) = replaces {
+                    f(Effect::Delete(agent_id, *t));
+                }
+                for t in transitions {
+                    f(Effect::Transition(t));
+                }
+                for m in messages {
+                    f(Effect::Message(agent_id, m));
+                }
+                for c in checkpoints {
+                    f(Effect::Checkpoint(c));
+                }
+                if let Some(r) = record {
+                    f(Effect::Record(r));
+                }
+            }
         }
     }
 
@@ -424,10 +481,16 @@ impl Op {
             | Op::Transition { record, .. }
             | Op::Messages { record, .. }
             | Op::Thread { record, .. }
-            | Op::DropMessages { record, .. } => vec![record],
+            | Op::DropMessages { record, .. }
+            | Op::Import {
+                record: Some(record),
+                ..
+            } => vec![record],
             Op::Transfer { records, .. } => records.iter_mut().collect(),
             Op::Batch { ops } => ops.iter_mut().flat_map(Op::records_mut).collect(),
-            Op::Delete { .. } | Op::Checkpoint { .. } => Vec::new(),
+            Op::Delete { .. } | Op::Checkpoint { .. } | Op::Import { record: None, .. } => {
+                Vec::new()
+            }
         }
     }
 
@@ -566,6 +629,18 @@ pub(crate) mod tests {
             Op::Messages {
                 record: rec.clone().into(),
                 messages: vec![message.clone()],
+            },
+            Op::Import {
+                agent_id: "a".into(),
+                replaces: Some(Tombstone {
+                    version: 5,
+                    transition_seq: 3,
+                    message_seq: 2,
+                }),
+                transitions: vec![transition.clone()],
+                messages: vec![message.clone()],
+                checkpoints: Vec::new(),
+                record: Some(rec.clone().into()),
             },
         ];
         let batch = Op::Batch { ops: ops.clone() };

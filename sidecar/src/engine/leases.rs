@@ -42,6 +42,15 @@ impl Engine {
         Ok(())
     }
 
+    /// Takes or renews this sidecar's lease on `agent_id`, where leases are used: for
+    /// writes with no record to stamp (the first records of a large import).
+    pub(super) async fn hold_lease(&self, agent_id: &str) -> EngineResult<()> {
+        match &self.opts.lease {
+            None => Ok(()),
+            Some(lease) => self.lease(agent_id, lease).await.map(|_| ()),
+        }
+    }
+
     /// This sidecar's lease epoch for `agent_id`, renewed once half of it has passed.
     async fn lease(&self, agent_id: &str, lease: &LeaseOptions) -> EngineResult<u64> {
         let now = Instant::now();

@@ -20,7 +20,7 @@
 //! operations, pure), [`state`] (saves, transitions, batches), [`history`] (the
 //! transition log and the conversation), [`checkpoints`] (checkpoints, rollback,
 //! replay), [`transfers`], [`threads`] (framework checkpoints), [`leases`] (ownership
-//! on a shared backend) and [`error`].
+//! on a shared backend), [`backup`] (export and import) and [`error`].
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
@@ -45,6 +45,7 @@ use crate::validate::AgentTypes;
 use crate::wal::Wal;
 use ops::Built;
 
+mod backup;
 mod checkpoints;
 mod error;
 mod history;
@@ -54,6 +55,7 @@ mod state;
 pub mod threads;
 mod transfers;
 
+pub use backup::{ImportOptions, Imported};
 pub use error::{EngineError, EngineResult, RETRY_AFTER_SECS};
 pub use leases::LeaseOptions;
 pub use ops::Precondition;
@@ -303,6 +305,10 @@ impl Engine {
     /// Counts the op's logged transitions by agent type (declared types only: the label
     /// must stay bounded) and outcome.
     fn count_transitions(&self, op: &Op) {
+        // Imported entries are history, not transitions made here.
+        if matches!(op, Op::Import { .. }) {
+            return;
+        }
         let mut types: HashMap<&str, Option<&str>> = HashMap::new();
         op.for_each_effect(&mut |e| {
             if let Effect::Record(r) = e {

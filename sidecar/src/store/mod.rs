@@ -196,6 +196,28 @@ impl Store {
         .await
     }
 
+    /// Ids of stored agents greater than `after`, in order, at most `limit`.
+    pub async fn agent_ids(&self, after: &str, limit: u32) -> StoreResult<Vec<String>> {
+        self.timed("list agents", async {
+            match &self.backend {
+                Backend::Mongo(s) => s.agent_ids(after, limit).await,
+                Backend::Sqlite(s) => s.agent_ids(after, limit).await,
+            }
+        })
+        .await
+    }
+
+    /// Stored transfers with ids greater than `after`, in order of id, at most `limit`.
+    pub async fn transfers(&self, after: &str, limit: u32) -> StoreResult<Vec<Transfer>> {
+        self.timed("list transfers", async {
+            match &self.backend {
+                Backend::Mongo(s) => s.transfers(after, limit).await,
+                Backend::Sqlite(s) => s.transfers(after, limit).await,
+            }
+        })
+        .await
+    }
+
     /// Logged transitions with `seq > after`, oldest first, at most `limit`.
     pub async fn transitions(
         &self,

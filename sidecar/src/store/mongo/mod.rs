@@ -448,23 +448,25 @@ impl MongoStore {
             .await
             .map_err(driver_err)?;
         let ids: Vec<&str> = records.iter().map(|r| r.state.agent_id.as_str()).collect();
-        let mut cursor = self
-            .db
-            .collection::<Document>(AGENT_STATES)
-            .find(doc! { "_id": { "$in": &ids } })
-            .projection(doc! { "version": 1, "lease_epoch": 1 })
-            .session(&mut *session)
-            .await
-            .map_err(driver_err)?;
         let mut stored = std::collections::HashMap::new();
-        while cursor.advance(&mut *session).await.map_err(driver_err)? {
-            let d = cursor.deserialize_current().map_err(driver_err)?;
-            stored.insert(
-                get_str(&d, "_id")?,
-                (get_u64(&d, "version")?, get_u64(&d, "lease_epoch")?),
-            );
+        // An imported transfer comes without records: nothing to read.
+        if !ids.is_empty() {
+            let mut cursor = self
+                .db
+                .collection::<Document>(AGENT_STATES)
+                .find(doc! { "_id": { "$in": &ids } })
+                .projection(doc! { "version": 1, "lease_epoch": 1 })
+                .session(&mut *session)
+                .await
+                .map_err(driver_err)?;
+            while cursor.advance(&mut *session).await.map_err(driver_err)? {
+                let d = cursor.deserialize_current().map_err(driver_err)?;
+                stored.insert(
+                    get_str(&d, "_id")?,
+                    (get_u64(&d, "version")?, get_u64(&d, "lease_epoch")?),
+                );
+            }
         }
-        drop(cursor);
         let mut upserts = Vec::new();
         let mut fenced = Vec::new();
         for r in records {
@@ -850,6 +852,38 @@ impl MongoStore {
             .as_ref()
             .map(transfer_from_doc)
             .transpose()
+    }
+
+    pub async fn agent_ids(&self, after: &str, limit: u32) -> StoreResult<Vec<String>> {
+        let coll = self.db.collection::<Document>(AGENT_STATES);
+        let mut cursor = coll
+            .find(doc! { "_id": { "$gt": after } })
+            .sort(doc! { "_id": 1 })
+            .projection(doc! { "_id": 1 })
+            .limit(i64::from(limit))
+            .await
+            .map_err(driver_err)?;
+        let mut out = Vec::new();
+        while cursor.advance().await.map_err(driver_err)? {
+            out.push(get_str(
+                &cursor.deserialize_current().map_err(driver_err)?,
+                "_id",
+            )?);
+        }
+        Ok(out)
+    }
+
+    pub async fn transfers(&self, after: &str, limit: u32) -> StoreResult<Vec<Transfer>> {
+        self.find_many(
+            TRANSFERS,
+            doc! { "_id": { "$gt": after } },
+            doc! { "_id": 1 },
+            Some(i64::from(limit)),
+        )
+        .await?
+        .iter()
+        .map(transfer_from_doc)
+        .collect()
     }
 
     /// Age limits become TTL indexes (MongoDB then deletes on its own, about once a

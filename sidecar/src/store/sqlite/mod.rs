@@ -312,6 +312,32 @@ impl SqliteStore {
         .await
     }
 
+    pub async fn agent_ids(&self, after: &str, limit: u32) -> StoreResult<Vec<String>> {
+        let after = after.to_string();
+        self.with_conn(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT agent_id FROM agent_states WHERE agent_id > ?1 ORDER BY agent_id LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![after, limit], |r| r.get(0))?;
+            rows.collect()
+        })
+        .await
+    }
+
+    pub async fn transfers(&self, after: &str, limit: u32) -> StoreResult<Vec<Transfer>> {
+        let after = after.to_string();
+        self.with_conn(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT body FROM transfers WHERE transfer_id > ?1 ORDER BY transfer_id LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![after, limit], |r| {
+                parse_json(&r.get::<_, String>(0)?)
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
     pub async fn retain(
         &self,
         policy: &RetentionPolicy,
