@@ -467,10 +467,10 @@ impl<'de> Visitor<'de> for Writer<'_> {
         Ok(())
     }
 
-    fn visit_f32<E>(self, v: f32) -> Result<(), E> {
-        self.0.push(0xca);
-        self.0.extend_from_slice(&v.to_be_bytes());
-        Ok(())
+    /// Widened: a document's numbers are JSON's, 64-bit floats, so JSON and MessagePack
+    /// readers see the same value.
+    fn visit_f32<E: de::Error>(self, v: f32) -> Result<(), E> {
+        self.visit_f64(f64::from(v))
     }
 
     fn visit_f64<E>(self, v: f64) -> Result<(), E> {
@@ -654,6 +654,19 @@ mod tests {
         assert_eq!(d.as_bytes(), &[0x81, 0xa1, b'a', 0x91, 0x01]);
         assert!(Doc::default().is_null());
         assert!(DocMap::default().is_empty());
+    }
+
+    #[test]
+    fn a_32_bit_float_is_kept_as_json_reads_it() {
+        let mut msgpack = vec![0xca];
+        msgpack.extend_from_slice(&0.1f32.to_be_bytes());
+        let d: Doc = rmp_serde::from_slice(&msgpack).unwrap();
+        assert_eq!(d.as_bytes()[0], 0xcb, "widened to a 64-bit float");
+        let json = serde_json::to_string(&d).unwrap();
+        assert_eq!(
+            serde_json::from_str::<Doc>(&json).unwrap().as_bytes(),
+            d.as_bytes()
+        );
     }
 
     #[test]
