@@ -5,15 +5,18 @@
 //!
 //! Each writer owns its agents, so it knows exactly what every acknowledged call made of
 //! them: each version's state (name, data, pending transition), each log entry, message
-//! and checkpoint. After every restart the harness reads everything back and fails on an
-//! acknowledged write missing or different, a version gone backwards, or a call cut off by
-//! the kill that shows half done (it must show wholly or not at all). At the end, once
-//! flushed, MongoDB must hold exactly what the sidecar serves.
+//! and checkpoint. After every restart the harness reads back every agent's state and
+//! what was written since the round began (every tenth round and at the end: everything,
+//! checkpoints too), and fails on an acknowledged write missing or different, a version
+//! gone backwards, or a call cut off by the kill that shows half done (it must show wholly
+//! or not at all). At the end, once flushed, MongoDB must hold exactly what the sidecar
+//! serves.
 //!
 //! Seeded: it prints its seed; `AGENTSTATE_TEST_SEED=<seed>` replays the same choices
 //! (the kill moments are times, so the interleaving still varies). `AGENTSTATE_CHAOS_ROUNDS`
-//! sets the rounds (default 20); `AGENTSTATE_SOAK_SECS` keeps going for that long instead
-//! (soak mode), e.g. `AGENTSTATE_SOAK_SECS=600 cargo test --test chaos -- --nocapture`.
+//! sets the rounds (default 20); `AGENTSTATE_SOAK_SECS` keeps going for that long (soak
+//! mode; with both set, whichever ends first), e.g.
+//! `AGENTSTATE_SOAK_SECS=600 cargo test --test chaos chaos::mongo -- --nocapture`.
 
 #[macro_use]
 mod common;
@@ -39,6 +42,10 @@ const BATCH_OPS_MAX: usize = 4;
 const APPEND_MESSAGES_MAX: usize = 3;
 /// Rounds between progress lines.
 const PROGRESS_EVERY_ROUNDS: usize = 50;
+/// Rounds between full checks. In between, a check reads each agent's state and the log
+/// and conversation from where the round began: reading every agent's whole history
+/// after every kill would make a long soak quadratic.
+const FULL_CHECK_EVERY_ROUNDS: usize = 10;
 
 fn agent(w: usize, i: usize) -> String {
     format!("w{w}-a{i}")
@@ -189,13 +196,22 @@ impl Model {
     }
 }
 
-/// Everything the sidecar serves about one agent.
+/// What the sidecar serves about one agent: its state, its log and conversation after
+/// the seqs in `since`, and its checkpoints when read.
 #[derive(Debug, Default)]
 struct Observed {
+    since: Since,
     state: Option<State>,
     transitions: BTreeMap<u64, StateTransition>,
     messages: BTreeMap<u64, String>,
-    checkpoints: BTreeMap<String, State>,
+    checkpoints: Option<BTreeMap<String, State>>,
+}
+
+/// How much of an agent's history to read: the log and conversation after these seqs.
+#[derive(Debug, Clone, Copy, Default)]
+struct Since {
+    transition_seq: u64,
+    message_seq: u64,
 }
 
 impl Observed {
@@ -206,18 +222,23 @@ impl Observed {
     fn model(&self) -> Model {
         Model {
             state: self.state.clone(),
-            transition_seq: self.transitions.keys().last().copied().unwrap_or(0),
-            message_seq: self.messages.keys().last().copied().unwrap_or(0),
+            transition_seq: (self.transitions.keys().last().copied())
+                .unwrap_or(self.since.transition_seq),
+            message_seq: (self.messages.keys().last().copied()).unwrap_or(self.since.message_seq),
         }
     }
 }
 
-/// Reads an agent's state, whole log, conversation and checkpoints.
-async fn observe(client: &Client, a: &str) -> Observed {
+/// Reads an agent's state, its log and conversation after `since`, and (`full`) its
+/// checkpoints.
+async fn observe(client: &Client, a: &str, since: Since, full: bool) -> Observed {
     fn fail(a: &str, what: &str, e: ClientError) -> ! {
         panic!("read {what} of {a}: {e}")
     }
-    let mut o = Observed::default();
+    let mut o = Observed {
+        since,
+        ..Observed::default()
+    };
     let Some(s) = client
         .load_state(a)
         .await
@@ -227,7 +248,7 @@ async fn observe(client: &Client, a: &str) -> Observed {
     };
     o.state = Some(State::of(&s));
     loop {
-        let after = o.transitions.keys().last().copied().unwrap_or(0);
+        let after = (o.transitions.keys().last().copied()).unwrap_or(since.transition_seq);
         let page = client
             .get_transitions(a, after, 1000)
             .await
@@ -238,7 +259,7 @@ async fn observe(client: &Client, a: &str) -> Observed {
         o.transitions.extend(page.into_iter().map(|t| (t.seq, t)));
     }
     loop {
-        let after = o.messages.keys().last().copied().unwrap_or(0);
+        let after = (o.messages.keys().last().copied()).unwrap_or(since.message_seq);
         let page = client
             .get_messages(a, after, 1000)
             .await
@@ -249,27 +270,38 @@ async fn observe(client: &Client, a: &str) -> Observed {
         o.messages
             .extend(page.into_iter().map(|m| (m.seq, m.content)));
     }
+    if !full {
+        return o;
+    }
     let checkpoints = client
         .list_checkpoints(a)
         .await
         .unwrap_or_else(|e| fail(a, "checkpoints", e));
+    let mut read = BTreeMap::new();
     for c in checkpoints {
         assert_eq!(
             c.version, c.state.version,
             "{a}: checkpoint {} of v{} holds v{}",
             c.checkpoint_id, c.version, c.state.version
         );
-        o.checkpoints.insert(c.checkpoint_id, State::of(&c.state));
+        read.insert(c.checkpoint_id, State::of(&c.state));
     }
+    o.checkpoints = Some(read);
     o
 }
 
-async fn observe_all(client: &Client) -> BTreeMap<String, Observed> {
+/// Observes every writer's agents: all of it (`models` None), or from where the writers'
+/// `models` stood.
+async fn observe_all(client: &Client, models: Option<&[Vec<Model>]>) -> BTreeMap<String, Observed> {
     let mut seen = BTreeMap::new();
     for w in 0..WRITERS {
         for i in 0..AGENTS_PER_WRITER {
             let a = agent(w, i);
-            let o = observe(client, &a).await;
+            let since = models.map_or(Since::default(), |m| Since {
+                transition_seq: m[w][i].transition_seq,
+                message_seq: m[w][i].message_seq,
+            });
+            let o = observe(client, &a, since, models.is_none()).await;
             seen.insert(a, o);
         }
     }
@@ -314,7 +346,7 @@ fn verify(ledger: &Ledger, seen: &BTreeMap<String, Observed>, round: usize, stat
                 stats.pending_after_kill += 1;
             }
         }
-        for (seq, logged) in &acked.transitions {
+        for (seq, logged) in acked.transitions.range(o.since.transition_seq + 1..) {
             match o.transitions.get(seq) {
                 None => {
                     panic!("round {round}: {a} transition #{seq} lost (acknowledged: {logged:?})")
@@ -325,16 +357,19 @@ fn verify(ledger: &Ledger, seen: &BTreeMap<String, Observed>, round: usize, stat
                 ),
             }
         }
-        for (seq, content) in &acked.messages {
+        for (seq, content) in acked.messages.range(o.since.message_seq + 1..) {
             assert_eq!(
                 o.messages.get(seq),
                 Some(content),
                 "round {round}: {a} message #{seq} lost or changed"
             );
         }
+        let Some(checkpoints) = &o.checkpoints else {
+            continue;
+        };
         for (id, state) in &acked.checkpoints {
             assert_eq!(
-                o.checkpoints.get(id),
+                checkpoints.get(id),
                 Some(state),
                 "round {round}: {a} checkpoint {id} lost or changed"
             );
@@ -916,14 +951,14 @@ impl Writer {
 async fn chaos(backend: Backend) {
     let seed = seed(&format!("chaos ({backend:?})"));
     let mut rng = StdRng::seed_from_u64(seed);
-    let rounds: usize = std::env::var("AGENTSTATE_CHAOS_ROUNDS")
+    let rounds: Option<usize> = std::env::var("AGENTSTATE_CHAOS_ROUNDS")
         .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20);
+        .and_then(|s| s.parse().ok());
     let soak = std::env::var("AGENTSTATE_SOAK_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
         .map(Duration::from_secs);
+    let rounds = rounds.or(soak.is_none().then_some(20));
     let dir = tempfile::tempdir().unwrap();
     let (mut sidecar, mongo) =
         start_with(backend, "chaos", dir.path(), &["--flush-interval-ms", "50"]).await;
@@ -932,10 +967,8 @@ async fn chaos(backend: Backend) {
     let mut stats = Stats::default();
     let started = Instant::now();
     let mut round = 0;
-    while match soak {
-        Some(d) => started.elapsed() < d,
-        None => round < rounds,
-    } {
+    // Rounds, or as long as the soak lasts, or whichever ends first when both are set.
+    while rounds.is_none_or(|r| round < r) && soak.is_none_or(|d| started.elapsed() < d) {
         let mut tasks = Vec::new();
         for (w, models) in models.iter().enumerate() {
             let writer = Writer {
@@ -958,7 +991,8 @@ async fn chaos(backend: Backend) {
         }
         sidecar.restart().await;
         let client = sidecar.client();
-        let seen = observe_all(&client).await;
+        let full = (round + 1) % FULL_CHECK_EVERY_ROUNDS == 0;
+        let seen = observe_all(&client, (!full).then_some(&models[..])).await;
         let mut l = std::mem::take(&mut *ledger.lock().unwrap());
         verify(&l, &seen, round, &mut stats);
         verify_transfers(&client, &l, round).await;
@@ -995,7 +1029,7 @@ async fn chaos(backend: Backend) {
         async move { c.status().await.ok().filter(|s| s.backlog_agents == 0) }
     })
     .await;
-    let seen = observe_all(&c).await;
+    let seen = observe_all(&c, None).await;
     verify(&l, &seen, round, &mut Stats::default());
     for id in l.transfers_acked.keys() {
         assert!(
@@ -1111,7 +1145,8 @@ async fn mongo_matches(db: &mongodb::Database, seen: &BTreeMap<String, Observed>
                 })
                 .collect();
         assert_eq!(
-            checkpoints, o.checkpoints,
+            Some(checkpoints),
+            o.checkpoints,
             "{a}: checkpoints in MongoDB differ from the sidecar"
         );
     }
