@@ -29,7 +29,7 @@ use agentstate_protocol::{
     BatchOperation, BatchRequest, Client, ClientError, NewMessage, PersistedState,
     SaveStateRequest, StatePersistence, StateTransition, TransferRequest, TransitionRequest,
 };
-use common::{eventually, seed, start_with, Backend};
+use common::{eventually, find_all, seed, start_with, Backend};
 use mongodb::bson::{doc, Bson, Document};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde_json::{json, Value};
@@ -1071,19 +1071,6 @@ fn state_of_doc(d: &Document) -> State {
             _ => None,
         },
     }
-}
-
-async fn find_all(db: &mongodb::Database, collection: &str, filter: Document) -> Vec<Document> {
-    let mut cursor = db
-        .collection::<Document>(collection)
-        .find(filter)
-        .await
-        .unwrap();
-    let mut docs = Vec::new();
-    while cursor.advance().await.unwrap() {
-        docs.push(cursor.deserialize_current().unwrap());
-    }
-    docs
 }
 
 /// MongoDB holds what the sidecar serves: each agent's state, whole log, conversation

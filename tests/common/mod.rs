@@ -141,6 +141,18 @@ impl Sidecar {
         c.wait().expect("wait for sidecar")
     }
 
+    /// Resident set size of the running process, from `/proc` (Linux).
+    pub fn rss_bytes(&self) -> u64 {
+        let pid = self.child.as_ref().expect("sidecar running").id();
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc status");
+        kib * 1024
+    }
+
     /// Starts again on the same data dir and port.
     pub async fn restart(&mut self) {
         self.kill9();
@@ -313,6 +325,24 @@ fn secantusd() -> PathBuf {
         assert!(ok && bin.exists(), "installing SecantusDB failed. {how}");
     }
     bin
+}
+
+/// Every document of `collection` that matches `filter`.
+pub async fn find_all(
+    db: &mongodb::Database,
+    collection: &str,
+    filter: mongodb::bson::Document,
+) -> Vec<mongodb::bson::Document> {
+    let mut cursor = db
+        .collection::<mongodb::bson::Document>(collection)
+        .find(filter)
+        .await
+        .unwrap();
+    let mut docs = Vec::new();
+    while cursor.advance().await.unwrap() {
+        docs.push(cursor.deserialize_current().unwrap());
+    }
+    docs
 }
 
 /// Polls `check` until it returns `Some`, or panics after `timeout` with `what`.
