@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::backlog::{FLUSH_BATCH_BYTES_MAX, FLUSH_BATCH_BYTES_MIN};
+use crate::backlog::{FlushBatch, FLUSH_BATCH_BYTES_MAX, FLUSH_BATCH_BYTES_MIN};
 use crate::engine::{now, Engine};
 use crate::metrics as m;
 use crate::store::StoreError;
@@ -78,7 +78,7 @@ pub async fn flush_through(engine: &Engine, batch_max: usize, through: u64) -> R
             return Ok(());
         }
         let started = std::time::Instant::now();
-        let (written, fenced, error) = engine.store.flush(batch).await;
+        let (written, fenced, error) = write(engine, batch).await;
         for agent in &fenced {
             // Its owner's state is in the backend; what this sidecar had is stale.
             engine.forget(agent);
@@ -133,6 +133,28 @@ pub async fn flush_through(engine: &Engine, batch_max: usize, through: u64) -> R
             }
         }
     }
+}
+
+/// Writes `batch` to the backend, except what was written under a lease since lost,
+/// which is kept aside (`agent_state_conflicts`). Returns what left the backlog, the
+/// agents fenced off, and the first error.
+async fn write(
+    engine: &Engine,
+    mut batch: FlushBatch,
+) -> (FlushBatch, Vec<String>, Option<StoreError>) {
+    let aside = match engine.fence(&mut batch).await {
+        Ok(aside) => aside,
+        Err(e) => return (FlushBatch::default(), Vec::new(), Some(e)),
+    };
+    if !aside.is_empty() {
+        if let Err(e) = engine.store.keep_aside(&aside).await {
+            return (FlushBatch::default(), Vec::new(), Some(e));
+        }
+    }
+    let (mut written, mut fenced, error) = engine.store.flush(batch).await;
+    fenced.extend(aside.iter().map(|item| item.agent_id.clone()));
+    written.items.extend(aside);
+    (written, fenced, error)
 }
 
 /// Publishes the new watermark and releases WAL segments below it.

@@ -147,7 +147,7 @@ impl Engine {
         self.critical(Durability::Local, async move {
             let id = agent.record.state.agent_id.clone();
             let _g = engine.lock(&[&id]).await;
-            let current = engine.current(&id).await?;
+            let current = engine.current_to_change(&id).await?;
             let (imported, replaces) = plan(&agent.record, current.as_ref(), opts.overwrite)?;
             if imported == Imported::Unchanged || opts.dry_run {
                 return Ok((imported, None));

@@ -26,7 +26,7 @@ impl Engine {
         let engine = self.clone();
         self.critical(durability, async move {
             let _g = engine.lock(&[&agent_id]).await;
-            let record = engine.live(&agent_id).await?;
+            let record = engine.live_to_change(&agent_id).await?;
             let checkpoint = Checkpoint {
                 checkpoint_id: new_id(),
                 agent_id: agent_id.clone(),
@@ -104,7 +104,7 @@ impl Engine {
         let engine = self.clone();
         self.critical(durability, async move {
             let _g = engine.lock(&[&agent_id]).await;
-            let record = engine.live(&agent_id).await?;
+            let record = engine.live_to_change(&agent_id).await?;
             cond.check(Some(&Current::Live(record.clone())))?;
             let checkpoint = engine.find_checkpoint(&agent_id, &checkpoint_id).await?;
             let mut op = ops::restore(&record, &checkpoint.state, "rollback", now());
@@ -128,7 +128,7 @@ impl Engine {
         let engine = self.clone();
         self.critical(durability, async move {
             let _g = engine.lock(&[&agent_id]).await;
-            let record = engine.live(&agent_id).await?;
+            let record = engine.live_to_change(&agent_id).await?;
             cond.check(Some(&Current::Live(record.clone())))?;
             let checkpoint = engine.find_checkpoint(&agent_id, &checkpoint_id).await?;
             let mut state = checkpoint.state.clone();

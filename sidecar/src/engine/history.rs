@@ -159,7 +159,7 @@ impl Engine {
         let engine = self.clone();
         self.critical(durability, async move {
             let _g = engine.lock(&[&agent_id]).await;
-            let record = engine.live(&agent_id).await?;
+            let record = engine.live_to_change(&agent_id).await?;
             cond.check(Some(&Current::Live(record.clone())))?;
             let last = engine
                 .recent_messages(&agent_id, record.message_seq, 1)
@@ -203,7 +203,7 @@ impl Engine {
         let engine = self.clone();
         self.critical(durability, async move {
             let _g = engine.lock(&[&agent_id]).await;
-            let record = engine.live(&agent_id).await?;
+            let record = engine.live_to_change(&agent_id).await?;
             cond.check(Some(&Current::Live(record.clone())))?;
             let mut op = Op::DropMessages {
                 record: ops::next(&record, now()).into(),

@@ -239,6 +239,19 @@ impl Engine {
         Ok(current)
     }
 
+    /// The agent, to change it: under this sidecar's lease, as the backend holds it
+    /// ([`Engine::own`]). Call with the agent's lock held.
+    pub(crate) async fn current_to_change(&self, agent_id: &str) -> EngineResult<Option<Current>> {
+        self.own(agent_id).await?;
+        self.current(agent_id).await
+    }
+
+    /// The agent's live record, to change it (see [`Engine::current_to_change`]).
+    pub(crate) async fn live_to_change(&self, agent_id: &str) -> EngineResult<Arc<AgentRecord>> {
+        self.own(agent_id).await?;
+        self.live(agent_id).await
+    }
+
     /// The agent's live record, or `NotFound`.
     pub(crate) async fn live(&self, agent_id: &str) -> EngineResult<Arc<AgentRecord>> {
         match self.current(agent_id).await? {

@@ -34,7 +34,7 @@ impl Engine {
         let engine = self.clone();
         self.critical(durability, async move {
             let _g = engine.lock(&[&agent_id]).await;
-            let current = engine.current(&agent_id).await?;
+            let current = engine.current_to_change(&agent_id).await?;
             let built = build(&engine.types, &agent_id, current.as_ref())?;
             let (op, lsn) = engine.log_built(built, durability).await?;
             Ok((answer(&op, &agent_id), Some(lsn)))
@@ -69,7 +69,7 @@ impl Engine {
         let engine = self.clone();
         self.critical(durability, async move {
             let _g = engine.lock(&[&agent_id]).await;
-            let current = engine.current(&agent_id).await?;
+            let current = engine.current_to_change(&agent_id).await?;
             match ops::delete(&agent_id, current.as_ref(), cond, now()) {
                 Ok(mut op) => {
                     let lsn = engine.log(&mut op, durability).await?;
@@ -178,7 +178,7 @@ impl Engine {
             let mut overlay: HashMap<String, Option<Current>> = HashMap::new();
             for id in &ids {
                 if !overlay.contains_key(id) {
-                    overlay.insert(id.clone(), engine.current(id).await?);
+                    overlay.insert(id.clone(), engine.current_to_change(id).await?);
                 }
             }
             let at = now();

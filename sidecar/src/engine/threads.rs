@@ -201,7 +201,7 @@ impl Engine {
         let engine = self.clone();
         self.critical(durability, async move {
             let _g = engine.lock(&[&thread]).await;
-            let current = engine.current(&thread).await?;
+            let current = engine.current_to_change(&thread).await?;
             let record = thread_record(&thread, current.as_ref(), now());
             let version = record.state.version;
             let changes = build(&thread, version);
@@ -653,7 +653,7 @@ impl Engine {
             let pending = engine.pending_threads(Some(&source));
             let mut tuples = engine.tuples(rows, &pending).await?;
             tuples.reverse();
-            let current = engine.current(&target).await?;
+            let current = engine.current_to_change(&target).await?;
             let at = now();
             let record = thread_record(&target, current.as_ref(), at);
             let version = record.state.version;
@@ -882,7 +882,7 @@ impl Engine {
                     .filter(|k| !kept.contains(k))
                     .collect();
                 deleted += drop.len() as u64;
-                let current = engine.current(thread).await?;
+                let current = engine.current_to_change(thread).await?;
                 ops.push(Op::Thread {
                     record: thread_record(thread, current.as_ref(), now()).into(),
                     changes: vec![ThreadChange::Drop {

@@ -31,8 +31,8 @@ impl Engine {
             if let Some(t) = engine.existing_transfer(&req).await? {
                 return Ok((t, None));
             }
-            let source = engine.current(&req.from_agent).await?;
-            let target = engine.current(&req.to_agent).await?;
+            let source = engine.current_to_change(&req.from_agent).await?;
+            let target = engine.current_to_change(&req.to_agent).await?;
             let Some(Current::Live(src)) = &source else {
                 return Err(not_found(&req.from_agent));
             };

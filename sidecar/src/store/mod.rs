@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::backlog::FlushBatch;
+use crate::backlog::{FlushBatch, FlushItem};
 use crate::config::RetentionPolicy;
 use crate::model::{
     AgentRecord, BlobKey, Checkpoint, CheckpointKey, Message, StateTransition, StoredBlob,
@@ -352,6 +352,34 @@ impl Store {
             match &self.backend {
                 Backend::Mongo(s) => s.acquire_lease(agent_id, owner, ttl).await,
                 Backend::Sqlite(_) => Ok(mongo::Lease::Held { epoch: 0 }),
+            }
+        })
+        .await
+    }
+
+    /// Renews this sidecar's leases on `agent_ids` and returns each lease's owner and
+    /// epoch (MongoDB; the embedded store has no leases).
+    pub async fn renew_leases(
+        &self,
+        agent_ids: &[&str],
+        owner: &str,
+        ttl: Duration,
+    ) -> StoreResult<std::collections::HashMap<String, (String, u64)>> {
+        self.timed("renew leases", async {
+            match &self.backend {
+                Backend::Mongo(s) => s.renew_leases(agent_ids, owner, ttl).await,
+                Backend::Sqlite(_) => Ok(Default::default()),
+            }
+        })
+        .await
+    }
+
+    /// Keeps what was written under a lost lease in `agent_state_conflicts` (MongoDB).
+    pub async fn keep_aside(&self, items: &[FlushItem]) -> StoreResult<()> {
+        self.timed("keep fenced-off changes aside", async {
+            match &self.backend {
+                Backend::Mongo(s) => s.keep_aside(items).await,
+                Backend::Sqlite(_) => Ok(()),
             }
         })
         .await

@@ -22,7 +22,7 @@
 //! on `_id` (duplicate key, 11000), which here means "already there" and is not an error.
 //! Log entries and messages collide the same way when inserted twice.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -49,6 +49,14 @@ pub const CONVERSATION_HISTORY: &str = "conversation_history";
 pub const CHECKPOINTS: &str = "checkpoints";
 pub const TRANSFERS: &str = "transfers";
 pub const AGENT_LEASES: &str = "agent_leases";
+/// What a fenced-off agent's flush carried besides its record, as documents.
+#[derive(Default)]
+struct Aside {
+    transitions: Vec<Document>,
+    messages: Vec<Document>,
+    checkpoints: Vec<Document>,
+}
+
 /// Records a fenced sidecar could not write: kept, never silently dropped.
 pub const AGENT_STATE_CONFLICTS: &str = "agent_state_conflicts";
 
@@ -145,15 +153,18 @@ struct Writes {
 
 impl Writes {
     fn record(&mut self, rec: &AgentRecord) -> StoreResult<()> {
-        // Only over an older version, written under this sidecar's lease epoch or an
-        // older one: a newer owner's document is never overwritten.
+        // Documents are ordered by (lease epoch, version): a record replaces one written
+        // under an older epoch, or an older version under its own. A newer owner's
+        // document is never overwritten, and a new owner's first record replaces what a
+        // fenced-off sidecar may have slipped in after the take-over.
+        let (epoch, version) = (rec.lease_epoch as i64, rec.state.version as i64);
         self.upserts.push(doc! {
             "q": {
                 "_id": &rec.state.agent_id,
-                "version": { "$lt": rec.state.version as i64 },
                 "$or": [
-                    { "lease_epoch": { "$lte": rec.lease_epoch as i64 } },
-                    { "lease_epoch": { "$exists": false } },
+                    { "lease_epoch": { "$lt": epoch } },
+                    { "lease_epoch": epoch, "version": { "$lt": version } },
+                    { "lease_epoch": { "$exists": false }, "version": { "$lt": version } },
                 ],
             },
             "u": record_to_doc(rec)?,
@@ -472,7 +483,8 @@ impl MongoStore {
         for r in records {
             match stored.get(&r.state.agent_id) {
                 Some((_, epoch)) if *epoch > r.lease_epoch => {
-                    self.keep_conflict(r, Some(&mut *session)).await?;
+                    self.keep_conflict(r, &Aside::default(), Some(&mut *session))
+                        .await?;
                     fenced.push(r.state.agent_id.clone());
                     continue;
                 }
@@ -514,10 +526,14 @@ impl MongoStore {
         Ok(fenced)
     }
 
-    /// Writes every statement; purges first, so a delete followed by a re-creation in one
-    /// batch leaves the new incarnation.
+    /// Writes every statement: purges first, so a delete followed by a re-creation in
+    /// one batch leaves the new incarnation; then log entries, messages and checkpoints;
+    /// the records last, so a record never names a log entry that is not there yet.
+    ///
+    /// The flusher leaves out agents whose lease this sidecar lost; should one slip
+    /// through (its flush outlasted the lease), its record is still fenced off here by
+    /// the epoch of the stored document.
     async fn write_all(&self, w: Writes) -> StoreResult<Vec<String>> {
-        let mut fenced = Vec::new();
         let steps = [
             ("delete", AGENT_STATES, "deletes", w.purge_states),
             ("delete", STATE_TRANSITIONS, "deletes", w.purge_transitions),
@@ -531,7 +547,6 @@ impl MongoStore {
             ),
             ("delete", THREAD_BLOBS, "deletes", w.threads.delete_blobs),
             ("delete", THREAD_WRITES, "deletes", w.threads.delete_writes),
-            ("update", AGENT_STATES, "updates", w.upserts),
             ("insert", STATE_TRANSITIONS, "documents", w.transitions),
             ("insert", CONVERSATION_HISTORY, "documents", w.messages),
             ("insert", CHECKPOINTS, "documents", w.checkpoints),
@@ -543,7 +558,9 @@ impl MongoStore {
             ),
             ("update", THREAD_BLOBS, "updates", w.threads.upsert_blobs),
             ("update", THREAD_WRITES, "updates", w.threads.upsert_writes),
+            ("update", AGENT_STATES, "updates", w.upserts),
         ];
+        let mut fenced = Vec::new();
         for (command, collection, field, statements) in steps {
             if statements.is_empty() {
                 continue;
@@ -551,13 +568,13 @@ impl MongoStore {
             let duplicates = self
                 .write(command, collection, field, statements, None)
                 .await?;
-            if command == "update" && collection == AGENT_STATES && !duplicates.is_empty() {
+            if collection == AGENT_STATES && command == "update" && !duplicates.is_empty() {
                 let missed: Vec<&AgentRecord> = duplicates
                     .iter()
                     .filter_map(|i| w.upserted.get(*i))
                     .collect();
                 for rec in self.fenced(&missed).await? {
-                    self.keep_conflict(rec, None).await?;
+                    self.keep_conflict(rec, &Aside::default(), None).await?;
                     fenced.push(rec.state.agent_id.clone());
                 }
             }
@@ -587,10 +604,35 @@ impl MongoStore {
             .collect())
     }
 
-    /// Keeps a fenced record in `agent_state_conflicts` for an operator to look at.
+    /// Keeps what a sidecar flushed under a lease it had lost (the records, log entries,
+    /// messages and checkpoints of `items`) in `agent_state_conflicts`, writing none of
+    /// it where the agents' owner writes.
+    pub async fn keep_aside(&self, items: &[FlushItem]) -> StoreResult<()> {
+        for item in items {
+            let Some(Current::Live(rec)) = &item.current else {
+                continue;
+            };
+            let mut aside = Aside::default();
+            for t in &item.transitions {
+                aside.transitions.push(transition_to_doc(t)?);
+            }
+            for m in &item.messages {
+                aside.messages.push(message_to_doc(&item.agent_id, m)?);
+            }
+            for c in &item.checkpoints {
+                aside.checkpoints.push(checkpoint_to_doc(c)?);
+            }
+            self.keep_conflict(rec, &aside, None).await?;
+        }
+        Ok(())
+    }
+
+    /// Keeps a fenced record, with what else its flush carried, in
+    /// `agent_state_conflicts` for an operator to look at.
     async fn keep_conflict(
         &self,
         rec: &AgentRecord,
+        aside: &Aside,
         session: Option<&mut ClientSession>,
     ) -> StoreResult<()> {
         let id = &rec.state.agent_id;
@@ -607,6 +649,9 @@ impl MongoStore {
             "version": rec.state.version as i64,
             "lease_epoch": rec.lease_epoch as i64,
             "record": record_to_doc(rec)?,
+            "transitions": &aside.transitions,
+            "messages": &aside.messages,
+            "checkpoints": &aside.checkpoints,
             "detected_at": bson_time(&chrono::Utc::now()),
         };
         self.write(
@@ -618,6 +663,42 @@ impl MongoStore {
         )
         .await
         .map(|_| ())
+    }
+
+    /// Renews this sidecar's leases on `agent_ids` (those it still owns, expired or
+    /// not), and returns each lease's owner and epoch.
+    pub async fn renew_leases(
+        &self,
+        agent_ids: &[&str],
+        owner: &str,
+        ttl: Duration,
+    ) -> StoreResult<HashMap<String, (String, u64)>> {
+        let coll = self.db.collection::<Document>(AGENT_LEASES);
+        let until =
+            bson_time(&(chrono::Utc::now() + chrono::Duration::from_std(ttl).unwrap_or_default()));
+        coll.update_many(
+            doc! { "_id": { "$in": agent_ids }, "owner": owner },
+            doc! { "$set": { "expires_at": until } },
+        )
+        .write_concern(majority())
+        .await
+        .map_err(driver_err)?;
+        let mut leases = HashMap::new();
+        for d in self
+            .find_many(
+                AGENT_LEASES,
+                doc! { "_id": { "$in": agent_ids } },
+                doc! {},
+                None,
+            )
+            .await?
+        {
+            leases.insert(
+                get_str(&d, "_id")?,
+                (get_str(&d, "owner")?, get_u64(&d, "epoch")?),
+            );
+        }
+        Ok(leases)
     }
 
     /// Takes or renews this sidecar's lease on an agent.
