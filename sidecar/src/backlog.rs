@@ -201,6 +201,22 @@ struct Inner {
     transfers: BTreeMap<u64, PendingTransfer>,
     transfer_ids: HashMap<String, u64>,
     bytes: u64,
+    /// Bytes of changes being logged, held by their [`Room`]s.
+    reserved: u64,
+}
+
+/// Room in the backlog held for a change while it is logged, so that writers logging at
+/// once cannot together go past the bound. Given back when dropped (by then
+/// [`Backlog::apply`] has counted the change itself).
+pub struct Room<'a> {
+    backlog: &'a Backlog,
+    bytes: u64,
+}
+
+impl Drop for Room<'_> {
+    fn drop(&mut self) {
+        self.backlog.lock().reserved -= self.bytes;
+    }
 }
 
 pub struct Backlog {
@@ -227,7 +243,31 @@ impl Backlog {
 
     /// Whether a write of `bytes` more would pass the bound.
     pub fn would_overflow(&self, bytes: u64) -> bool {
-        self.lock().bytes.saturating_add(bytes) > self.bytes_max
+        let inner = self.lock();
+        inner
+            .bytes
+            .saturating_add(inner.reserved)
+            .saturating_add(bytes)
+            > self.bytes_max
+    }
+
+    /// Holds room for a change of `bytes` about to be logged, or `None` if that would
+    /// take the backlog past its bound.
+    pub fn reserve(&self, bytes: u64) -> Option<Room<'_>> {
+        let mut inner = self.lock();
+        if inner
+            .bytes
+            .saturating_add(inner.reserved)
+            .saturating_add(bytes)
+            > self.bytes_max
+        {
+            return None;
+        }
+        inner.reserved += bytes;
+        Some(Room {
+            backlog: self,
+            bytes,
+        })
     }
 
     /// The agent's latest unflushed record, if it has one.
@@ -611,5 +651,11 @@ mod tests {
         assert_eq!(lsns, [1, 2, 3]);
         assert!(!b.would_overflow(900));
         assert!(b.would_overflow(901));
+        // Room held for changes being logged counts against the bound until given back.
+        let room = b.reserve(600).expect("room for 600 bytes");
+        assert!(b.reserve(301).is_none());
+        assert!(b.would_overflow(301));
+        drop(room);
+        assert!(b.reserve(900).is_some());
     }
 }

@@ -142,7 +142,9 @@ impl Engine {
         let now = Instant::now();
         let cached = self.leases.get(agent_id);
         if let Some((epoch, until)) = cached {
-            if until > now + lease.ttl / 2 {
+            // While the backend is down, trying to renew would only make the write wait
+            // for its timeout; the epoch still fences the write at flush time.
+            if until > now + lease.ttl / 2 || !self.flush_status().backend_reachable {
                 return Ok(epoch);
             }
         }

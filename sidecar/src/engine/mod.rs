@@ -290,12 +290,12 @@ impl Engine {
                 self.opts.limits.record_bytes_max
             )));
         }
-        if self.backlog.would_overflow(body.len() as u64) {
+        let Some(_room) = self.backlog.reserve(body.len() as u64) else {
             return Err(EngineError::Unavailable(format!(
                 "backlog is full ({} bytes max) while the backend catches up",
                 self.backlog.bytes_max()
             )));
-        }
+        };
         let started = std::time::Instant::now();
         let mut appended = self.wal.append(&body, durability != Durability::Memory)?;
         appended.wait_durable().await?;
