@@ -152,8 +152,12 @@ async fn write(
         }
     }
     let (mut written, mut fenced, error) = engine.store.flush(batch).await;
-    fenced.extend(aside.iter().map(|item| item.agent_id.clone()));
-    written.items.extend(aside);
+    fenced.extend(aside.items.iter().map(|item| item.agent_id.clone()));
+    for t in &aside.transfers {
+        fenced.extend(t.op.agents().into_iter().map(str::to_string));
+    }
+    written.items.extend(aside.items);
+    written.transfers.extend(aside.transfers);
     (written, fenced, error)
 }
 

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::backlog::{FlushBatch, FlushItem};
-use crate::model::{Current, Op};
+use crate::backlog::FlushBatch;
+use crate::model::{Current, Effect, Op};
 use crate::store::mongo::Lease;
 use crate::store::StoreError;
 
@@ -77,52 +77,79 @@ impl Engine {
 
     /// Before a flush: takes out of `batch` what this sidecar wrote under a lease it no
     /// longer holds (another sidecar took the agent over, or it did itself under a newer
-    /// epoch), to be kept aside instead of written. The leases of the rest are renewed
-    /// when less than half is left, so the flush runs inside them.
-    pub(crate) async fn fence(&self, batch: &mut FlushBatch) -> Result<Vec<FlushItem>, StoreError> {
+    /// epoch), to be kept aside instead of written; a transfer goes aside whole if any
+    /// of its agents does. The leases of the rest are renewed when less than half is
+    /// left, so the flush runs inside them.
+    pub(crate) async fn fence(&self, batch: &mut FlushBatch) -> Result<FlushBatch, StoreError> {
+        let mut aside = FlushBatch::default();
         let Some(lease) = &self.opts.lease else {
-            return Ok(Vec::new());
+            return Ok(aside);
         };
         let now = Instant::now();
-        let epoch_of = |item: &FlushItem| match &item.current {
-            // Epoch 0: written without a lease (the fence in the backend still applies).
-            Some(Current::Live(r)) if r.lease_epoch > 0 => Some(r.lease_epoch),
-            _ => None,
+        // (agent, epoch) of every record in the batch; epoch 0: written without a lease
+        // (the fence in the backend still applies).
+        let mut stamps: Vec<(String, u64)> = Vec::new();
+        for item in &batch.items {
+            if let Some(Current::Live(r)) = &item.current {
+                stamps.push((item.agent_id.clone(), r.lease_epoch));
+            }
+        }
+        for t in &batch.transfers {
+            t.op.for_each_effect(&mut |e| {
+                if let Effect::Record(r) = e {
+                    stamps.push((r.state.agent_id.clone(), r.lease_epoch));
+                }
+            });
+        }
+        let sure = |(id, epoch): &(String, u64)| {
+            *epoch == 0
+                || matches!(self.leases.get(id),
+                    Some((e, until)) if e == *epoch && until > now + lease.ttl / 2)
         };
-        let unsure: Vec<&str> = batch
-            .items
+        let unsure: Vec<&str> = stamps
             .iter()
-            .filter(|item| {
-                epoch_of(item).is_some_and(|epoch| {
-                    !matches!(self.leases.get(&item.agent_id),
-                        Some((e, until)) if e == epoch && until > now + lease.ttl / 2)
-                })
-            })
-            .map(|item| item.agent_id.as_str())
+            .filter(|s| !sure(s))
+            .map(|(id, _)| id.as_str())
             .collect();
         if unsure.is_empty() {
-            return Ok(Vec::new());
+            return Ok(aside);
         }
         let held = self
             .store
             .renew_leases(&unsure, &lease.owner, lease.ttl)
             .await?;
-        let unsure: std::collections::HashSet<String> =
-            unsure.into_iter().map(str::to_string).collect();
-        let mut aside = Vec::new();
+        let holds = |id: &str, epoch: u64| {
+            epoch == 0
+                || held
+                    .get(id)
+                    .is_some_and(|(owner, e)| *owner == lease.owner && *e == epoch)
+        };
+        for (id, epoch) in &stamps {
+            if let Some((_, e)) = held.get(id).filter(|_| holds(id, *epoch)) {
+                self.leases
+                    .insert(id.clone(), (*e, now + lease.ttl * 4 / 5));
+            }
+        }
+        let lost = |id: &str, epoch: u64| !sure(&(id.to_string(), epoch)) && !holds(id, epoch);
         for item in std::mem::take(&mut batch.items) {
-            let epoch = epoch_of(&item).filter(|_| unsure.contains(&item.agent_id));
-            let Some(epoch) = epoch else {
-                batch.items.push(item);
-                continue;
-            };
-            match held.get(&item.agent_id) {
-                Some((owner, e)) if *owner == lease.owner && *e == epoch => {
-                    self.leases
-                        .insert(item.agent_id.clone(), (epoch, now + lease.ttl * 4 / 5));
-                    batch.items.push(item);
+            match &item.current {
+                Some(Current::Live(r)) if lost(&item.agent_id, r.lease_epoch) => {
+                    aside.items.push(item)
                 }
-                _ => aside.push(item),
+                _ => batch.items.push(item),
+            }
+        }
+        for t in std::mem::take(&mut batch.transfers) {
+            let mut any_lost = false;
+            t.op.for_each_effect(&mut |e| {
+                if let Effect::Record(r) = e {
+                    any_lost |= lost(&r.state.agent_id, r.lease_epoch);
+                }
+            });
+            if any_lost {
+                aside.transfers.push(t);
+            } else {
+                batch.transfers.push(t);
             }
         }
         Ok(aside)

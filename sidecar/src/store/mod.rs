@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::backlog::{FlushBatch, FlushItem};
+use crate::backlog::FlushBatch;
 use crate::config::RetentionPolicy;
 use crate::model::{
     AgentRecord, BlobKey, Checkpoint, CheckpointKey, Message, StateTransition, StoredBlob,
@@ -375,10 +375,10 @@ impl Store {
     }
 
     /// Keeps what was written under a lost lease in `agent_state_conflicts` (MongoDB).
-    pub async fn keep_aside(&self, items: &[FlushItem]) -> StoreResult<()> {
+    pub async fn keep_aside(&self, aside: &FlushBatch) -> StoreResult<()> {
         self.timed("keep fenced-off changes aside", async {
             match &self.backend {
-                Backend::Mongo(s) => s.keep_aside(items).await,
+                Backend::Mongo(s) => s.keep_aside(aside).await,
                 Backend::Sqlite(_) => Ok(()),
             }
         })

@@ -403,7 +403,7 @@ impl MongoStore {
 
     /// One transfer in one transaction. Inside a transaction a write error (a duplicate
     /// key) aborts everything, so nothing here may collide: records are written only over
-    /// older versions read in the same transaction, and log entries, messages and the
+    /// older (epoch, version)s read in the same transaction, and log entries, messages and the
     /// transfer's record are inserted with `$setOnInsert` upserts, which do nothing if
     /// the document is already there. A re-flush after a crash is then a no-op.
     async fn flush_transfer(&self, op: &Op) -> StoreResult<Vec<String>> {
@@ -478,22 +478,36 @@ impl MongoStore {
                 );
             }
         }
-        let mut upserts = Vec::new();
-        let mut fenced = Vec::new();
-        for r in records {
-            match stored.get(&r.state.agent_id) {
-                Some((_, epoch)) if *epoch > r.lease_epoch => {
-                    self.keep_conflict(r, &Aside::default(), Some(&mut *session))
-                        .await?;
-                    fenced.push(r.state.agent_id.clone());
-                    continue;
-                }
-                Some((version, _)) if *version >= r.state.version => continue,
-                _ => {}
+        // Stored documents are ordered by (lease epoch, version). If a newer epoch holds
+        // any of the agents, the transfer was made under a lease since lost: none of it
+        // is written, its records are kept aside.
+        let newer = |r: &AgentRecord| {
+            stored
+                .get(&r.state.agent_id)
+                .is_some_and(|(_, epoch)| *epoch > r.lease_epoch)
+        };
+        if records.iter().any(|r| newer(r)) {
+            let mut fenced = Vec::new();
+            for r in records {
+                self.keep_conflict(r, &Aside::default(), Some(&mut *session))
+                    .await?;
+                fenced.push(r.state.agent_id.clone());
             }
-            upserts.push(
-                doc! { "q": { "_id": &r.state.agent_id }, "u": record_to_doc(r)?, "upsert": true },
-            );
+            session.commit_transaction().await.map_err(driver_err)?;
+            return Ok(fenced);
+        }
+        let mut upserts = Vec::new();
+        for r in records {
+            let there = stored
+                .get(&r.state.agent_id)
+                .is_some_and(|(version, epoch)| {
+                    *epoch == r.lease_epoch && *version >= r.state.version
+                });
+            if !there {
+                upserts.push(
+                    doc! { "q": { "_id": &r.state.agent_id }, "u": record_to_doc(r)?, "upsert": true },
+                );
+            }
         }
         if !upserts.is_empty() {
             self.write(
@@ -523,7 +537,7 @@ impl MongoStore {
             }
         }
         session.commit_transaction().await.map_err(driver_err)?;
-        Ok(fenced)
+        Ok(Vec::new())
     }
 
     /// Writes every statement: purges first, so a delete followed by a re-creation in
@@ -605,24 +619,51 @@ impl MongoStore {
     }
 
     /// Keeps what a sidecar flushed under a lease it had lost (the records, log entries,
-    /// messages and checkpoints of `items`) in `agent_state_conflicts`, writing none of
-    /// it where the agents' owner writes.
-    pub async fn keep_aside(&self, items: &[FlushItem]) -> StoreResult<()> {
-        for item in items {
+    /// messages and checkpoints of `aside`'s agents and transfers) in
+    /// `agent_state_conflicts`, writing none of it where the agents' owner writes.
+    pub async fn keep_aside(&self, aside: &FlushBatch) -> StoreResult<()> {
+        for item in &aside.items {
             let Some(Current::Live(rec)) = &item.current else {
                 continue;
             };
-            let mut aside = Aside::default();
+            let mut docs = Aside::default();
             for t in &item.transitions {
-                aside.transitions.push(transition_to_doc(t)?);
+                docs.transitions.push(transition_to_doc(t)?);
             }
             for m in &item.messages {
-                aside.messages.push(message_to_doc(&item.agent_id, m)?);
+                docs.messages.push(message_to_doc(&item.agent_id, m)?);
             }
             for c in &item.checkpoints {
-                aside.checkpoints.push(checkpoint_to_doc(c)?);
+                docs.checkpoints.push(checkpoint_to_doc(c)?);
             }
-            self.keep_conflict(rec, &aside, None).await?;
+            self.keep_conflict(rec, &docs, None).await?;
+        }
+        for t in &aside.transfers {
+            let mut records = Vec::new();
+            let mut docs: HashMap<&str, Aside> = HashMap::new();
+            let mut failed = Ok(());
+            t.op.for_each_effect(&mut |e| {
+                let done = match e {
+                    Effect::Record(r) => {
+                        records.push(r);
+                        Ok(())
+                    }
+                    Effect::Transition(tr) => transition_to_doc(tr)
+                        .map(|d| docs.entry(&tr.agent_id).or_default().transitions.push(d)),
+                    Effect::Message(agent, m) => message_to_doc(agent, m)
+                        .map(|d| docs.entry(agent).or_default().messages.push(d)),
+                    _ => Ok(()),
+                };
+                if let Err(e) = done {
+                    failed = Err(e);
+                }
+            });
+            failed?;
+            for rec in records {
+                let none = Aside::default();
+                let docs = docs.get(rec.state.agent_id.as_str()).unwrap_or(&none);
+                self.keep_conflict(rec, docs, None).await?;
+            }
         }
         Ok(())
     }
