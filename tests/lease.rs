@@ -8,7 +8,9 @@ mod common;
 
 use std::time::Duration;
 
-use agentstate_protocol::{ErrorCode, SaveStateRequest, StatePersistence};
+use agentstate_protocol::{
+    Durability, ErrorCode, NewMessage, SaveStateRequest, StatePersistence, TransferRequest,
+};
 use common::{eventually, raw, Mongo, Sidecar};
 use mongodb::bson::{doc, Document};
 use serde_json::json;
@@ -138,4 +140,114 @@ async fn two_sidecars_never_silently_overwrite_each_other() {
         }
     })
     .await;
+}
+
+/// A transfer a sidecar made under leases it then lost (it was killed before flushing,
+/// and another sidecar took both agents over) is set aside whole when it restarts: none
+/// of it reaches the new owner's agents, both records go to `agent_state_conflicts`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_under_a_lost_lease_is_set_aside_whole() {
+    let mongo = Mongo::start("lease_transfer");
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::example_config();
+    let mut shared = mongo.sidecar_args();
+    shared.extend(["--config".into(), config.display().to_string()]);
+    let mut a_args: Vec<&str> = shared.iter().map(String::as_str).collect();
+    let mut b_args = a_args.clone();
+    a_args.extend(["--lease-ms", "1500", "--flush-interval-ms", "600000"]);
+    b_args.extend(["--lease-ms", "1500", "--flush-interval-ms", "20"]);
+    let mut a = Sidecar::start(&dir.path().join("a"), &a_args).await;
+    let b = Sidecar::start(&dir.path().join("b"), &b_args).await;
+
+    // The source is in MongoDB (remote durability); the transfer only in A's WAL.
+    let a_remote = a.client().with_durability(Durability::Remote);
+    let greeting = SaveStateRequest {
+        agent_type: Some("greeter".into()),
+        state_name: "greeting".into(),
+        state_data: Some(json!({ "user_name": "ada" })),
+        ..Default::default()
+    };
+    a_remote.save_state("src", &greeting, None).await.unwrap();
+    let hello = |content: &str| NewMessage {
+        role: "user".into(),
+        content: content.into(),
+        metadata: Default::default(),
+    };
+    a_remote
+        .append_messages("src", vec![hello("hi from a")], None)
+        .await
+        .unwrap();
+    a.client()
+        .transfer(&TransferRequest {
+            transfer_id: "t-a".into(),
+            from_agent: "src".into(),
+            to_agent: "dst".into(),
+            trigger: "handoff".into(),
+            to_trigger: None,
+            to_agent_type: Some("haiku".into()),
+            context: None,
+            messages_max: None,
+        })
+        .await
+        .unwrap();
+    a.kill9();
+
+    // B takes both agents over once A's leases expire.
+    tokio::time::sleep(Duration::from_millis(1700)).await;
+    let b_remote = b.client().with_durability(Durability::Remote);
+    b_remote.save_state("src", &greeting, None).await.unwrap();
+    let haiku = SaveStateRequest {
+        agent_type: Some("haiku".into()),
+        state_name: "idle".into(),
+        ..Default::default()
+    };
+    b_remote.save_state("dst", &haiku, None).await.unwrap();
+    b_remote
+        .append_messages("dst", vec![hello("hi from b")], None)
+        .await
+        .unwrap();
+
+    // A replays its transfer: fenced off whole.
+    a.restart().await;
+    let db = mongo.db().await;
+    let kept = eventually(
+        Duration::from_secs(20),
+        "the transfer's records kept aside",
+        || {
+            let db = db.clone();
+            async move {
+                let kept = common::find_all(&db, "agent_state_conflicts", doc! {}).await;
+                (kept.len() == 2).then_some(kept)
+            }
+        },
+    )
+    .await;
+    let mut agents: Vec<&str> = kept
+        .iter()
+        .map(|d| d.get_str("agent_id").unwrap())
+        .collect();
+    agents.sort();
+    assert_eq!(agents, ["dst", "src"]);
+    eventually(Duration::from_secs(20), "A's backlog empty", || {
+        let c = a.client();
+        async move { c.status().await.ok().filter(|s| s.backlog_agents == 0) }
+    })
+    .await;
+    assert!(common::find_all(&db, "transfers", doc! {}).await.is_empty());
+    let dst = common::find_all(&db, "conversation_history", doc! { "agent_id": "dst" }).await;
+    let contents: Vec<&str> = dst.iter().map(|d| d.get_str("content").unwrap()).collect();
+    assert_eq!(contents, ["hi from b"]);
+    for (agent, state) in [("src", "greeting"), ("dst", "idle")] {
+        let d = common::find_all(&db, "agent_states", doc! { "_id": agent }).await;
+        assert_eq!(d[0].get_str("state_name").unwrap(), state, "{agent}");
+        assert_eq!(
+            b.client()
+                .load_state(agent)
+                .await
+                .unwrap()
+                .unwrap()
+                .state_name,
+            state
+        );
+    }
 }

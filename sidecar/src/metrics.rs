@@ -46,6 +46,9 @@ const AGENTS_BUCKETS: &[f64] = &[1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
+/// How often histogram samples are folded into their buckets when nobody scrapes.
+const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Installs the recorder (once per process) and returns the handle `/metrics` renders.
 pub fn install() -> &'static PrometheusHandle {
     HANDLE.get_or_init(|| {
@@ -61,6 +64,16 @@ pub fn install() -> &'static PrometheusHandle {
         // recorder; only the first install can succeed.
         let _ = metrics::set_global_recorder(recorder);
         describe();
+        // Histogram samples wait in the recorder until a render or an upkeep folds them
+        // into buckets: without a scraper they would pile up, a few bytes per request.
+        let upkeep = handle.clone();
+        std::thread::Builder::new()
+            .name("metrics-upkeep".into())
+            .spawn(move || loop {
+                std::thread::sleep(UPKEEP_INTERVAL);
+                upkeep.run_upkeep();
+            })
+            .expect("spawn the metrics upkeep thread");
         handle
     })
 }
