@@ -186,8 +186,11 @@ async fn a_long_mongodb_outage_under_load_loses_nothing_and_holds_memory_flat() 
     counters.down.store(true, Ordering::SeqCst);
     let down = Instant::now();
 
-    // RSS once the backlog is full, then its peak until MongoDB returns.
-    let mut rss_full = None::<(u64, u64)>;
+    // RSS once the backlog is full and memory has settled, then its peak until MongoDB
+    // returns.
+    let settle = (outage / 5).min(Duration::from_secs(10));
+    let mut full_at = None::<(Instant, u64)>;
+    let mut rss_full = None::<u64>;
     let mut rss_peak = 0;
     let mut retry_after_seen = false;
     let mut last_report = Instant::now();
@@ -201,15 +204,20 @@ async fn a_long_mongodb_outage_under_load_loses_nothing_and_holds_memory_flat() 
         );
         let full = counters.first_refusal_ms.load(Ordering::SeqCst) > 0;
         if full {
-            if rss_full.is_none() {
+            let (since, _) = *full_at.get_or_insert_with(|| {
                 // Refused only once the bound is all but reached.
                 assert!(
                     status.backlog_bytes + 4 * PAD_BYTES as u64 > backlog_max,
                     "refused before the bound: {status:?}"
                 );
-                rss_full = Some((rss, down.elapsed().as_secs()));
+                (Instant::now(), down.elapsed().as_secs())
+            });
+            if rss_full.is_none() && since.elapsed() >= settle {
+                rss_full = Some(rss);
             }
-            rss_peak = rss_peak.max(rss);
+            if rss_full.is_some() {
+                rss_peak = rss_peak.max(rss);
+            }
             if !retry_after_seen {
                 let body = format!(
                     r#"{{"state_name":"x","state_data":{{"pad":"{}"}}}}"#,
@@ -247,8 +255,8 @@ async fn a_long_mongodb_outage_under_load_loses_nothing_and_holds_memory_flat() 
     let rss_end = sidecar.rss_bytes();
     let acked_down = counters.acked.load(Ordering::Relaxed) - acked_before;
     let refused = counters.refused.load(Ordering::Relaxed);
-    let (rss_full, full_after_s) =
-        rss_full.expect("the backlog reached its bound during the outage");
+    let (_, full_after_s) = full_at.expect("the backlog reached its bound during the outage");
+    let rss_full = rss_full.expect("the outage lasted past the bound and the settling time");
     assert!(retry_after_seen);
 
     // MongoDB returns: the backlog drains and writes are acknowledged again.
@@ -317,7 +325,7 @@ async fn a_long_mongodb_outage_under_load_loses_nothing_and_holds_memory_flat() 
     eprintln!(
         "outage: MongoDB down {} s under load, backlog bound {:.1} MiB reached after {full_after_s} s; \
          acked {acked_down} while down (slowest {:.1} ms), then {refused} refused (503, Retry-After: 1); \
-         RSS {:.1} MiB before, {:.1} MiB at the bound, peak {:.1} MiB ({:+.1}%), {:.1} MiB at the end of the outage; \
+         RSS {:.1} MiB before, {:.1} MiB {:?} after the bound, peak {:.1} MiB ({:+.1}%), {:.1} MiB at the end of the outage; \
          drained below half the bound {:.1} s after MongoDB returned; \
          {} acknowledged writes in all, {messages} of them messages, all in MongoDB ({:?} in all)",
         outage.as_secs(),
@@ -325,6 +333,7 @@ async fn a_long_mongodb_outage_under_load_loses_nothing_and_holds_memory_flat() 
         counters.slowest_down_us.load(Ordering::Relaxed) as f64 / 1000.0,
         mib(rss_before),
         mib(rss_full),
+        settle,
         mib(rss_peak),
         growth * 100.0,
         mib(rss_end),
