@@ -32,7 +32,7 @@ use agentstate_protocol::{
     Client, ClientError, Durability, ErrorCode, NewMessage, SaveStateRequest, StatePersistence,
     TransitionRequest,
 };
-use common::{eventually, find_all, seed, Mongo, Sidecar};
+use common::{env_or, eventually, find_all, mongo_log, seed, Mongo, Sidecar};
 use mongodb::bson::{doc, Document};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde_json::json;
@@ -41,13 +41,6 @@ const WRITERS: usize = 6;
 const AGENTS_PER_WRITER: usize = 4;
 /// Pause between a writer's calls: a steady load, not a saturating one.
 const PACE: Duration = Duration::from_millis(5);
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// What one agent's writer was told.
 #[derive(Debug, Default)]
@@ -223,25 +216,6 @@ fn kept_aside(conflicts: &[Document]) -> HashSet<String> {
         }
     }
     kept
-}
-
-/// seq -> the content (messages) or trigger (transitions) MongoDB holds for an agent.
-async fn mongo_log(
-    db: &mongodb::Database,
-    collection: &str,
-    agent: &str,
-    key: &str,
-) -> BTreeMap<u64, String> {
-    find_all(db, collection, doc! { "agent_id": agent })
-        .await
-        .iter()
-        .map(|d| {
-            (
-                d.get_i64("seq").unwrap() as u64,
-                d.get_str(key).unwrap().to_string(),
-            )
-        })
-        .collect()
 }
 
 #[derive(Debug, Default)]

@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::time::Duration;
 
 use agentstate_protocol::{
@@ -23,18 +24,23 @@ fn save(by: &str, n: u64) -> SaveStateRequest {
     }
 }
 
+/// Sidecars A and B on one database, with a 1.5 s lease and `extra` flags. A flushes
+/// nothing on its own (its writes stay in its WAL unless `remote`); B flushes at once.
+async fn two_sidecars(mongo: &Mongo, dir: &Path, extra: &[&str]) -> (Sidecar, Sidecar) {
+    let shared = mongo.sidecar_args();
+    let mut args: Vec<&str> = shared.iter().map(String::as_str).collect();
+    args.extend(extra);
+    args.extend(["--lease-ms", "1500", "--flush-interval-ms"]);
+    let a = Sidecar::start(&dir.join("a"), &[args.as_slice(), &["600000"]].concat()).await;
+    let b = Sidecar::start(&dir.join("b"), &[args.as_slice(), &["20"]].concat()).await;
+    (a, b)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_sidecars_never_silently_overwrite_each_other() {
     let mongo = Mongo::start("lease");
     let dir = tempfile::tempdir().unwrap();
-    let shared = mongo.sidecar_args();
-    let mut a_args: Vec<&str> = shared.iter().map(String::as_str).collect();
-    let mut b_args = a_args.clone();
-    // A flushes nothing on its own (its write stays in its WAL); B flushes at once.
-    a_args.extend(["--lease-ms", "1500", "--flush-interval-ms", "600000"]);
-    b_args.extend(["--lease-ms", "1500", "--flush-interval-ms", "20"]);
-    let mut a = Sidecar::start(&dir.path().join("a"), &a_args).await;
-    let b = Sidecar::start(&dir.path().join("b"), &b_args).await;
+    let (mut a, b) = two_sidecars(&mongo, dir.path(), &[]).await;
 
     // A owns x; B is refused with a conflict naming the owner.
     assert_eq!(
@@ -149,15 +155,8 @@ async fn two_sidecars_never_silently_overwrite_each_other() {
 async fn a_transfer_under_a_lost_lease_is_set_aside_whole() {
     let mongo = Mongo::start("lease_transfer");
     let dir = tempfile::tempdir().unwrap();
-    let config = common::example_config();
-    let mut shared = mongo.sidecar_args();
-    shared.extend(["--config".into(), config.display().to_string()]);
-    let mut a_args: Vec<&str> = shared.iter().map(String::as_str).collect();
-    let mut b_args = a_args.clone();
-    a_args.extend(["--lease-ms", "1500", "--flush-interval-ms", "600000"]);
-    b_args.extend(["--lease-ms", "1500", "--flush-interval-ms", "20"]);
-    let mut a = Sidecar::start(&dir.path().join("a"), &a_args).await;
-    let b = Sidecar::start(&dir.path().join("b"), &b_args).await;
+    let config = common::example_config().display().to_string();
+    let (mut a, b) = two_sidecars(&mongo, dir.path(), &["--config", &config]).await;
 
     // The source is in MongoDB (remote durability); the transfer only in A's WAL.
     let a_remote = a.client().with_durability(Durability::Remote);

@@ -13,7 +13,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,7 +20,7 @@ use std::time::{Duration, Instant};
 use agentstate_protocol::{
     Client, ClientError, ErrorCode, NewMessage, SaveStateRequest, StatePersistence,
 };
-use common::{eventually, find_all, raw, Mongo, Sidecar};
+use common::{env_or, eventually, find_all, mongo_log, raw, Mongo, Sidecar};
 use mongodb::bson::doc;
 use serde_json::json;
 
@@ -35,13 +34,6 @@ const PAD_BYTES: usize = 1024;
 /// bound and the end of the outage: allocator noise, not a leak.
 const RSS_FLAT_RATIO: f64 = 0.02;
 const RSS_FLAT_BYTES: u64 = 1024 * 1024;
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// What one agent's writer was told.
 #[derive(Debug, Default)]
@@ -305,17 +297,7 @@ async fn a_long_mongodb_outage_under_load_loses_nothing_and_holds_memory_flat() 
             let data = d.get_document("state_data").unwrap();
             assert_eq!(data.get_i64("n").unwrap() as u64, n, "{}", a.id);
         }
-        let stored: BTreeMap<u64, String> =
-            find_all(&db, "conversation_history", doc! { "agent_id": &a.id })
-                .await
-                .iter()
-                .map(|d| {
-                    (
-                        d.get_i64("seq").unwrap() as u64,
-                        d.get_str("content").unwrap().to_string(),
-                    )
-                })
-                .collect();
+        let stored = mongo_log(&db, "conversation_history", &a.id, "content").await;
         for (seq, content) in &a.messages {
             assert_eq!(stored.get(seq), Some(content), "{} message {seq}", a.id);
             messages += 1;

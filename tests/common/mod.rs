@@ -345,6 +345,34 @@ pub async fn find_all(
     docs
 }
 
+/// An agent's log in MongoDB (`state_transitions` or `conversation_history`): seq -> the
+/// string field `key` (a trigger, a message's content).
+pub async fn mongo_log(
+    db: &mongodb::Database,
+    collection: &str,
+    agent: &str,
+    key: &str,
+) -> std::collections::BTreeMap<u64, String> {
+    find_all(db, collection, mongodb::bson::doc! { "agent_id": agent })
+        .await
+        .iter()
+        .map(|d| {
+            (
+                d.get_i64("seq").unwrap() as u64,
+                d.get_str(key).unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The environment variable `name` parsed, or `default` if unset or unparsable.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// Polls `check` until it returns `Some`, or panics after `timeout` with `what`.
 pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
 where

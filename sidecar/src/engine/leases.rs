@@ -2,7 +2,7 @@
 //! under its lease, and stamps the records with the lease's epoch, so a flush from a
 //! sidecar that lost the lease is fenced off.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -106,31 +106,29 @@ impl Engine {
                 || matches!(self.leases.get(id),
                     Some((e, until)) if e == *epoch && until > now + lease.ttl / 2)
         };
-        let unsure: Vec<&str> = stamps
-            .iter()
-            .filter(|s| !sure(s))
-            .map(|(id, _)| id.as_str())
-            .collect();
+        let unsure: Vec<&(String, u64)> = stamps.iter().filter(|s| !sure(s)).collect();
         if unsure.is_empty() {
             return Ok(aside);
         }
+        let ids: Vec<&str> = unsure.iter().map(|(id, _)| id.as_str()).collect();
         let held = self
             .store
-            .renew_leases(&unsure, &lease.owner, lease.ttl)
+            .renew_leases(&ids, &lease.owner, lease.ttl)
             .await?;
-        let holds = |id: &str, epoch: u64| {
-            epoch == 0
-                || held
-                    .get(id)
-                    .is_some_and(|(owner, e)| *owner == lease.owner && *e == epoch)
-        };
-        for (id, epoch) in &stamps {
-            if let Some((_, e)) = held.get(id).filter(|_| holds(id, *epoch)) {
-                self.leases
-                    .insert(id.clone(), (*e, now + lease.ttl * 4 / 5));
+        // What was written under another epoch than the one this sidecar holds now.
+        let mut lost: HashSet<(&str, u64)> = HashSet::new();
+        for (id, epoch) in unsure {
+            match held.get(id) {
+                Some((owner, e)) if *owner == lease.owner && e == epoch => {
+                    self.leases
+                        .insert(id.clone(), (*e, now + lease.ttl * 4 / 5));
+                }
+                _ => {
+                    lost.insert((id, *epoch));
+                }
             }
         }
-        let lost = |id: &str, epoch: u64| !sure(&(id.to_string(), epoch)) && !holds(id, epoch);
+        let lost = |id: &str, epoch: u64| lost.contains(&(id, epoch));
         for item in std::mem::take(&mut batch.items) {
             match &item.current {
                 Some(Current::Live(r)) if lost(&item.agent_id, r.lease_epoch) => {

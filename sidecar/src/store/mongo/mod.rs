@@ -49,6 +49,9 @@ pub const CONVERSATION_HISTORY: &str = "conversation_history";
 pub const CHECKPOINTS: &str = "checkpoints";
 pub const TRANSFERS: &str = "transfers";
 pub const AGENT_LEASES: &str = "agent_leases";
+/// Records a fenced sidecar could not write: kept, never silently dropped.
+pub const AGENT_STATE_CONFLICTS: &str = "agent_state_conflicts";
+
 /// What a fenced-off agent's flush carried besides its record, as documents.
 #[derive(Default)]
 struct Aside {
@@ -56,9 +59,6 @@ struct Aside {
     messages: Vec<Document>,
     checkpoints: Vec<Document>,
 }
-
-/// Records a fenced sidecar could not write: kept, never silently dropped.
-pub const AGENT_STATE_CONFLICTS: &str = "agent_state_conflicts";
 
 const DUPLICATE_KEY: i32 = 11000;
 /// Most statement bytes in one write command: well under MongoDB's 16 MiB per document.
@@ -582,7 +582,7 @@ impl MongoStore {
             let duplicates = self
                 .write(command, collection, field, statements, None)
                 .await?;
-            if collection == AGENT_STATES && command == "update" && !duplicates.is_empty() {
+            if command == "update" && collection == AGENT_STATES && !duplicates.is_empty() {
                 let missed: Vec<&AgentRecord> = duplicates
                     .iter()
                     .filter_map(|i| w.upserted.get(*i))
