@@ -367,19 +367,19 @@ async fn conversation_history_is_paged_and_bounded(backend: Backend) {
 
     if let Some(mongo) = mongo {
         // One document per message: an append never rewrites the conversation.
+        // Messages reach MongoDB before the record that counts them, so wait for the whole
+        // flush, not for the messages alone.
         let db = mongo.db().await;
-        let count = eventually(Duration::from_secs(20), "messages flushed", || {
-            let db = db.clone();
-            async move {
-                let n = db
-                    .collection::<Document>("conversation_history")
-                    .count_documents(doc! { "agent_id": "m1" })
-                    .await
-                    .ok()?;
-                (n == 60).then_some(n)
-            }
+        eventually(Duration::from_secs(20), "an empty backlog", || {
+            let c = c.clone();
+            async move { c.status().await.ok().filter(|s| s.backlog_agents == 0) }
         })
         .await;
+        let count = db
+            .collection::<Document>("conversation_history")
+            .count_documents(doc! { "agent_id": "m1" })
+            .await
+            .unwrap();
         assert_eq!(count, 60);
         let d = db
             .collection::<Document>("conversation_history")

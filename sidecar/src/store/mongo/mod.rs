@@ -542,7 +542,8 @@ impl MongoStore {
 
     /// Writes every statement: purges first, so a delete followed by a re-creation in
     /// one batch leaves the new incarnation; then log entries, messages and checkpoints;
-    /// the records last, so a record never names a log entry that is not there yet.
+    /// thread blobs and writes before the thread checkpoints that name them; the records
+    /// last, so a record never names a log entry that is not there yet.
     ///
     /// The flusher leaves out agents whose lease this sidecar lost; should one slip
     /// through (its flush outlasted the lease), its record is still fenced off here by
@@ -564,14 +565,14 @@ impl MongoStore {
             ("insert", STATE_TRANSITIONS, "documents", w.transitions),
             ("insert", CONVERSATION_HISTORY, "documents", w.messages),
             ("insert", CHECKPOINTS, "documents", w.checkpoints),
+            ("update", THREAD_BLOBS, "updates", w.threads.upsert_blobs),
+            ("update", THREAD_WRITES, "updates", w.threads.upsert_writes),
             (
                 "update",
                 THREAD_CHECKPOINTS,
                 "updates",
                 w.threads.upsert_checkpoints,
             ),
-            ("update", THREAD_BLOBS, "updates", w.threads.upsert_blobs),
-            ("update", THREAD_WRITES, "updates", w.threads.upsert_writes),
             ("update", AGENT_STATES, "updates", w.upserts),
         ];
         let mut fenced = Vec::new();
