@@ -10,7 +10,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use agentstate_protocol::{
-    Durability, ErrorCode, NewMessage, SaveStateRequest, StatePersistence, TransferRequest,
+    Durability, ErrorCode, NewMessage, NewThreadWrite, Payload, PutThreadCheckpointRequest,
+    PutThreadWritesRequest, SaveStateRequest, SearchCheckpointsRequest, StatePersistence,
+    ThreadBlob, TransferRequest, Typed,
 };
 use common::{eventually, raw, Mongo, Sidecar};
 use mongodb::bson::{doc, Document};
@@ -21,6 +23,30 @@ fn save(by: &str, n: u64) -> SaveStateRequest {
         state_name: "idle".into(),
         state_data: Some(json!({ "by": by, "n": n })),
         ..Default::default()
+    }
+}
+
+fn typed(s: &str) -> Typed {
+    Typed {
+        type_: "json".into(),
+        data: Payload(s.as_bytes().to_vec().into()),
+    }
+}
+
+/// Checkpoint `id` of a thread, with one new blob on channel `messages` written by `by`.
+fn checkpoint(id: &str, by: &str) -> PutThreadCheckpointRequest {
+    PutThreadCheckpointRequest {
+        checkpoint_id: id.into(),
+        checkpoint: typed(&format!(r#"{{"id":"{id}"}}"#)),
+        channel_versions: [("messages".to_string(), format!("{by}-1"))].into(),
+        blobs: vec![ThreadBlob {
+            channel: "messages".into(),
+            version: format!("{by}-1"),
+            value: typed(&format!(r#"["hi from {by}"]"#)),
+        }],
+        checkpoint_ns: String::new(),
+        parent_checkpoint_id: None,
+        metadata: Default::default(),
     }
 }
 
@@ -249,4 +275,115 @@ async fn a_transfer_under_a_lost_lease_is_set_aside_whole() {
             state
         );
     }
+}
+
+/// Framework checkpoints a sidecar wrote to a thread under a lease it then lost (it was
+/// killed before flushing, and another sidecar took the thread over) are kept aside when
+/// it restarts, with their blobs and pending writes: none of them reaches the new
+/// owner's thread, and none is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thread_checkpoints_under_a_lost_lease_are_kept_aside() {
+    let mongo = Mongo::start("lease_thread");
+    let dir = tempfile::tempdir().unwrap();
+    let (mut a, b) = two_sidecars(&mongo, dir.path(), &[]).await;
+
+    // A's checkpoint, its blob and a pending write stay in A's WAL.
+    a.client()
+        .put_thread_checkpoint("t", &checkpoint("a1", "a"))
+        .await
+        .unwrap();
+    let pending = PutThreadWritesRequest {
+        checkpoint_id: "a1".into(),
+        task_id: "task".into(),
+        writes: vec![NewThreadWrite {
+            idx: 0,
+            channel: "messages".into(),
+            value: typed(r#"["next from a"]"#),
+        }],
+        checkpoint_ns: String::new(),
+        task_path: String::new(),
+    };
+    a.client().put_thread_writes("t", &pending).await.unwrap();
+    a.kill9();
+
+    // B takes the thread over once A's lease expires.
+    tokio::time::sleep(Duration::from_millis(1700)).await;
+    let b_remote = b.client().with_durability(Durability::Remote);
+    b_remote
+        .put_thread_checkpoint("t", &checkpoint("b1", "b"))
+        .await
+        .unwrap();
+
+    // A replays its writes under its old epoch: kept aside whole.
+    a.restart().await;
+    let db = mongo.db().await;
+    let kept = eventually(Duration::from_secs(20), "A's thread kept aside", || {
+        let db = db.clone();
+        async move {
+            let kept = common::find_all(&db, "agent_state_conflicts", doc! { "agent_id": "t" });
+            kept.await.pop()
+        }
+    })
+    .await;
+    let field = |name: &str| -> Vec<(String, String)> {
+        kept.get_array(name)
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .iter()
+            .map(|d| {
+                let d = d.as_document().unwrap();
+                let data = d.get_binary_generic("data").unwrap();
+                (
+                    d.get_str("_id").unwrap().to_string(),
+                    String::from_utf8_lossy(data).into_owned(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        field("thread_checkpoints"),
+        [(r#"["t","","a1"]"#.into(), r#"{"id":"a1"}"#.into())]
+    );
+    assert_eq!(
+        field("thread_blobs"),
+        [(
+            r#"["t","","messages","a-1"]"#.into(),
+            r#"["hi from a"]"#.into()
+        )]
+    );
+    assert_eq!(
+        field("thread_writes"),
+        [(
+            r#"["t","","a1","task","0"]"#.into(),
+            r#"["next from a"]"#.into()
+        )]
+    );
+    eventually(Duration::from_secs(20), "A's backlog empty", || {
+        let c = a.client();
+        async move { c.status().await.ok().filter(|s| s.backlog_agents == 0) }
+    })
+    .await;
+
+    // The thread is B's alone, in MongoDB and as B serves it.
+    for (collection, ids) in [
+        ("thread_checkpoints", vec![r#"["t","","b1"]"#]),
+        ("thread_blobs", vec![r#"["t","","messages","b-1"]"#]),
+        ("thread_writes", vec![]),
+    ] {
+        let stored = common::find_all(&db, collection, doc! { "thread_id": "t" }).await;
+        let stored: Vec<&str> = stored.iter().map(|d| d.get_str("_id").unwrap()).collect();
+        assert_eq!(stored, ids, "{collection}");
+    }
+    let search = SearchCheckpointsRequest {
+        thread_id: Some("t".into()),
+        ..Default::default()
+    };
+    let served: Vec<String> = b
+        .client()
+        .search_checkpoints(&search)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.checkpoint_id)
+        .collect();
+    assert_eq!(served, ["b1"]);
 }

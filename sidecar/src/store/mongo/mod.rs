@@ -58,6 +58,8 @@ struct Aside {
     transitions: Vec<Document>,
     messages: Vec<Document>,
     checkpoints: Vec<Document>,
+    /// A thread's framework checkpoints, blobs and pending writes.
+    thread: threads::ThreadAside,
 }
 
 const DUPLICATE_KEY: i32 = 11000;
@@ -620,7 +622,7 @@ impl MongoStore {
     }
 
     /// Keeps what a sidecar flushed under a lease it had lost (the records, log entries,
-    /// messages and checkpoints of `aside`'s agents and transfers) in
+    /// messages, checkpoints and thread checkpoints of `aside`'s agents and transfers) in
     /// `agent_state_conflicts`, writing none of it where the agents' owner writes.
     pub async fn keep_aside(&self, aside: &FlushBatch) -> StoreResult<()> {
         for item in &aside.items {
@@ -637,6 +639,7 @@ impl MongoStore {
             for c in &item.checkpoints {
                 docs.checkpoints.push(checkpoint_to_doc(c)?);
             }
+            docs.thread = threads::ThreadAside::of(&item.agent_id, &item.threads)?;
             self.keep_conflict(rec, &docs, None).await?;
         }
         for t in &aside.transfers {
@@ -694,6 +697,10 @@ impl MongoStore {
             "transitions": &aside.transitions,
             "messages": &aside.messages,
             "checkpoints": &aside.checkpoints,
+            "thread_checkpoints": &aside.thread.checkpoints,
+            "thread_blobs": &aside.thread.blobs,
+            "thread_writes": &aside.thread.writes,
+            "thread_dropped": &aside.thread.dropped,
             "detected_at": bson_time(&chrono::Utc::now()),
         };
         self.write(

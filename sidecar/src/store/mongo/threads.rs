@@ -103,65 +103,17 @@ impl ThreadWrites {
                 .push(doc! { "q": { "_id": blob_id(thread, k) }, "limit": 1 });
         }
         for (_, c) in dirt.checkpoints.values() {
-            let versions: Vec<Bson> = c
-                .channel_versions
-                .iter()
-                .map(|(ch, v)| Bson::Array(vec![ch.into(), v.into()]))
-                .collect();
-            let metadata = to_bson(&serde_json::Value::Object(c.metadata.clone()))?;
-            self.upsert_checkpoints.push(doc! {
-                "q": { "_id": checkpoint_id(thread, &c.key()) },
-                "u": {
-                    "thread_id": thread,
-                    "checkpoint_ns": &c.checkpoint_ns,
-                    "checkpoint_id": &c.checkpoint_id,
-                    "parent_checkpoint_id": c.parent_checkpoint_id.as_deref().map_or(Bson::Null, Bson::from),
-                    "type": &c.checkpoint.type_,
-                    "data": binary(&c.checkpoint.data),
-                    "metadata": metadata,
-                    "channel_versions": versions,
-                    "thread_version": c.version as i64,
-                    "created_at": mongodb::bson::DateTime::from_millis(c.created_at.timestamp_millis()),
-                },
-                "upsert": true,
-            });
+            let (id, fields) = checkpoint_doc(thread, c)?;
+            self.upsert_checkpoints
+                .push(doc! { "q": { "_id": id }, "u": fields, "upsert": true });
         }
         for (_, b) in dirt.blobs.values() {
-            self.upsert_blobs.push(doc! {
-                "q": { "_id": blob_id(thread, &b.key()) },
-                "u": {
-                    "thread_id": thread,
-                    "checkpoint_ns": &b.checkpoint_ns,
-                    "channel": &b.blob.channel,
-                    "version": &b.blob.version,
-                    "type": &b.blob.value.type_,
-                    "data": binary(&b.blob.value.data),
-                    "thread_version": b.version as i64,
-                },
-                "upsert": true,
-            });
+            let (id, fields) = blob_doc(thread, b);
+            self.upsert_blobs
+                .push(doc! { "q": { "_id": id }, "u": fields, "upsert": true });
         }
         for (_, w) in dirt.writes.values() {
-            let fields = doc! {
-                "thread_id": thread,
-                "checkpoint_ns": &w.checkpoint_ns,
-                "checkpoint_id": &w.checkpoint_id,
-                "task_id": &w.write.task_id,
-                "idx": w.write.idx,
-                "task_path": &w.write.task_path,
-                "channel": &w.write.channel,
-                "type": &w.write.value.type_,
-                "data": binary(&w.write.value.data),
-                "thread_version": w.version as i64,
-            };
-            let idx = w.write.idx.to_string();
-            let id = key_id(&[
-                thread,
-                &w.checkpoint_ns,
-                &w.checkpoint_id,
-                &w.write.task_id,
-                &idx,
-            ]);
+            let (id, fields) = write_doc(thread, w);
             // At idx >= 0 the first write of a key wins; below 0 the last.
             let update = if w.write.idx >= 0 {
                 doc! { "$setOnInsert": fields }
@@ -173,6 +125,103 @@ impl ThreadWrites {
         }
         Ok(())
     }
+}
+
+/// What a thread's flush under a lost lease carried, as the documents it would have
+/// written (each with its `_id`), for `agent_state_conflicts`.
+#[derive(Default)]
+pub struct ThreadAside {
+    pub checkpoints: Vec<Document>,
+    pub blobs: Vec<Document>,
+    pub writes: Vec<Document>,
+    /// `_id`s of the checkpoints and blobs it dropped (not dropped in MongoDB).
+    pub dropped: Vec<String>,
+}
+
+impl ThreadAside {
+    pub fn of(thread: &str, dirt: &ThreadDirt) -> StoreResult<Self> {
+        let with_id = |(id, mut fields): (String, Document)| {
+            fields.insert("_id", id);
+            fields
+        };
+        let mut aside = ThreadAside::default();
+        for (_, c) in dirt.checkpoints.values() {
+            aside.checkpoints.push(with_id(checkpoint_doc(thread, c)?));
+        }
+        for (_, b) in dirt.blobs.values() {
+            aside.blobs.push(with_id(blob_doc(thread, b)));
+        }
+        for (_, w) in dirt.writes.values() {
+            aside.writes.push(with_id(write_doc(thread, w)));
+        }
+        let checkpoints = dirt.dropped_checkpoints.keys();
+        aside.dropped = checkpoints.map(|k| checkpoint_id(thread, k)).collect();
+        let blobs = dirt.dropped_blobs.keys();
+        aside.dropped.extend(blobs.map(|k| blob_id(thread, k)));
+        Ok(aside)
+    }
+}
+
+/// A checkpoint's `_id` and fields.
+fn checkpoint_doc(thread: &str, c: &ThreadCheckpoint) -> StoreResult<(String, Document)> {
+    let versions: Vec<Bson> = c
+        .channel_versions
+        .iter()
+        .map(|(ch, v)| Bson::Array(vec![ch.into(), v.into()]))
+        .collect();
+    let metadata = to_bson(&serde_json::Value::Object(c.metadata.clone()))?;
+    let fields = doc! {
+        "thread_id": thread,
+        "checkpoint_ns": &c.checkpoint_ns,
+        "checkpoint_id": &c.checkpoint_id,
+        "parent_checkpoint_id": c.parent_checkpoint_id.as_deref().map_or(Bson::Null, Bson::from),
+        "type": &c.checkpoint.type_,
+        "data": binary(&c.checkpoint.data),
+        "metadata": metadata,
+        "channel_versions": versions,
+        "thread_version": c.version as i64,
+        "created_at": mongodb::bson::DateTime::from_millis(c.created_at.timestamp_millis()),
+    };
+    Ok((checkpoint_id(thread, &c.key()), fields))
+}
+
+/// A blob's `_id` and fields.
+fn blob_doc(thread: &str, b: &StoredBlob) -> (String, Document) {
+    let fields = doc! {
+        "thread_id": thread,
+        "checkpoint_ns": &b.checkpoint_ns,
+        "channel": &b.blob.channel,
+        "version": &b.blob.version,
+        "type": &b.blob.value.type_,
+        "data": binary(&b.blob.value.data),
+        "thread_version": b.version as i64,
+    };
+    (blob_id(thread, &b.key()), fields)
+}
+
+/// A pending write's `_id` and fields.
+fn write_doc(thread: &str, w: &StoredWrite) -> (String, Document) {
+    let fields = doc! {
+        "thread_id": thread,
+        "checkpoint_ns": &w.checkpoint_ns,
+        "checkpoint_id": &w.checkpoint_id,
+        "task_id": &w.write.task_id,
+        "idx": w.write.idx,
+        "task_path": &w.write.task_path,
+        "channel": &w.write.channel,
+        "type": &w.write.value.type_,
+        "data": binary(&w.write.value.data),
+        "thread_version": w.version as i64,
+    };
+    let idx = w.write.idx.to_string();
+    let id = key_id(&[
+        thread,
+        &w.checkpoint_ns,
+        &w.checkpoint_id,
+        &w.write.task_id,
+        &idx,
+    ]);
+    (id, fields)
 }
 
 /// The filter and sort of a checkpoint query.
