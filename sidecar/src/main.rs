@@ -70,13 +70,15 @@ fn finish(result: anyhow::Result<ExitCode>) -> ExitCode {
     }
 }
 
-/// Logs to stderr; `RUST_LOG` sets the level (default `info`), `AGENTSTATE_LOG_FORMAT=json`
-/// switches to JSON lines.
+/// Logs to stderr, in colour only on a terminal; `RUST_LOG` sets the level (default
+/// `info`), `AGENTSTATE_LOG_FORMAT=json` switches to JSON lines.
 fn init_tracing() {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if std::env::var(env::LOG_FORMAT).is_ok_and(|f| f == "json") {
         builder.json().init();

@@ -118,9 +118,7 @@ impl Sidecar {
     }
 
     pub fn log(&self) -> String {
-        let mut s = String::new();
-        let _ = File::open(&self.log_path).and_then(|mut f| f.read_to_string(&mut s));
-        s
+        read_log(&self.log_path)
     }
 
     /// `kill -9`: no chance to flush or sync anything.
@@ -161,7 +159,20 @@ impl Sidecar {
 }
 
 impl Drop for Sidecar {
+    /// When a test fails, shows the end of the sidecar's log beside the failure.
     fn drop(&mut self) {
+        if std::thread::panicking() && self.child.is_some() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!(
+                "the last lines of the sidecar on {} ({}):",
+                self.addr,
+                self.log_path.display()
+            );
+            for line in tail.iter().rev() {
+                eprintln!("  {line}");
+            }
+        }
         self.kill9();
     }
 }
@@ -197,18 +208,17 @@ impl Mongo {
 
     /// Always a local SecantusDB, for tests that stop and restart the server.
     pub fn start_local(database: String) -> Mongo {
-        let port = free_port();
         let storage = tempfile::tempdir().expect("temp dir for SecantusDB");
         let log_path = storage.path().with_extension("secantus.log");
         let mut local = LocalMongo {
-            port,
+            port: 0,
             storage,
             child: None,
             log_path,
         };
         local.spawn();
         Mongo {
-            uri: format!("mongodb://127.0.0.1:{port}/?directConnection=true"),
+            uri: format!("mongodb://127.0.0.1:{}/?directConnection=true", local.port),
             database,
             local: Some(local),
         }
@@ -260,6 +270,9 @@ impl Mongo {
 }
 
 impl LocalMongo {
+    /// Starts the server on `self.port`, or on a port of its own choosing the first time
+    /// (read back from its log), so no other process can take the port between picking
+    /// it and binding it.
     fn spawn(&mut self) {
         let bin = secantusd();
         let log = File::options()
@@ -267,28 +280,76 @@ impl LocalMongo {
             .append(true)
             .open(&self.log_path)
             .expect("open SecantusDB log");
+        let logged_before = self.log().len();
         let child = Command::new(&bin)
             .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
             .arg("--storage-path")
             .arg(self.storage.path())
-            .args(["--log-level", "WARNING"])
+            .args(["--log-level", "INFO"])
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        self.child = Some(child);
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
-        if !wait_for_port(addr, Duration::from_secs(60)) {
-            let mut log = String::new();
-            let _ = File::open(&self.log_path).and_then(|mut f| f.read_to_string(&mut log));
-            panic!("SecantusDB did not listen on {addr} within 60 s; its log:\n{log}");
-        }
+        let child = self.child.insert(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let port = loop {
+            let log = read_log(&self.log_path);
+            if let Some(port) = listening_port(&log[logged_before..]) {
+                break port;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("SecantusDB exited with {status} at start; its log:\n{log}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "SecantusDB did not listen within 60 s; its log:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        self.port = port;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        assert!(
+            wait_for_port(addr, Duration::from_secs(10)),
+            "SecantusDB logged {addr} but does not accept connections; its log:\n{}",
+            self.log()
+        );
+    }
+
+    fn log(&self) -> String {
+        read_log(&self.log_path)
     }
 }
 
+/// A log file's text, empty if it cannot be read.
+fn read_log(path: &Path) -> String {
+    let mut log = String::new();
+    let _ = File::open(path).and_then(|mut f| f.read_to_string(&mut log));
+    log
+}
+
+/// The port in SecantusDB's "secantus listening on 127.0.0.1:PORT" line.
+fn listening_port(log: &str) -> Option<u16> {
+    let (_, rest) = log.split_once("listening on 127.0.0.1:")?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
 impl Drop for LocalMongo {
+    /// When a test fails, says whether the server was still up, with its log: a test
+    /// that lost its server should say so, not only that a query failed.
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
+            if std::thread::panicking() {
+                let state = match c.try_wait() {
+                    Ok(Some(status)) => format!("had exited with {status}"),
+                    _ => "was running".to_string(),
+                };
+                eprintln!(
+                    "SecantusDB on port {} {state} when the test failed; its log:\n{}",
+                    self.port,
+                    self.log()
+                );
+            }
             let _ = c.kill();
             let _ = c.wait();
         }
