@@ -14,7 +14,7 @@ use agentstate_protocol::{
     PutThreadWritesRequest, SaveStateRequest, SearchCheckpointsRequest, StatePersistence,
     ThreadBlob, TransferRequest, Typed,
 };
-use common::{eventually, raw, Mongo, Sidecar};
+use common::{eventually, raw, Mongo, Proxy, Sidecar};
 use mongodb::bson::{doc, Document};
 use serde_json::json;
 
@@ -386,4 +386,83 @@ async fn thread_checkpoints_under_a_lost_lease_are_kept_aside() {
         .map(|t| t.checkpoint_id)
         .collect();
     assert_eq!(served, ["b1"]);
+}
+
+/// A `remote` write is answered with success only once it is in MongoDB. A sidecar cut
+/// off from MongoDB (not from its clients) past its lease accepts a `remote` write into
+/// its WAL; another sidecar takes the agent over; when the first reaches MongoDB again
+/// its flush is set aside, and the waiting write is answered 409, not 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_write_set_aside_at_flush_is_refused() {
+    let mongo = Mongo::start_local(format!(
+        "agentstate_test_lease_remote_{}",
+        std::process::id()
+    ));
+    let proxy = Proxy::start(mongo.local_port()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let lease = ["--lease-ms", "1500", "--flush-interval-ms", "20"];
+    let database = ["--database", mongo.database.as_str()];
+    let a_uri = proxy.mongodb_uri();
+    let a_args = [
+        &["--mongodb-uri", a_uri.as_str()][..],
+        &database,
+        &lease,
+        &[
+            "--backend-timeout-ms",
+            "300",
+            "--remote-timeout-ms",
+            "20000",
+        ],
+    ]
+    .concat();
+    let a = Sidecar::start(&dir.path().join("a"), &a_args).await;
+    let b_args = [
+        &["--mongodb-uri", mongo.uri.as_str()][..],
+        &database,
+        &lease,
+    ]
+    .concat();
+    let b = Sidecar::start(&dir.path().join("b"), &b_args).await;
+    let a_remote = a.client().with_durability(Durability::Remote);
+    let b_remote = b.client().with_durability(Durability::Remote);
+    assert_eq!(
+        a_remote.save_state("x", &save("a", 1), None).await.unwrap(),
+        1
+    );
+
+    // A loses MongoDB; its clients still reach it, and it still holds x.
+    proxy.cut();
+    let late = tokio::spawn(async move { a_remote.save_state("x", &save("a", 2), None).await });
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert!(
+        !late.is_finished(),
+        "A answered a remote write it could not flush"
+    );
+
+    // B takes x over once A's lease has expired; then A reaches MongoDB again.
+    assert_eq!(
+        b_remote.save_state("x", &save("b", 2), None).await.unwrap(),
+        2
+    );
+    proxy.heal();
+    let e = tokio::time::timeout(Duration::from_secs(20), late)
+        .await
+        .expect("A answers once MongoDB is back")
+        .unwrap()
+        .expect_err("A's write was set aside, not written");
+    assert_eq!(e.code(), Some(ErrorCode::Conflict), "{e}");
+    assert!(e.to_string().contains("agent_state_conflicts"), "{e}");
+
+    let db = mongo.db().await;
+    let kept = common::find_all(&db, "agent_state_conflicts", doc! { "agent_id": "x" }).await;
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let by = |d: &Document| {
+        d.get_document("state_data")
+            .and_then(|s| s.get_str("by"))
+            .map(str::to_string)
+    };
+    assert_eq!(by(kept[0].get_document("record").unwrap()).unwrap(), "a");
+    let x = common::find_all(&db, "agent_states", doc! { "_id": "x" }).await;
+    assert_eq!(by(&x[0]).unwrap(), "b");
+    assert_eq!(x[0].get_i64("version").unwrap(), 2);
 }

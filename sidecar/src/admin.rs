@@ -149,7 +149,7 @@ pub fn dump(args: DumpArgs) -> anyhow::Result<ExitCode> {
     let wal_dir = args.data_dir.join("wal");
     let scanned = wal::scan(&wal_dir, |lsn, body| {
         let op = Op::decode(body).context("decode WAL operation")?;
-        backlog.apply(lsn, &op, body.len() as u64);
+        backlog.apply(lsn, &op, body.len() as u64, false);
         if args
             .agent
             .as_deref()
@@ -203,7 +203,7 @@ pub async fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let config = Config::from_args(args.serve)?;
     let backlog = Backlog::new(u64::MAX);
     let (stats, torn) = wal::scan(&config.wal_dir(), |lsn, body| {
-        backlog.apply(lsn, &Op::decode(body)?, body.len() as u64);
+        backlog.apply(lsn, &Op::decode(body)?, body.len() as u64, false);
         Ok(())
     })?;
     let store = server::open_store(&config, false).await?;

@@ -108,6 +108,8 @@ struct DirtyAgent {
     /// Oldest and newest WAL LSN whose effect is not yet in the backend.
     first_lsn: u64,
     last_lsn: u64,
+    /// LSNs of the unflushed `remote` writes, in order.
+    remote_lsns: Vec<u64>,
     /// Bytes of the WAL records behind this entry.
     bytes: u64,
     since: Instant,
@@ -125,6 +127,9 @@ pub struct FlushItem {
     pub message_drops: Vec<MessageDrop>,
     pub purge: Option<Tombstone>,
     pub last_lsn: u64,
+    /// LSNs of the `remote` writes among these changes, whose callers wait for the
+    /// outcome of this flush.
+    pub remote_lsns: Vec<u64>,
     bytes: u64,
 }
 
@@ -132,6 +137,8 @@ pub struct FlushItem {
 #[derive(Debug, Clone)]
 pub struct PendingTransfer {
     pub lsn: u64,
+    /// Made at `remote` durability: its caller waits for the outcome of its flush.
+    pub remote: bool,
     /// The whole `Op::Transfer`, so the backend can write every part of it at once.
     pub op: std::sync::Arc<Op>,
 }
@@ -164,6 +171,7 @@ fn dirty_entry<'m>(
     agents: &'m mut HashMap<String, DirtyAgent>,
     agent_id: &str,
     lsn: u64,
+    remote: bool,
     bytes_left: &mut u64,
 ) -> &'m mut DirtyAgent {
     let e = agents
@@ -178,11 +186,15 @@ fn dirty_entry<'m>(
             purge: None,
             first_lsn: lsn,
             last_lsn: lsn,
+            remote_lsns: Vec::new(),
             bytes: 0,
             since: Instant::now(),
         });
     e.last_lsn = e.last_lsn.max(lsn);
     e.first_lsn = e.first_lsn.min(lsn);
+    if remote && e.remote_lsns.last() != Some(&lsn) {
+        e.remote_lsns.push(lsn);
+    }
     e.bytes += std::mem::take(bytes_left);
     e
 }
@@ -378,8 +390,9 @@ impl Backlog {
         out
     }
 
-    /// Records the effect of `op` (WAL record `lsn`, `bytes` long).
-    pub fn apply(&self, lsn: u64, op: &Op, bytes: u64) {
+    /// Records the effect of `op` (WAL record `lsn`, `bytes` long); `remote`: its caller
+    /// waits for its flush.
+    pub fn apply(&self, lsn: u64, op: &Op, bytes: u64, remote: bool) {
         let mut guard = self.lock();
         let inner = &mut *guard;
         inner.bytes += bytes;
@@ -388,11 +401,11 @@ impl Backlog {
         let agents = &mut inner.agents;
         op.for_each_effect(&mut |effect| match effect {
             Effect::Record(r) => {
-                let e = dirty_entry(agents, &r.state.agent_id, lsn, &mut bytes_left);
+                let e = dirty_entry(agents, &r.state.agent_id, lsn, remote, &mut bytes_left);
                 e.current = Some(Current::Live(Arc::clone(r)));
             }
             Effect::Delete(id, t) => {
-                let e = dirty_entry(agents, id, lsn, &mut bytes_left);
+                let e = dirty_entry(agents, id, lsn, remote, &mut bytes_left);
                 e.current = Some(Current::Deleted(t));
                 // Everything logged before the delete goes with it.
                 e.transitions.clear();
@@ -403,27 +416,27 @@ impl Backlog {
                 e.purge = Some(t);
             }
             Effect::Thread(id, change) => {
-                dirty_entry(agents, id, lsn, &mut bytes_left)
+                dirty_entry(agents, id, lsn, remote, &mut bytes_left)
                     .threads
                     .apply(lsn, change);
             }
             Effect::DropMessages(id, from, to) => {
-                let e = dirty_entry(agents, id, lsn, &mut bytes_left);
+                let e = dirty_entry(agents, id, lsn, remote, &mut bytes_left);
                 e.messages.retain(|m| m.seq < from || m.seq > to);
                 e.message_drops.push((lsn, from, to));
             }
             Effect::Transition(t) => {
-                dirty_entry(agents, &t.agent_id, lsn, &mut bytes_left)
+                dirty_entry(agents, &t.agent_id, lsn, remote, &mut bytes_left)
                     .transitions
                     .push(t.clone());
             }
             Effect::Message(id, m) => {
-                dirty_entry(agents, id, lsn, &mut bytes_left)
+                dirty_entry(agents, id, lsn, remote, &mut bytes_left)
                     .messages
                     .push(m.clone());
             }
             Effect::Checkpoint(c) => {
-                dirty_entry(agents, &c.agent_id, lsn, &mut bytes_left)
+                dirty_entry(agents, &c.agent_id, lsn, remote, &mut bytes_left)
                     .checkpoints
                     .push(c.clone());
             }
@@ -434,6 +447,7 @@ impl Backlog {
                 lsn,
                 PendingTransfer {
                     lsn,
+                    remote,
                     op: std::sync::Arc::new(op.clone()),
                 },
             );
@@ -489,6 +503,7 @@ impl Backlog {
                     message_drops: d.message_drops.clone(),
                     purge: d.purge,
                     last_lsn: d.last_lsn,
+                    remote_lsns: d.remote_lsns.clone(),
                     bytes: d.bytes,
                 })
                 .collect(),
@@ -534,6 +549,7 @@ impl Backlog {
                 // Still the same record; the backend has it now.
                 d.current = None;
             }
+            d.remote_lsns.retain(|l| *l > item.last_lsn);
             d.first_lsn = item.last_lsn + 1;
             d.bytes -= item.bytes.min(d.bytes);
             d.since = Instant::now();
@@ -593,9 +609,9 @@ mod tests {
     fn latest_state_wins_and_bytes_are_accounted() {
         let b = Backlog::new(1 << 20);
         for (lsn, v) in [(1, 1), (2, 2), (3, 3)] {
-            b.apply(lsn, &put("a", v), 100);
+            b.apply(lsn, &put("a", v), 100, false);
         }
-        b.apply(4, &put("b", 1), 50);
+        b.apply(4, &put("b", 1), 50, false);
         assert_eq!(b.get("a").unwrap().version(), 3);
         let s = b.stats();
         assert_eq!((s.agents, s.bytes), (2, 350));
@@ -611,9 +627,9 @@ mod tests {
     #[test]
     fn changes_after_a_snapshot_survive_its_ack() {
         let b = Backlog::new(1 << 20);
-        b.apply(1, &put("a", 1), 100);
+        b.apply(1, &put("a", 1), 100, false);
         let batch = b.take_batch(10, FLUSH_BATCH_BYTES_MAX);
-        b.apply(2, &put("a", 2), 100);
+        b.apply(2, &put("a", 2), 100, false);
         b.ack(&batch);
         assert_eq!(b.get("a").unwrap().version(), 2, "v2 still dirty");
         assert!(b.take_batch(10, FLUSH_BATCH_BYTES_MAX).items[0]
@@ -624,18 +640,35 @@ mod tests {
     }
 
     #[test]
+    fn remote_writes_travel_with_their_flush() {
+        let b = Backlog::new(1 << 20);
+        b.apply(1, &put("a", 1), 100, true);
+        b.apply(2, &put("a", 2), 100, false);
+        let batch = b.take_batch(10, FLUSH_BATCH_BYTES_MAX);
+        assert_eq!(batch.items[0].remote_lsns, [1]);
+        b.apply(3, &put("a", 3), 100, true);
+        b.ack(&batch);
+        let batch = b.take_batch(10, FLUSH_BATCH_BYTES_MAX);
+        assert_eq!(
+            batch.items[0].remote_lsns,
+            [3],
+            "what the first flush took is gone"
+        );
+    }
+
+    #[test]
     fn batches_stop_at_the_byte_bound_but_always_take_one_agent() {
         let b = Backlog::new(1 << 40);
         let big = FLUSH_BATCH_BYTES_MAX / 2 + 1;
         for i in 0..4u64 {
-            b.apply(i + 1, &put(&format!("a{i}"), 1), big);
+            b.apply(i + 1, &put(&format!("a{i}"), 1), big, false);
         }
         let batch = b.take_batch(100, FLUSH_BATCH_BYTES_MAX);
         assert_eq!(batch.items.len(), 1, "two would pass the bound");
         assert_eq!(batch.items[0].agent_id, "a0", "the oldest first");
         b.ack(&batch);
         let b = Backlog::new(1 << 40);
-        b.apply(1, &put("huge", 1), FLUSH_BATCH_BYTES_MAX * 3);
+        b.apply(1, &put("huge", 1), FLUSH_BATCH_BYTES_MAX * 3, false);
         assert_eq!(b.take_batch(100, FLUSH_BATCH_BYTES_MAX).items.len(), 1);
     }
 
@@ -643,7 +676,7 @@ mod tests {
     fn batches_take_the_oldest_first_and_respect_the_bound() {
         let b = Backlog::new(1000);
         for i in 0..10u64 {
-            b.apply(10 - i, &put(&format!("a{i}"), 1), 10);
+            b.apply(10 - i, &put(&format!("a{i}"), 1), 10, false);
         }
         let batch = b.take_batch(3, FLUSH_BATCH_BYTES_MAX);
         let mut lsns: Vec<u64> = batch.items.iter().map(|i| i.last_lsn).collect();

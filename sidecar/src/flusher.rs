@@ -150,8 +150,18 @@ async fn write(
         if let Err(e) = engine.store.keep_aside(&aside).await {
             return (FlushBatch::default(), Vec::new(), Some(e));
         }
+        engine.note_set_aside(aside.items.iter(), aside.transfers.iter());
     }
     let (mut written, mut fenced, error) = engine.store.flush(batch).await;
+    // What the backend found under a newer epoch was kept aside by the store.
+    let fenced_off = |agent: &str| fenced.iter().any(|f| f == agent);
+    engine.note_set_aside(
+        written.items.iter().filter(|i| fenced_off(&i.agent_id)),
+        written
+            .transfers
+            .iter()
+            .filter(|t| t.op.agents().into_iter().any(fenced_off)),
+    );
     fenced.extend(aside.items.iter().map(|item| item.agent_id.clone()));
     for t in &aside.transfers {
         fenced.extend(t.op.agents().into_iter().map(str::to_string));

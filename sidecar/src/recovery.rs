@@ -21,7 +21,7 @@ pub fn replay(opts: WalOptions, backlog: &Backlog) -> anyhow::Result<(Wal, Repla
     let dir = opts.dir.clone();
     let opened = Wal::open(opts, |lsn, body| {
         let op = Op::decode(body).context("decode WAL operation")?;
-        backlog.apply(lsn, &op, body.len() as u64);
+        backlog.apply(lsn, &op, body.len() as u64, false);
         Ok(())
     });
     let outcome = if opened.is_ok() { "ok" } else { "error" };

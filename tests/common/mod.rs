@@ -224,6 +224,11 @@ impl Mongo {
         }
     }
 
+    /// The port of a local server.
+    pub fn local_port(&self) -> u16 {
+        self.local.as_ref().expect("a local server").port
+    }
+
     pub fn is_local(&self) -> bool {
         self.local.is_some()
     }
@@ -353,6 +358,57 @@ impl Drop for LocalMongo {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+}
+
+/// A TCP proxy on loopback in front of a server, which a test cuts (every connection
+/// dropped, new ones closed at once) and heals: a partition between one sidecar and
+/// MongoDB while others still reach it.
+pub struct Proxy {
+    pub port: u16,
+    cut: tokio::sync::watch::Sender<bool>,
+}
+
+impl Proxy {
+    pub async fn start(target_port: u16) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the proxy");
+        let port = listener.local_addr().expect("proxy address").port();
+        let (cut, is_cut) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if *is_cut.borrow() {
+                    continue; // dropped: closed at once
+                }
+                let mut cut = is_cut.clone();
+                tokio::spawn(async move {
+                    let Ok(mut server) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", target_port)).await
+                    else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cut.wait_for(|cut| *cut) => {}
+                    }
+                });
+            }
+        });
+        Proxy { port, cut }
+    }
+
+    /// A MongoDB URI that goes through the proxy.
+    pub fn mongodb_uri(&self) -> String {
+        format!("mongodb://127.0.0.1:{}/?directConnection=true", self.port)
+    }
+
+    pub fn cut(&self) {
+        self.cut.send_replace(true);
+    }
+
+    pub fn heal(&self) {
+        self.cut.send_replace(false);
     }
 }
 

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::backlog::FlushBatch;
+use crate::backlog::{FlushBatch, FlushItem, PendingTransfer};
 use crate::model::{Current, Effect, Op};
 use crate::store::mongo::Lease;
 use crate::store::StoreError;
@@ -151,6 +151,26 @@ impl Engine {
             }
         }
         Ok(aside)
+    }
+
+    /// Notes the `remote` writes among changes a flush set aside, so that their callers
+    /// answer with a conflict, not a success.
+    pub(crate) fn note_set_aside<'b>(
+        &self,
+        items: impl Iterator<Item = &'b FlushItem>,
+        transfers: impl Iterator<Item = &'b PendingTransfer>,
+    ) {
+        for item in items {
+            for lsn in &item.remote_lsns {
+                self.set_aside
+                    .insert(*lsn, format!("agent {}", item.agent_id));
+            }
+        }
+        for t in transfers.filter(|t| t.remote) {
+            let (from, to) = (&t.transfer().from_agent, &t.transfer().to_agent);
+            self.set_aside
+                .insert(t.lsn, format!("agent {from} or {to}"));
+        }
     }
 
     /// Takes or renews this sidecar's lease on `agent_id`, where leases are used: for

@@ -96,6 +96,9 @@ pub struct Engine {
     locks: Vec<Arc<tokio::sync::Mutex<()>>>,
     /// Leases this sidecar holds: agent -> (epoch, valid until). Bounded like the cache.
     leases: moka::sync::Cache<String, (u64, Instant)>,
+    /// `remote` writes a flush set aside (a lease lost before they reached the backend):
+    /// LSN -> which agents, until their callers, waiting for the flush, have answered.
+    set_aside: moka::sync::Cache<u64, String>,
     /// Every WAL record at or below this LSN is in the backend.
     pub(crate) flushed_tx: watch::Sender<u64>,
     /// Wakes the flusher before its interval (full batch, `remote` write, shutdown).
@@ -146,6 +149,11 @@ impl Engine {
             store,
             types,
             leases: moka::sync::Cache::new(100_000),
+            // A caller waits at most `remote_timeout` for its flush.
+            set_aside: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(opts.remote_timeout * 2)
+                .build(),
             locks: (0..LOCK_STRIPES)
                 .map(|_| Arc::new(tokio::sync::Mutex::new(())))
                 .collect(),
@@ -300,7 +308,12 @@ impl Engine {
         let mut appended = self.wal.append(&body, durability != Durability::Memory)?;
         appended.wait_durable().await?;
         metrics::histogram!(m::WAL_APPEND_DURATION).record(started.elapsed().as_secs_f64());
-        self.backlog.apply(appended.lsn, op, body.len() as u64);
+        self.backlog.apply(
+            appended.lsn,
+            op,
+            body.len() as u64,
+            durability == Durability::Remote,
+        );
         op.for_each_effect(&mut |e| match e {
             Effect::Thread(id, change) => self.thread_heads.apply(id, change),
             Effect::Delete(id, _) => self.thread_heads.invalidate(id),
@@ -397,13 +410,20 @@ impl Engine {
         Ok(value)
     }
 
+    /// Waits until the write logged at `lsn` is in the backend; a write the flush set
+    /// aside instead is a conflict.
     async fn wait_flushed(&self, lsn: u64) -> EngineResult<()> {
         self.flush_now.notify_one();
         let mut rx = self.flushed_tx.subscribe();
         let waited =
             tokio::time::timeout(self.opts.remote_timeout, rx.wait_for(|f| *f >= lsn)).await;
         match waited {
-            Ok(Ok(_)) => Ok(()),
+            Ok(Ok(_)) => match self.set_aside.remove(&lsn) {
+                None => Ok(()),
+                Some(agents) => Err(EngineError::Fenced(format!(
+                    "another sidecar took {agents} over before this write reached the backend: the write is kept in agent_state_conflicts, not in the agent's state"
+                ))),
+            },
             _ => Err(EngineError::Unavailable(format!(
                 "the write is durable in the local WAL, but the backend did not confirm it within {} ms; it will be flushed when the backend answers",
                 self.opts.remote_timeout.as_millis()
