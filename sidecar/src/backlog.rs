@@ -7,7 +7,8 @@
 //! Its size is bounded by `backlog_bytes_max` (the bytes of the WAL records behind it);
 //! past that the engine refuses writes with 503 until the backend catches up.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -83,10 +84,71 @@ impl ThreadDirt {
 }
 
 /// Most bytes of changes (as WAL records) one flush batch carries, but for its first
-/// agent. The flusher halves its batch size after a batch that timed out and grows it back
-/// after successes, between this and [`FLUSH_BATCH_BYTES_MIN`].
+/// agent. The flusher starts at [`FLUSH_BATCH_BYTES_MIN`], doubles its batch size after
+/// each batch written and halves it after one that timed out, between the two.
 pub const FLUSH_BATCH_BYTES_MAX: u64 = 4 * 1024 * 1024;
 pub const FLUSH_BATCH_BYTES_MIN: u64 = 64 * 1024;
+
+/// What the backend holds past the flushed watermark: each agent's changes up to an LSN,
+/// and transfers by LSN. Kept beside the WAL, so that a start replays only what the
+/// backend lacks. The watermark moves only once every agent changed below it is flushed:
+/// without these, a sidecar killed again and again before it has re-flushed all that its
+/// WAL replays would never get further.
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FlushedMarks {
+    pub agents: HashMap<String, u64>,
+    pub transfers: BTreeSet<u64>,
+}
+
+const FLUSHED_MARKS_FILE: &str = "flushed-marks.json";
+
+impl FlushedMarks {
+    /// Notes a batch the backend took (or kept aside).
+    pub fn note(&mut self, batch: &FlushBatch) {
+        for item in &batch.items {
+            let mark = self.agents.entry(item.agent_id.clone()).or_default();
+            *mark = (*mark).max(item.last_lsn);
+        }
+        self.transfers.extend(batch.transfers.iter().map(|t| t.lsn));
+    }
+
+    /// Forgets what the watermark covers.
+    pub fn prune(&mut self, watermark: u64) {
+        self.agents.retain(|_, lsn| *lsn > watermark);
+        self.transfers = self.transfers.split_off(&(watermark.saturating_add(1)));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.agents.is_empty() && self.transfers.is_empty()
+    }
+
+    /// Whether the backend holds `agent_id`'s change logged at `lsn`.
+    fn holds(&self, agent_id: &str, lsn: u64) -> bool {
+        self.agents.get(agent_id).is_some_and(|mark| lsn <= *mark)
+    }
+
+    /// The marks kept in `dir`; none if there are none, or they cannot be read (the
+    /// start then re-flushes more, which is safe).
+    pub fn load(dir: &Path) -> FlushedMarks {
+        let path = dir.join(FLUSHED_MARKS_FILE);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                tracing::warn!(file = %path.display(), error = %e, "ignoring unreadable flushed marks");
+                FlushedMarks::default()
+            }),
+            Err(_) => FlushedMarks::default(),
+        }
+    }
+
+    /// Replaces the marks kept in `dir`. Not synced: lost marks only mean more to
+    /// re-flush.
+    pub fn save(&self, dir: &Path) -> std::io::Result<()> {
+        let path = dir.join(FLUSHED_MARKS_FILE);
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_vec(self)?)?;
+        std::fs::rename(&tmp, &path)
+    }
+}
 
 /// Messages removed but not yet from the backend: (LSN, first seq, last seq).
 pub type MessageDrop = (u64, u64, u64);
@@ -393,13 +455,30 @@ impl Backlog {
     /// Records the effect of `op` (WAL record `lsn`, `bytes` long); `remote`: its caller
     /// waits for its flush.
     pub fn apply(&self, lsn: u64, op: &Op, bytes: u64, remote: bool) {
+        self.apply_unflushed(lsn, op, bytes, remote, None);
+    }
+
+    /// Applies a record the WAL replays, but for what `flushed` says the backend holds.
+    pub fn replay(&self, lsn: u64, op: &Op, bytes: u64, flushed: &FlushedMarks) {
+        self.apply_unflushed(lsn, op, bytes, false, Some(flushed));
+    }
+
+    fn apply_unflushed(
+        &self,
+        lsn: u64,
+        op: &Op,
+        bytes: u64,
+        remote: bool,
+        flushed: Option<&FlushedMarks>,
+    ) {
+        let held = |agent: &str| flushed.is_some_and(|f| f.holds(agent, lsn));
         let mut guard = self.lock();
         let inner = &mut *guard;
-        inner.bytes += bytes;
         // The record's bytes are charged to the first agent it touches.
         let mut bytes_left = bytes;
         let agents = &mut inner.agents;
         op.for_each_effect(&mut |effect| match effect {
+            _ if held(effect.agent_id()) => {}
             Effect::Record(r) => {
                 let e = dirty_entry(agents, &r.state.agent_id, lsn, remote, &mut bytes_left);
                 e.current = Some(Current::Live(Arc::clone(r)));
@@ -441,7 +520,11 @@ impl Backlog {
                     .push(c.clone());
             }
         });
+        inner.bytes += bytes - bytes_left;
         if let Op::Transfer { transfer, .. } = op {
+            if flushed.is_some_and(|f| f.transfers.contains(&lsn)) {
+                return;
+            }
             inner.transfer_ids.insert(transfer.transfer_id.clone(), lsn);
             inner.transfers.insert(
                 lsn,
@@ -454,43 +537,56 @@ impl Backlog {
         }
     }
 
-    /// Snapshots the pending transfers and up to `max` agents, those waiting longest first,
-    /// stopping once the agents' changes reach `bytes_max` (one agent always goes, however
-    /// large): a batch must finish within the backend's timeout, or the same batch would be
-    /// retried forever.
+    /// Snapshots up to `max` agents, those waiting longest first, stopping once their
+    /// changes reach `bytes_max` (one agent always goes, however large), and the transfers
+    /// logged before the oldest agent left out (the oldest transfer always goes): a batch
+    /// must finish within the backend's timeout, or the same batch would be retried
+    /// forever, and small batches go through the log in order (see [`FlushedMarks`]).
     ///
     /// A transfer is written before (or with) its agents' other changes, never after: the
     /// agents of transfers left for a later batch are left out of this one too.
     pub fn take_batch(&self, max: usize, bytes_max: u64) -> FlushBatch {
         let inner = self.lock();
+        let mut oldest: Vec<(&String, &DirtyAgent)> = inner.agents.iter().collect();
+        if oldest.len() > max {
+            oldest.select_nth_unstable_by_key(max, |(_, d)| d.first_lsn);
+        }
+        let (chosen, rest) = oldest.split_at_mut(max.min(inner.agents.len()));
+        chosen.sort_unstable_by_key(|(_, d)| d.first_lsn);
+        let mut bytes = 0u64;
+        let fits = chosen
+            .iter()
+            .enumerate()
+            .take_while(|(i, (_, d))| {
+                bytes += d.bytes;
+                *i == 0 || bytes <= bytes_max
+            })
+            .count();
+        // The first change of the oldest agent left for a later batch.
+        let frontier = chosen[fits..]
+            .iter()
+            .chain(rest.iter())
+            .map(|(_, d)| d.first_lsn)
+            .min()
+            .unwrap_or(u64::MAX);
+        oldest.truncate(fits);
+        let transfers: Vec<PendingTransfer> = inner
+            .transfers
+            .values()
+            .enumerate()
+            .take_while(|(i, t)| *i == 0 || t.lsn < frontier)
+            .take(max)
+            .map(|(_, t)| t.clone())
+            .collect();
         let waiting: std::collections::HashSet<&str> = inner
             .transfers
             .values()
-            .skip(max)
+            .skip(transfers.len())
             .flat_map(|t| t.op.agents())
             .collect();
-        let mut oldest: Vec<(&String, &DirtyAgent)> = inner
-            .agents
-            .iter()
-            .filter(|(id, _)| !waiting.contains(id.as_str()))
-            .collect();
-        if oldest.len() > max {
-            oldest.select_nth_unstable_by_key(max, |(_, d)| d.first_lsn);
-            oldest.truncate(max);
-        }
-        oldest.sort_unstable_by_key(|(_, d)| d.first_lsn);
-        let mut bytes = 0u64;
-        let fits = oldest
-            .iter()
-            .take_while(|(_, d)| {
-                let first = bytes == 0;
-                bytes += d.bytes;
-                first || bytes <= bytes_max
-            })
-            .count();
-        oldest.truncate(fits.max(1));
+        oldest.retain(|(id, _)| !waiting.contains(id.as_str()));
         FlushBatch {
-            transfers: inner.transfers.values().take(max).cloned().collect(),
+            transfers,
             items: oldest
                 .into_iter()
                 .map(|(id, d)| FlushItem {
@@ -670,6 +766,127 @@ mod tests {
         let b = Backlog::new(1 << 40);
         b.apply(1, &put("huge", 1), FLUSH_BATCH_BYTES_MAX * 3, false);
         assert_eq!(b.take_batch(100, FLUSH_BATCH_BYTES_MAX).items.len(), 1);
+    }
+
+    /// A transfer from `from` to `to`, with both agents' records.
+    fn transfer(id: &str, from: &str, to: &str) -> Op {
+        Op::Transfer {
+            transfer: crate::model::Transfer {
+                transfer_id: id.into(),
+                from_agent: from.into(),
+                to_agent: to.into(),
+                trigger: "handoff".into(),
+                to_trigger: None,
+                context: crate::model::Doc::null(),
+                messages_copied: 0,
+                from_version: 2,
+                to_version: 2,
+                created_at: chrono::Utc::now(),
+            },
+            records: vec![record(from, 2).into(), record(to, 2).into()],
+            transitions: Vec::new(),
+            messages: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_replay_skips_what_the_flushed_marks_say_the_backend_holds() {
+        let records = [
+            (1, put("a", 1)),
+            (2, put("b", 1)),
+            (3, transfer("t1", "a", "c")),
+            (4, put("a", 3)),
+        ];
+        let b = Backlog::new(1 << 20);
+        for (lsn, op) in &records {
+            b.apply(*lsn, op, 100, false);
+        }
+        // a, c and the transfer are written, b is not: the watermark stays at 1.
+        let mut written = b.take_batch(10, FLUSH_BATCH_BYTES_MAX);
+        written.items.retain(|i| i.agent_id != "b");
+        let mut marks = FlushedMarks::default();
+        marks.note(&written);
+        marks.prune(1);
+        let dir = tempfile::tempdir().unwrap();
+        marks.save(dir.path()).unwrap();
+        let loaded = FlushedMarks::load(dir.path());
+        assert_eq!(loaded, marks);
+        assert_eq!(loaded.agents.len(), 2, "a and c: {loaded:?}");
+
+        let replayed = Backlog::new(1 << 20);
+        for (lsn, op) in &records[1..] {
+            replayed.replay(*lsn, op, 100, &loaded);
+        }
+        let s = replayed.stats();
+        assert_eq!((s.agents, s.bytes), (1, 100), "only b's change is left");
+        assert!(replayed.get("b").is_some());
+        assert!(replayed.transfers_after("").is_empty());
+        assert_eq!(replayed.oldest_lsn(), Some(2));
+
+        // What the watermark covers is forgotten.
+        marks.prune(4);
+        assert!(marks.is_empty());
+        assert_eq!(
+            FlushedMarks::load(&dir.path().join("none")),
+            FlushedMarks::default()
+        );
+    }
+
+    #[test]
+    fn small_batches_move_the_watermark_through_transfers_in_order() {
+        let b = Backlog::new(1 << 20);
+        b.apply(1, &put("a", 1), 100, false);
+        b.apply(2, &transfer("t1", "b", "c"), 100, false);
+        b.apply(3, &put("d", 1), 100, false);
+        b.apply(4, &transfer("t2", "d", "e"), 100, false);
+        b.apply(5, &put("a", 2), 100, false);
+        let mut flushed = Vec::new();
+        let mut watermarks = Vec::new();
+        while b.oldest_lsn().is_some() {
+            // Room for one agent a batch: the smallest steps there are.
+            let batch = b.take_batch(10, 1);
+            assert!(!batch.is_empty(), "every batch makes progress");
+            for t in &batch.transfers {
+                let agents = t.op.agents();
+                assert!(
+                    !flushed
+                        .iter()
+                        .any(|a: &String| agents.contains(&a.as_str())),
+                    "transfer {} after its agents' later changes",
+                    t.transfer().transfer_id
+                );
+            }
+            flushed.extend(batch.items.iter().map(|i| i.agent_id.clone()));
+            b.ack(&batch);
+            watermarks.push(b.oldest_lsn());
+        }
+        assert_eq!(
+            watermarks,
+            [Some(2), Some(2), Some(3), Some(4), None],
+            "each batch frees the oldest change (b and c share LSN 2)"
+        );
+    }
+
+    #[test]
+    fn a_transfer_past_the_bound_holds_back_its_agents_not_the_batch() {
+        let b = Backlog::new(1 << 20);
+        b.apply(1, &put("a", 1), 100, false);
+        b.apply(2, &put("b", 1), 100, false);
+        b.apply(3, &transfer("t0", "b", "x"), 100, false);
+        b.apply(4, &transfer("t1", "a", "c"), 100, false);
+        // Room for one agent: "a" is the oldest, but waits for t1, which is past "b".
+        let batch = b.take_batch(10, 1);
+        assert!(batch.items.is_empty(), "a waits for t1");
+        let ids: Vec<&str> = batch
+            .transfers
+            .iter()
+            .map(|t| t.transfer().transfer_id.as_str())
+            .collect();
+        assert_eq!(ids, ["t0"], "the oldest transfer always goes");
+        b.ack(&batch);
+        let batch = b.take_batch(10, 1);
+        assert_eq!(batch.items[0].agent_id, "a");
+        assert_eq!(batch.transfers[0].transfer().transfer_id, "t1", "with a");
     }
 
     #[test]

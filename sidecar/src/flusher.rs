@@ -98,6 +98,7 @@ pub async fn flush_through(engine: &Engine, batch_max: usize, through: u64) -> R
             engine.backlog.ack(&written);
             let wal_low = engine.wal.oldest_unapplied_lsn();
             advance(engine, wal_low);
+            engine.note_flushed(&written);
             tracing::debug!(
                 agents = written.items.len(),
                 transfers = written.transfers.len(),

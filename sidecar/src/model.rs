@@ -390,6 +390,21 @@ pub enum Effect<'a> {
     DropMessages(&'a str, u64, u64),
 }
 
+impl<'a> Effect<'a> {
+    /// The agent this effect changes.
+    pub fn agent_id(&self) -> &'a str {
+        match *self {
+            Effect::Record(r) => r.state.agent_id.as_str(),
+            Effect::Delete(id, _)
+            | Effect::Message(id, _)
+            | Effect::Thread(id, _)
+            | Effect::DropMessages(id, ..) => id,
+            Effect::Transition(t) => t.agent_id.as_str(),
+            Effect::Checkpoint(c) => c.agent_id.as_str(),
+        }
+    }
+}
+
 impl Op {
     /// Calls `f` with every effect, in the order they must be applied.
     pub fn for_each_effect<'a>(&'a self, f: &mut impl FnMut(Effect<'a>)) {
@@ -498,15 +513,7 @@ impl Op {
     pub fn agents(&self) -> Vec<&str> {
         let mut out: Vec<&str> = Vec::new();
         self.for_each_effect(&mut |e| {
-            let id = match e {
-                Effect::Record(r) => r.state.agent_id.as_str(),
-                Effect::Delete(id, _)
-                | Effect::Message(id, _)
-                | Effect::Thread(id, _)
-                | Effect::DropMessages(id, ..) => id,
-                Effect::Transition(t) => t.agent_id.as_str(),
-                Effect::Checkpoint(c) => c.agent_id.as_str(),
-            };
+            let id = e.agent_id();
             if !out.contains(&id) {
                 out.push(id);
             }

@@ -1,16 +1,17 @@
 //! Start-up recovery: replay the WAL into the backlog, so every change that is not known
 //! to be in the backend is dirty again and will be (re-)flushed.
 //!
-//! Replay does not know which records the backend already has (segments are released
-//! only below the flushed watermark, but records above it may have been flushed just
-//! before a crash). That is fine: flushes are idempotent and never move a document to an
-//! older version, so re-flushing them changes nothing.
+//! Records at or below the flushed watermark are skipped, and so are the changes above
+//! it that the flushed marks say the backend holds (an agent's up to an LSN, transfers
+//! by LSN). Replay may still re-apply some the backend has (flushed just before a crash,
+//! the marks not yet saved). That is fine: flushes are idempotent and never move a
+//! document to an older version, so re-flushing them changes nothing.
 
 use std::time::Instant;
 
 use anyhow::Context;
 
-use crate::backlog::Backlog;
+use crate::backlog::{Backlog, FlushedMarks};
 use crate::metrics as m;
 use crate::model::Op;
 use crate::wal::{ReplayStats, Wal, WalOptions};
@@ -19,9 +20,10 @@ use crate::wal::{ReplayStats, Wal, WalOptions};
 pub fn replay(opts: WalOptions, backlog: &Backlog) -> anyhow::Result<(Wal, ReplayStats)> {
     let started = Instant::now();
     let dir = opts.dir.clone();
+    let flushed = FlushedMarks::load(&dir);
     let opened = Wal::open(opts, |lsn, body| {
         let op = Op::decode(body).context("decode WAL operation")?;
-        backlog.apply(lsn, &op, body.len() as u64, false);
+        backlog.replay(lsn, &op, body.len() as u64, &flushed);
         Ok(())
     });
     let outcome = if opened.is_ok() { "ok" } else { "error" };

@@ -106,6 +106,8 @@ pub struct Engine {
     pub(crate) flush_status: Mutex<FlushStatus>,
     /// Bytes of changes the flusher puts in one batch (adapted to the backend's pace).
     pub(crate) flush_batch_bytes: AtomicU64,
+    /// What the backend holds past the flushed watermark, saved beside the WAL.
+    flushed_marks: Mutex<crate::backlog::FlushedMarks>,
     ready: AtomicBool,
     opts: EngineOptions,
 }
@@ -141,6 +143,7 @@ impl Engine {
                 b.min(wal.oldest_unapplied_lsn())
             });
         let flushed = low.saturating_sub(1);
+        let flushed_marks = crate::backlog::FlushedMarks::load(wal.dir());
         Engine {
             wal,
             backlog,
@@ -160,7 +163,10 @@ impl Engine {
             flushed_tx: watch::channel(flushed).0,
             flush_now: Notify::new(),
             flush_status: Mutex::new(FlushStatus::default()),
-            flush_batch_bytes: AtomicU64::new(crate::backlog::FLUSH_BATCH_BYTES_MAX),
+            // Small at first: the first batches after a start complete, and their flushed
+            // marks count, even if the process lives only a moment.
+            flush_batch_bytes: AtomicU64::new(crate::backlog::FLUSH_BATCH_BYTES_MIN),
+            flushed_marks: Mutex::new(flushed_marks),
             ready: AtomicBool::new(false),
             opts,
         }
@@ -203,6 +209,21 @@ impl Engine {
 
     pub fn flushed_lsn(&self) -> u64 {
         *self.flushed_tx.borrow()
+    }
+
+    /// Notes a batch the backend took in the flushed marks, so that the next start does
+    /// not replay it, even if the watermark could not move past it.
+    pub(crate) fn note_flushed(&self, written: &crate::backlog::FlushBatch) {
+        let mut marks = self.flushed_marks.lock().unwrap_or_else(|p| p.into_inner());
+        let was_empty = marks.is_empty();
+        marks.note(written);
+        marks.prune(self.flushed_lsn());
+        if was_empty && marks.is_empty() {
+            return;
+        }
+        if let Err(e) = marks.save(self.wal.dir()) {
+            tracing::warn!(error = %e, "cannot save the flushed marks; the next start re-flushes more");
+        }
     }
 
     /// Locks every key's stripe, in stripe order.

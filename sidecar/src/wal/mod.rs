@@ -336,6 +336,11 @@ impl Wal {
         Ok(released)
     }
 
+    /// The directory of the segments.
+    pub fn dir(&self) -> &Path {
+        &self.shared.opts.dir
+    }
+
     /// Notes that every record through `lsn` is in the backend, for the next start.
     /// Not synced: if the note is lost, the next start re-flushes a little more.
     pub fn record_flushed(&self, lsn: u64) -> Result<(), WalError> {
