@@ -138,7 +138,7 @@ fn sidecar_replay(c: &mut Criterion) {
     group.bench_function(BenchmarkId::from_parameter(id), |b| {
         b.iter(|| {
             let backlog = Backlog::new(u64::MAX / 2);
-            let (wal, stats) =
+            let (wal, stats, _) =
                 recovery::replay(opts(dir.path(), false), &backlog).expect("replay the WAL");
             assert_eq!(stats.records, REPLAY_RECORDS, "every record replayed");
             wal.close();

@@ -143,10 +143,7 @@ impl FlushedMarks {
     /// Replaces the marks kept in `dir`. Not synced: lost marks only mean more to
     /// re-flush.
     pub fn save(&self, dir: &Path) -> std::io::Result<()> {
-        let path = dir.join(FLUSHED_MARKS_FILE);
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, serde_json::to_vec(self)?)?;
-        std::fs::rename(&tmp, &path)
+        crate::wal::replace_file(&dir.join(FLUSHED_MARKS_FILE), &serde_json::to_vec(self)?)
     }
 }
 

@@ -16,8 +16,12 @@ use crate::metrics as m;
 use crate::model::Op;
 use crate::wal::{ReplayStats, Wal, WalOptions};
 
-/// Opens the WAL, replaying it into `backlog`.
-pub fn replay(opts: WalOptions, backlog: &Backlog) -> anyhow::Result<(Wal, ReplayStats)> {
+/// Opens the WAL, replaying it into `backlog`; returns the flushed marks it went by, for
+/// the engine to carry on.
+pub fn replay(
+    opts: WalOptions,
+    backlog: &Backlog,
+) -> anyhow::Result<(Wal, ReplayStats, FlushedMarks)> {
     let started = Instant::now();
     let dir = opts.dir.clone();
     let flushed = FlushedMarks::load(&dir);
@@ -42,5 +46,5 @@ pub fn replay(opts: WalOptions, backlog: &Backlog) -> anyhow::Result<(Wal, Repla
         elapsed_ms = started.elapsed().as_millis() as u64,
         "WAL replayed"
     );
-    Ok((wal, stats))
+    Ok((wal, stats, flushed))
 }

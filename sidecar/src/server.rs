@@ -157,9 +157,9 @@ async fn serve_with(
         fsync: config.wal_fsync,
     };
     let backlog_bytes_max = config.backlog_bytes_max;
-    let (wal, backlog) = tokio::task::spawn_blocking(move || {
+    let (wal, backlog, flushed_marks) = tokio::task::spawn_blocking(move || {
         let backlog = Backlog::new(backlog_bytes_max);
-        recovery::replay(wal_opts, &backlog).map(|(wal, _)| (wal, backlog))
+        recovery::replay(wal_opts, &backlog).map(|(wal, _, marks)| (wal, backlog, marks))
     })
     .await
     .context("WAL replay task")??;
@@ -174,6 +174,7 @@ async fn serve_with(
     let engine = Arc::new(Engine::new(
         wal.clone(),
         backlog,
+        flushed_marks,
         StateCache::new(config.cache_entries_max, config.cache_bytes_max),
         store,
         config.agent_types.clone(),

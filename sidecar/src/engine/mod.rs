@@ -131,6 +131,7 @@ impl Engine {
     pub fn new(
         wal: Wal,
         backlog: Backlog,
+        flushed_marks: crate::backlog::FlushedMarks,
         cache: StateCache,
         store: Store,
         types: Arc<AgentTypes>,
@@ -143,7 +144,6 @@ impl Engine {
                 b.min(wal.oldest_unapplied_lsn())
             });
         let flushed = low.saturating_sub(1);
-        let flushed_marks = crate::backlog::FlushedMarks::load(wal.dir());
         Engine {
             wal,
             backlog,

@@ -345,9 +345,7 @@ impl Wal {
     /// Not synced: if the note is lost, the next start re-flushes a little more.
     pub fn record_flushed(&self, lsn: u64) -> Result<(), WalError> {
         let path = self.shared.opts.dir.join(FLUSHED_FILE);
-        let tmp = path.with_extension("tmp");
-        fs::write(&tmp, lsn.to_string())
-            .and_then(|()| fs::rename(&tmp, &path))
+        replace_file(&path, lsn.to_string().as_bytes())
             .map_err(io_err(format!("write {}", path.display())))
     }
 
@@ -377,6 +375,14 @@ impl Wal {
             let _ = h.join();
         }
     }
+}
+
+/// Replaces `path` with `bytes` at once (write beside, then rename over), unsynced: a
+/// reader sees the old file or the new one, never a mix.
+pub fn replace_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, bytes)?;
+    fs::rename(&tmp, path)
 }
 
 /// The file holding the flushed LSN of the last run, beside the segments.
