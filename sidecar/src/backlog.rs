@@ -122,6 +122,13 @@ impl FlushedMarks {
         self.agents.is_empty() && self.transfers.is_empty()
     }
 
+    /// The highest LSN the marks name (0 if none): the WAL never gives it again.
+    pub fn lsn_max(&self) -> u64 {
+        let agents = self.agents.values().copied().max().unwrap_or(0);
+        let transfers = self.transfers.last().copied().unwrap_or(0);
+        agents.max(transfers)
+    }
+
     /// Whether the backend holds `agent_id`'s change logged at `lsn`.
     fn holds(&self, agent_id: &str, lsn: u64) -> bool {
         self.agents.get(agent_id).is_some_and(|mark| lsn <= *mark)

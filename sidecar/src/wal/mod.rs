@@ -165,6 +165,24 @@ impl Wal {
     /// back what retention has since deleted there.
     pub fn open(
         opts: WalOptions,
+        replay: impl FnMut(u64, &[u8]) -> anyhow::Result<()>,
+    ) -> Result<(Wal, ReplayStats), WalError> {
+        Self::open_above(opts, 0, replay)
+    }
+
+    /// [`Wal::open`], numbering new records above `lsn_floor` as well as above the last
+    /// record on disk and the flushed LSN.
+    ///
+    /// An LSN is never given twice, even one whose record never reached the disk: a
+    /// `memory` write is applied before the writer has it, so the flusher can store it and
+    /// save its LSN in the flush progress (the flushed LSN, or `lsn_floor` from the
+    /// flushed marks) while the log, after a crash, ends below it. Were numbering to
+    /// resume at the log's end, the next start would take later acknowledged records for
+    /// ones the backend holds and skip them. The numbers skipped are written first as an
+    /// abandoned range, so the log still reads as continuous.
+    pub fn open_above(
+        opts: WalOptions,
+        lsn_floor: u64,
         mut replay: impl FnMut(u64, &[u8]) -> anyhow::Result<()>,
     ) -> Result<(Wal, ReplayStats), WalError> {
         fs::create_dir_all(&opts.dir).map_err(io_err(format!("create {}", opts.dir.display())))?;
@@ -194,13 +212,23 @@ impl Wal {
             f.sync_all().map_err(io_err("sync truncated WAL segment"))?;
             stats.truncated_bytes = torn.file_len - torn.valid_len;
         }
-        let next_lsn = stats.last_lsn + 1;
+        let named = flushed.max(lsn_floor);
+        let next_lsn = stats.last_lsn.max(named) + 1;
+        let skipped_lsns = (named > stats.last_lsn).then_some((stats.last_lsn + 1, named));
+        if skipped_lsns.is_some() {
+            tracing::warn!(
+                wal_last_lsn = stats.last_lsn,
+                flush_progress_lsn = named,
+                "the flush progress names LSNs past the end of the log (memory writes lost \
+                 with the process); numbering resumes above them"
+            );
+        }
 
         // The writer appends to the last segment, or to a fresh one.
         if segments.is_empty() {
-            create_segment(&opts.dir, next_lsn)?;
+            create_segment(&opts.dir, stats.last_lsn + 1)?;
             segments.push_back(Segment {
-                first_lsn: next_lsn,
+                first_lsn: stats.last_lsn + 1,
                 bytes: 0,
             });
         }
@@ -228,7 +256,7 @@ impl Wal {
         let writer_shared = shared.clone();
         let handle = thread::Builder::new()
             .name("wal-writer".into())
-            .spawn(move || Writer::new(writer_shared, file, active).run())
+            .spawn(move || Writer::new(writer_shared, file, active, skipped_lsns).run())
             .map_err(io_err("spawn WAL writer thread"))?;
         Ok((
             Wal {
@@ -597,12 +625,14 @@ struct Writer {
 }
 
 impl Writer {
-    fn new(shared: Arc<Shared>, file: File, active: Segment) -> Self {
+    /// `skipped`: LSNs the log lacks but must never give again (see [`Wal::open_above`]);
+    /// the first batch records them as abandoned.
+    fn new(shared: Arc<Shared>, file: File, active: Segment, skipped: Option<(u64, u64)>) -> Self {
         Writer {
             shared,
             file,
             active,
-            abandoned: None,
+            abandoned: skipped,
         }
     }
 

@@ -276,3 +276,79 @@ async fn the_watermark_waits_for_unapplied_records() {
     assert_eq!(wal.oldest_unapplied_lsn(), 3);
     wal.close();
 }
+
+/// Opens the WAL with a floor of LSNs named by saved flush progress; collects the replay.
+fn open_above_collect(o: WalOptions, lsn_floor: u64) -> Result<(Wal, Replayed), WalError> {
+    let mut seen = Vec::new();
+    let (wal, _) = Wal::open_above(o, lsn_floor, |lsn, body| {
+        seen.push((lsn, body.to_vec()));
+        Ok(())
+    })?;
+    Ok((wal, seen))
+}
+
+#[tokio::test]
+async fn an_lsn_the_flushed_lsn_names_is_never_given_again() {
+    // `memory` records are applied before the writer has them on disk: the flusher can
+    // store them and note a flushed LSN past the WAL's end. After a crash the log ends
+    // below that LSN; reusing those numbers would make the next start skip acknowledged
+    // records as "already flushed".
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) = open_collect(opts(dir.path())).unwrap();
+    for i in 1..=3 {
+        wal.append(&body(i), true)
+            .unwrap()
+            .wait_durable()
+            .await
+            .unwrap();
+    }
+    wal.record_flushed(61).unwrap();
+    wal.close();
+
+    let (wal, seen) = open_collect(opts(dir.path())).unwrap();
+    assert!(seen.is_empty(), "records 1-3 are flushed");
+    let mut a = wal.append(b"local", true).unwrap();
+    assert_eq!(a.lsn, 62, "numbering resumes above the flushed LSN");
+    a.wait_durable().await.unwrap();
+    drop(a);
+    wal.close();
+
+    let (wal, seen) = open_collect(opts(dir.path())).unwrap();
+    assert_eq!(
+        seen,
+        vec![(62, b"local".to_vec())],
+        "the acknowledged record replays"
+    );
+    assert_eq!(wal.append(b"next", false).unwrap().lsn, 63);
+    wal.close();
+}
+
+#[tokio::test]
+async fn an_lsn_the_flushed_marks_name_is_never_given_again() {
+    // The same with a floor from elsewhere (the flushed marks), from an empty log too.
+    for records in [0u64, 2] {
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, _) = open_collect(opts(dir.path())).unwrap();
+        for i in 1..=records {
+            wal.append(&body(i), true)
+                .unwrap()
+                .wait_durable()
+                .await
+                .unwrap();
+        }
+        wal.close();
+        let (wal, _) = open_above_collect(opts(dir.path()), 40).unwrap();
+        let mut a = wal.append(b"after", true).unwrap();
+        assert_eq!(a.lsn, 41);
+        a.wait_durable().await.unwrap();
+        drop(a);
+        wal.close();
+        let (_, seen) = open_collect(opts(dir.path())).unwrap();
+        assert_eq!(
+            seen.last(),
+            Some(&(41, b"after".to_vec())),
+            "{records} records before"
+        );
+        assert_eq!(seen.len() as u64, records + 1);
+    }
+}
