@@ -18,7 +18,8 @@ What is checked:
   * the pod template: native sidecar shape, security contexts, probes on /healthz and
     /readyz via the named port, volumes and mounts, ConfigMap and Secret references (to the
     names kustomize generated), env names the sidecar knows (read from
-    sidecar/src/config.rs), grace period >= drain, memory limit > in-memory backlog bound,
+    sidecar/src/config.rs), grace period >= drain, the in-memory bounds (backlog, cache,
+    thread cache, given or sized by the sidecar) within half the memory limit,
     WAL volume size >= the WAL's bound;
   * the StatefulSet of the persistent-wal overlay has the Deployment's pod template;
   * NetworkPolicies: every sidecar pod is selected, and no rule opens the sidecar's port
@@ -71,6 +72,13 @@ RUN_AS = 10001
 EXTERNAL_SECRETS = {"agentstate-mongodb": "base/mongodb-secret.example.yaml"}
 # The sidecar's defaults (sidecar/src/config.rs), for env vars a manifest leaves unset.
 DEFAULT_BACKLOG_BYTES_MAX = 256 * 1024 * 1024
+# The memory budget (sidecar/src/memory_budget.rs): the backlog, cache and thread cache
+# bounds together fit in this share of the container's memory limit; those not given are
+# sized to it by these weights, within these floors and the 256 MiB default.
+BOUNDS_PERCENT = 50
+BOUND_ENVS = ["AGENTSTATE_BACKLOG_BYTES_MAX", "AGENTSTATE_CACHE_BYTES_MAX", "AGENTSTATE_THREAD_CACHE_BYTES_MAX"]
+BOUND_WEIGHTS = [2, 2, 1]
+BOUND_FLOORS = [64 * 1024, 1024 * 1024, 1024 * 1024]
 DEFAULT_WAL_SEGMENT_BYTES_MAX = 64 * 1024 * 1024
 DEFAULT_SHUTDOWN_GRACE_MS = 10_000
 # What the pod's grace period must leave after the sidecar's drain (agent stop, exit).
@@ -324,6 +332,19 @@ def quantity_bytes(q: str | int) -> int:
     return int(float(s))
 
 
+def memory_bounds(limit: int, given: list[str | None]) -> list[int]:
+    """The backlog, cache and thread cache bounds the sidecar sets under a memory limit:
+    those given as they are, the others sized to what is left of the budget (as
+    Budget::fit in sidecar/src/memory_budget.rs)."""
+    asked = [int(g) if g else None for g in given]
+    left = max(0, limit // 100 * BOUNDS_PERCENT - sum(a for a in asked if a is not None))
+    weights = sum(w for a, w in zip(asked, BOUND_WEIGHTS) if a is None) or 1
+    return [
+        a if a is not None else min(max(left // weights * w, floor), DEFAULT_BACKLOG_BYTES_MAX)
+        for a, w, floor in zip(asked, BOUND_WEIGHTS, BOUND_FLOORS)
+    ]
+
+
 def env_map(container: dict) -> dict:
     return {e["name"]: e for e in container.get("env", [])}
 
@@ -489,8 +510,15 @@ def check_pod(c: Checks, b: Build, wl: dict, env_names: set[str] | None) -> None
     backlog = int(env_value(sc, "AGENTSTATE_BACKLOG_BYTES_MAX") or DEFAULT_BACKLOG_BYTES_MAX)
     segment = int(env_value(sc, "AGENTSTATE_WAL_SEGMENT_BYTES_MAX") or DEFAULT_WAL_SEGMENT_BYTES_MAX)
     mem = sc.get("resources", {}).get("limits", {}).get("memory")
-    if mem:
-        c.expect(quantity_bytes(mem) > backlog, sw, f"memory limit {mem} does not exceed the in-memory backlog bound {backlog}")
+    limit = env_value(sc, "AGENTSTATE_MEMORY_LIMIT_BYTES") or (quantity_bytes(mem) if mem else None)
+    if limit:
+        bounds = memory_bounds(int(limit), [env_value(sc, e) for e in BOUND_ENVS])
+        share = int(limit) // 100 * BOUNDS_PERCENT
+        given = ", ".join(f"{e}={b}" for e, b in zip(BOUND_ENVS, bounds))
+        c.expect(sum(bounds) <= share, sw,
+                 f"the in-memory bounds ({given}) add up to {sum(bounds)} bytes, past {BOUNDS_PERCENT}% of the "
+                 f"memory limit {limit} ({share}): the sidecar would be OOM-killed under load")
+        backlog = bounds[0]
     # The WAL holds the backlog plus the open segment and one being released.
     wal_bound = backlog + 2 * segment
     wal_mount = mounts.get(data_dir) if data_dir else None

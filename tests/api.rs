@@ -460,7 +460,10 @@ async fn metrics_and_health_report_what_happened() {
         "agentstate_request_duration_seconds_bucket",
         "agentstate_ready 1",
         "agentstate_recovery_runs_total{outcome=\"ok\"} 1",
-        "agentstate_backlog_bytes_max 268435456",
+        // Sized by the memory budget: 256 MiB where no limit is found.
+        "agentstate_backlog_bytes_max ",
+        "agentstate_memory_bound_bytes{part=\"cache\"}",
+        "agentstate_memory_limit_bytes ",
     ] {
         assert!(text.contains(needle), "missing {needle} in:\n{text}");
     }

@@ -5,8 +5,10 @@
 # openai-agents extras plus the pinned test dependencies (ruff among them, for CI's lint
 # step), and runs pytest. Builds nothing: it expects target/debug/agentstate
 # (cargo build -p agentstate), or AGENTSTATE_BIN. MongoDB-backed tests use MONGODB_URI,
-# else install and start SecantusDB (.venv-test), as the Rust tests do. Exits with
-# pytest's code; "no tests collected" (5) counts as a failure.
+# else install and start SecantusDB (.venv-test), as the Rust tests do. test_browser.py
+# drives Debian's chromium (never Playwright's own download): run as root, this installs
+# it with apt-get when it is missing; otherwise that test fails saying how to install it.
+# Exits with pytest's code; "no tests collected" (5) counts as a failure.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -18,6 +20,15 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
     -r "$here/requirements-test.txt" "$here[langgraph,openai-agents]"
+
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
+    apt_log="$venv/apt-chromium.log"
+    if ! { DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+        && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            chromium; } >"$apt_log" 2>&1; then
+        echo "run-tests.sh: installing chromium failed (see $apt_log)" >&2
+    fi
+fi
 
 cd "$repo"
 set +e

@@ -10,6 +10,10 @@ pub enum ErrorCode {
     Malformed,
     /// A bearer token is required (`--auth-token-file`) and was missing or wrong.
     Unauthorized,
+    /// The request's `Host` does not name this sidecar (a DNS-rebinding page's would not).
+    HostNotAllowed,
+    /// A browser sent a write from another site or origin.
+    CrossOrigin,
     NotFound,
     MethodNotAllowed,
     VersionConflict,
@@ -28,6 +32,7 @@ impl ErrorCode {
         match self {
             ErrorCode::Malformed => 400,
             ErrorCode::Unauthorized => 401,
+            ErrorCode::HostNotAllowed | ErrorCode::CrossOrigin => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::VersionConflict | ErrorCode::Conflict => 409,
@@ -43,6 +48,8 @@ impl ErrorCode {
         match self {
             ErrorCode::Malformed => "malformed",
             ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::HostNotAllowed => "host_not_allowed",
+            ErrorCode::CrossOrigin => "cross_origin",
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::VersionConflict => "version_conflict",

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
+use crate::memory_budget::{cgroup_limit, Budget, LimitSource, Requested};
 use crate::validate::{AgentTypeDef, AgentTypes};
 
 #[derive(Debug, Parser)]
@@ -133,6 +134,7 @@ pub mod env {
     pub const CONFIG: &str = "AGENTSTATE_CONFIG";
     pub const FLUSH_INTERVAL_MS: &str = "AGENTSTATE_FLUSH_INTERVAL_MS";
     pub const FLUSH_BATCH_MAX: &str = "AGENTSTATE_FLUSH_BATCH_MAX";
+    pub const MEMORY_LIMIT_BYTES: &str = "AGENTSTATE_MEMORY_LIMIT_BYTES";
     pub const BACKLOG_BYTES_MAX: &str = "AGENTSTATE_BACKLOG_BYTES_MAX";
     pub const CACHE_ENTRIES_MAX: &str = "AGENTSTATE_CACHE_ENTRIES_MAX";
     pub const CACHE_BYTES_MAX: &str = "AGENTSTATE_CACHE_BYTES_MAX";
@@ -150,6 +152,7 @@ pub mod env {
     pub const TRANSFER_MESSAGES_MAX: &str = "AGENTSTATE_TRANSFER_MESSAGES_MAX";
     pub const AUTH_TOKEN_FILE: &str = "AGENTSTATE_AUTH_TOKEN_FILE";
     pub const UNIX_SOCKET: &str = "AGENTSTATE_UNIX_SOCKET";
+    pub const ALLOWED_HOSTS: &str = "AGENTSTATE_ALLOWED_HOSTS";
     pub const LEASE_MS: &str = "AGENTSTATE_LEASE_MS";
 }
 
@@ -176,19 +179,27 @@ pub struct ServeArgs {
     /// Most agents in one flush batch; a full batch is flushed at once.
     #[arg(long, env = env::FLUSH_BATCH_MAX, default_value_t = 1000)]
     pub flush_batch_max: usize,
+    /// Memory the sidecar may use, to which the three bounds below are fitted when not
+    /// given (together at most half of it). Default: the container's limit (cgroup v2
+    /// `memory.max`, else v1 `memory.limit_in_bytes`); without one, each bound defaults
+    /// to 256 MiB.
+    #[arg(long, env = env::MEMORY_LIMIT_BYTES)]
+    pub memory_limit_bytes: Option<u64>,
     /// Most unflushed bytes held while the backend lags; past it writes get 503.
-    #[arg(long, env = env::BACKLOG_BYTES_MAX, default_value_t = 256 * 1024 * 1024)]
-    pub backlog_bytes_max: u64,
+    /// Default: 2/5 of the memory budget, at most 256 MiB.
+    #[arg(long, env = env::BACKLOG_BYTES_MAX)]
+    pub backlog_bytes_max: Option<u64>,
     /// Most agents kept in the read cache.
     #[arg(long, env = env::CACHE_ENTRIES_MAX, default_value_t = 100_000)]
     pub cache_entries_max: u64,
     /// Most bytes the read cache's agents take (their records, documents and encoded
-    /// `GET` bodies).
-    #[arg(long, env = env::CACHE_BYTES_MAX, default_value_t = 256 * 1024 * 1024)]
-    pub cache_bytes_max: u64,
-    /// Most bytes of threads' latest checkpoints kept in memory.
-    #[arg(long, env = env::THREAD_CACHE_BYTES_MAX, default_value_t = 256 * 1024 * 1024)]
-    pub thread_cache_bytes_max: u64,
+    /// `GET` bodies). Default: 2/5 of the memory budget, at most 256 MiB.
+    #[arg(long, env = env::CACHE_BYTES_MAX)]
+    pub cache_bytes_max: Option<u64>,
+    /// Most bytes of threads' latest checkpoints kept in memory. Default: 1/5 of the
+    /// memory budget, at most 256 MiB.
+    #[arg(long, env = env::THREAD_CACHE_BYTES_MAX)]
+    pub thread_cache_bytes_max: Option<u64>,
     /// A WAL segment is closed once it reaches this size.
     #[arg(long, env = env::WAL_SEGMENT_BYTES_MAX, default_value_t = 64 * 1024 * 1024)]
     pub wal_segment_bytes_max: u64,
@@ -227,6 +238,11 @@ pub struct ServeArgs {
     /// Also serve on this Unix socket, created owner-only (0600).
     #[arg(long, env = env::UNIX_SOCKET)]
     pub unix_socket: Option<PathBuf>,
+    /// Host names a TCP request may be addressed to besides loopback names and addresses
+    /// and the address it arrived at (comma-separated; e.g. a Service's name). Others
+    /// are refused with 403, against DNS rebinding; `*` allows any.
+    #[arg(long, env = env::ALLOWED_HOSTS, value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
     /// With MongoDB: how long a sidecar's ownership of an agent lasts without a write;
     /// another sidecar may take the agent over only after that.
     #[arg(long, env = env::LEASE_MS, default_value_t = 15_000)]
@@ -261,6 +277,8 @@ pub struct Config {
     pub limits: Limits,
     pub flush_interval: Duration,
     pub flush_batch_max: usize,
+    /// The memory limit and the bounds fitted to it.
+    pub memory: Budget,
     pub backlog_bytes_max: u64,
     pub cache_entries_max: u64,
     pub cache_bytes_max: u64,
@@ -274,6 +292,8 @@ pub struct Config {
     /// The bearer token, when one is required.
     pub auth_token: Option<String>,
     pub unix_socket: Option<PathBuf>,
+    /// `--allowed-hosts`.
+    pub allowed_hosts: Vec<String>,
     pub lease: Duration,
 }
 
@@ -289,14 +309,21 @@ impl Config {
         positive("--flush-interval-ms", a.flush_interval_ms)?;
         positive("--flush-batch-max", a.flush_batch_max as u64)?;
         positive("--cache-entries-max", a.cache_entries_max)?;
-        positive("--cache-bytes-max", a.cache_bytes_max)?;
-        positive("--thread-cache-bytes-max", a.thread_cache_bytes_max)?;
+        for (flag, v) in [
+            ("--cache-bytes-max", a.cache_bytes_max),
+            ("--thread-cache-bytes-max", a.thread_cache_bytes_max),
+            ("--memory-limit-bytes", a.memory_limit_bytes),
+        ] {
+            if let Some(v) = v {
+                positive(flag, v)?;
+            }
+        }
         positive("--backend-timeout-ms", a.backend_timeout_ms)?;
         positive("--remote-timeout-ms", a.remote_timeout_ms)?;
         if a.lease_ms < 500 {
             return Err(bad("--lease-ms", "must be at least 500"));
         }
-        if a.backlog_bytes_max < 64 * 1024 {
+        if a.backlog_bytes_max.is_some_and(|b| b < 64 * 1024) {
             return Err(bad(
                 "--backlog-bytes-max",
                 "must be at least 65536 (64 KiB)",
@@ -356,6 +383,17 @@ impl Config {
                 Some(token)
             }
         };
+        let (limit, source) = match a.memory_limit_bytes {
+            Some(l) => (Some(l), LimitSource::Flag),
+            None => cgroup_limit(Path::new("/"))
+                .map_or((None, LimitSource::None), |(l, s)| (Some(l), s)),
+        };
+        let requested = Requested {
+            backlog_bytes_max: a.backlog_bytes_max,
+            cache_bytes_max: a.cache_bytes_max,
+            thread_cache_bytes_max: a.thread_cache_bytes_max,
+        };
+        let memory = Budget::fit(requested, limit, source);
         let limits = Limits {
             messages_per_request_max: a.messages_per_request_max,
             message_bytes_max: a.message_bytes_max,
@@ -373,10 +411,11 @@ impl Config {
             limits,
             flush_interval: Duration::from_millis(a.flush_interval_ms),
             flush_batch_max: a.flush_batch_max,
-            backlog_bytes_max: a.backlog_bytes_max,
+            memory,
+            backlog_bytes_max: memory.backlog_bytes_max,
             cache_entries_max: a.cache_entries_max,
-            cache_bytes_max: a.cache_bytes_max,
-            thread_cache_bytes_max: a.thread_cache_bytes_max,
+            cache_bytes_max: memory.cache_bytes_max,
+            thread_cache_bytes_max: memory.thread_cache_bytes_max,
             wal_segment_bytes_max: a.wal_segment_bytes_max,
             wal_fsync: a.wal_fsync,
             body_bytes_max: a.body_bytes_max,
@@ -385,6 +424,7 @@ impl Config {
             shutdown_grace: Duration::from_millis(a.shutdown_grace_ms),
             auth_token,
             unix_socket: a.unix_socket,
+            allowed_hosts: a.allowed_hosts,
             lease: Duration::from_millis(a.lease_ms),
         })
     }

@@ -10,7 +10,8 @@
 //! - [`engine`]: locks, reads, validation and logging of every call; builds operations.
 //! - [`store`] (MongoDB, SQLite), [`cache`], [`backlog`] (unflushed changes), [`wal`],
 //!   [`export_file`] (the file `export` writes and `import` reads).
-//! - [`config`], [`validate`] (agent types), [`metrics`].
+//! - [`config`], [`memory_budget`] (the backlog and caches fitted to the container's
+//!   memory limit), [`validate`] (agent types), [`metrics`].
 //! - [`model`] (records and WAL operations) and [`doc`] (JSON documents as bytes).
 
 pub mod admin;
@@ -22,6 +23,7 @@ pub mod doc;
 pub mod engine;
 pub mod export_file;
 pub mod flusher;
+pub mod memory_budget;
 pub mod metrics;
 pub mod model;
 pub mod recovery;
@@ -41,6 +43,7 @@ mod layering {
         ("model", 1),
         ("validate", 1),
         ("wal", 1),
+        ("memory_budget", 1),
         ("config", 2),
         ("backlog", 2),
         ("cache", 2),

@@ -11,6 +11,7 @@ use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub const REQUESTS_TOTAL: &str = "agentstate_requests_total";
+pub const REQUESTS_REFUSED_TOTAL: &str = "agentstate_requests_refused_total";
 pub const REQUEST_DURATION: &str = "agentstate_request_duration_seconds";
 pub const WAL_APPEND_DURATION: &str = "agentstate_wal_append_duration_seconds";
 pub const WAL_FSYNC_DURATION: &str = "agentstate_wal_fsync_duration_seconds";
@@ -25,6 +26,8 @@ pub const BACKEND_ERRORS_TOTAL: &str = "agentstate_backend_errors_total";
 pub const BACKLOG_AGENTS: &str = "agentstate_backlog_agents";
 pub const BACKLOG_BYTES: &str = "agentstate_backlog_bytes";
 pub const BACKLOG_BYTES_MAX: &str = "agentstate_backlog_bytes_max";
+pub const MEMORY_LIMIT_BYTES: &str = "agentstate_memory_limit_bytes";
+pub const MEMORY_BOUND_BYTES: &str = "agentstate_memory_bound_bytes";
 pub const BACKLOG_OLDEST_AGE: &str = "agentstate_backlog_oldest_age_seconds";
 pub const CACHE_ENTRIES: &str = "agentstate_cache_entries";
 pub const CACHE_BYTES: &str = "agentstate_cache_bytes";
@@ -82,6 +85,20 @@ fn describe() {
     describe_counter!(
         REQUESTS_TOTAL,
         "HTTP requests, by route template and status"
+    );
+    describe_gauge!(
+        MEMORY_LIMIT_BYTES,
+        Unit::Bytes,
+        "The memory limit the bounds were fitted to (--memory-limit-bytes or the container's); 0 if none"
+    );
+    describe_gauge!(
+        MEMORY_BOUND_BYTES,
+        Unit::Bytes,
+        "Each in-memory bound in force, by part: backlog, cache, thread_cache"
+    );
+    describe_counter!(
+        REQUESTS_REFUSED_TOTAL,
+        "Requests refused before routing, by reason: host (Host not this sidecar's), cross_origin (a browser write from another site), media_type (a body neither JSON nor MessagePack)"
     );
     describe_histogram!(
         REQUEST_DURATION,

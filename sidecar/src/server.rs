@@ -16,11 +16,13 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
-use crate::api::{self, App};
+use crate::api::{self, App, Transport};
 use crate::backlog::Backlog;
 use crate::cache::StateCache;
 use crate::config::{redact_uri, Config, RetentionPolicy};
 use crate::engine::{Engine, EngineOptions, LeaseOptions};
+use crate::memory_budget::Budget;
+use crate::metrics as m;
 use crate::store::{mongo::MongoStore, sqlite::SqliteStore, Backend, Store};
 use crate::wal::WalOptions;
 use crate::{flusher, recovery};
@@ -129,11 +131,13 @@ async fn serve_with(
     on_listening: impl FnOnce(SocketAddr),
     on_ready: impl FnOnce(Arc<Engine>),
 ) -> anyhow::Result<()> {
+    report_memory_budget(&config.memory);
     let app = Arc::new(App {
         engine: Default::default(),
         body_bytes_max: config.body_bytes_max,
         backlog_bytes_max: config.backlog_bytes_max,
         auth_token: config.auth_token.clone(),
+        allowed_hosts: api::AllowedHosts::new(&config.allowed_hosts),
     });
     let listener = TcpListener::bind(config.listen)
         .await
@@ -230,6 +234,35 @@ async fn serve_with(
     Ok(())
 }
 
+/// Says at start-up, and in metrics, what memory the bounds were fitted to.
+fn report_memory_budget(b: &Budget) {
+    const MIB: u64 = 1024 * 1024;
+    tracing::info!(
+        limit_mib = b.limit_bytes.map(|l| l / MIB),
+        source = b.source.as_str(),
+        backlog_mib = b.backlog_bytes_max / MIB,
+        cache_mib = b.cache_bytes_max / MIB,
+        thread_cache_mib = b.thread_cache_bytes_max / MIB,
+        "memory budget"
+    );
+    if !b.fits() {
+        tracing::warn!(
+            limit_mib = b.limit_bytes.map(|l| l / MIB),
+            bounds_mib = b.bounds_bytes() / MIB,
+            "the backlog and cache bounds given add up past half the memory limit; under load the \
+             sidecar may be OOM-killed"
+        );
+    }
+    metrics::gauge!(m::MEMORY_LIMIT_BYTES).set(b.limit_bytes.unwrap_or(0) as f64);
+    for (part, bytes) in [
+        ("backlog", b.backlog_bytes_max),
+        ("cache", b.cache_bytes_max),
+        ("thread_cache", b.thread_cache_bytes_max),
+    ] {
+        metrics::gauge!(m::MEMORY_BOUND_BYTES, "part" => part).set(bytes as f64);
+    }
+}
+
 /// A Unix socket only its owner can use (mode 0600), replacing a stale one.
 fn bind_unix(path: &std::path::Path) -> anyhow::Result<UnixListener> {
     use std::os::unix::fs::PermissionsExt;
@@ -265,11 +298,13 @@ async fn serve(
             _ = stopped(&mut stop) => break,
         };
         let accepted = tokio::select! {
-            r = tcp.accept() => r.map(|(s, _)| {
+            r = tcp.accept() => r.and_then(|(s, _)| {
                 let _ = s.set_nodelay(true);
-                spawn_connection(s, &app, &graceful, permit);
+                let transport = Transport::Tcp { local: s.local_addr()? };
+                spawn_connection(s, transport, &app, &graceful, permit);
+                Ok(())
             }),
-            r = accept_unix(unix.as_ref()) => r.map(|s| spawn_connection(s, &app, &graceful, permit)),
+            r = accept_unix(unix.as_ref()) => r.map(|s| spawn_connection(s, Transport::Unix, &app, &graceful, permit)),
             _ = stopped(&mut stop) => break,
         };
         if let Err(e) = accepted {
@@ -293,6 +328,7 @@ async fn accept_unix(unix: Option<&UnixListener>) -> std::io::Result<tokio::net:
 /// Serves one connection; its permit is returned when it closes.
 fn spawn_connection<S>(
     stream: S,
+    transport: Transport,
     app: &Arc<App>,
     graceful: &GracefulShutdown,
     permit: OwnedSemaphorePermit,
@@ -305,7 +341,7 @@ fn spawn_connection<S>(
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .serve_connection(
             TokioIo::new(stream),
-            service_fn(move |req| api::handle(app.clone(), req)),
+            service_fn(move |req| api::handle(app.clone(), transport, req)),
         );
     let conn = graceful.watch(conn);
     tokio::spawn(async move {

@@ -50,6 +50,9 @@ pub struct Sidecar {
     pub data_dir: PathBuf,
     pub addr: SocketAddr,
     pub extra_args: Vec<String>,
+    /// A cgroup's `cgroup.procs` file the process joins before it execs, so that it starts
+    /// under that cgroup's limits.
+    pub cgroup_procs: Option<PathBuf>,
     child: Option<Child>,
     log_path: PathBuf,
 }
@@ -57,15 +60,37 @@ pub struct Sidecar {
 impl Sidecar {
     /// Starts a sidecar on `data_dir` with extra flags; waits until `/readyz` is 200.
     pub async fn start(data_dir: &Path, extra_args: &[&str]) -> Sidecar {
+        Self::start_in(data_dir, extra_args, None).await
+    }
+
+    /// [`Sidecar::start`], inside the cgroup whose `cgroup.procs` is given.
+    pub async fn start_in(
+        data_dir: &Path,
+        extra_args: &[&str],
+        cgroup_procs: Option<&Path>,
+    ) -> Sidecar {
         let mut s = Sidecar {
             data_dir: data_dir.to_path_buf(),
             addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
             extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
+            cgroup_procs: cgroup_procs.map(Path::to_path_buf),
             child: None,
             log_path: data_dir.with_extension("log"),
         };
         s.spawn().await;
         s
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Whether the process has exited (reaping it if so).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 
     async fn spawn(&mut self) {
@@ -74,7 +99,19 @@ impl Sidecar {
             .append(true)
             .open(&self.log_path)
             .expect("open sidecar log");
-        let child = Command::new(env!("CARGO_BIN_EXE_agentstate"))
+        let mut command = match &self.cgroup_procs {
+            None => Command::new(env!("CARGO_BIN_EXE_agentstate")),
+            // The shell joins the cgroup, then becomes the sidecar (same pid).
+            Some(procs) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(r#"echo $$ > "$0" && exec "$@""#)
+                    .arg(procs)
+                    .arg(env!("CARGO_BIN_EXE_agentstate"));
+                c
+            }
+        };
+        let child = command
             .arg("serve")
             .arg("--listen")
             .arg(self.addr.to_string())

@@ -19,6 +19,7 @@ from agentstate import (
     Client,
     Conflict,
     ConnectionFailed,
+    Forbidden,
     Malformed,
     NotFound,
     TooLarge,
@@ -290,6 +291,33 @@ def test_conflicts_are_not_retried(sidecar: Sidecar) -> None:
         assert len(transport.requests) == before + 2
         # The sidecar saw each once too: its own request counter.
         assert '/v1/agents/{id}",status="409"} 2' in c.metrics()
+
+
+class _ToLoopback(httpx.BaseTransport):
+    """Connects to 127.0.0.1 whatever the URL names, keeping its Host header: a name
+    that resolves to the sidecar without being one of its names."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        request.url = request.url.copy_with(host="127.0.0.1")
+        return self.inner.handle_request(request)
+
+
+def test_a_host_name_the_sidecar_does_not_answer_to_is_forbidden(make_sidecar: object) -> None:
+    for allowed, refused in (([], True), (["--allowed-hosts", "agentstate.example"], False)):
+        sidecar: Sidecar = make_sidecar("sqlite", *allowed)  # type: ignore[operator]
+        port = sidecar.url.rsplit(":", 1)[1]
+        url = f"http://agentstate.example:{port}"
+        with Client(url, transport=_ToLoopback(), max_retries=0) as c:
+            if refused:
+                with pytest.raises(Forbidden) as e:
+                    c.save_agent(uid("a"), "idle")
+                assert (e.value.status, e.value.code) == (403, "host_not_allowed")
+                assert "--allowed-hosts" in e.value.message
+            else:
+                assert c.save_agent(uid("a"), "idle") == 1
 
 
 def test_unauthorized_without_the_token(make_sidecar: object, tmp_path: Path) -> None:

@@ -6,6 +6,7 @@
 //! 4xx with the documented error body. Nothing here panics on input.
 
 mod error;
+mod guard;
 mod openapi;
 mod routes;
 mod threads;
@@ -29,6 +30,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use tracing::Instrument;
 
 pub use error::ApiError;
+pub use guard::{AllowedHosts, Transport};
 
 use crate::engine::{Engine, Precondition, PAGE_LIMIT_MAX};
 use crate::metrics as m;
@@ -46,12 +48,18 @@ pub struct App {
     pub backlog_bytes_max: u64,
     /// Required bearer token, if any.
     pub auth_token: Option<String>,
+    /// Names a TCP request's `Host` may carry besides loopback ones.
+    pub allowed_hosts: AllowedHosts,
 }
 
 pub(crate) type HttpResponse = Response<Full<Bytes>>;
 
 /// The hyper service function.
-pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<HttpResponse, Infallible> {
+pub async fn handle(
+    app: Arc<App>,
+    transport: Transport,
+    req: Request<Incoming>,
+) -> Result<HttpResponse, Infallible> {
     let codec = response_codec(req.headers());
     let method = req.method().clone();
     let path = req.uri().path().to_string();
@@ -59,7 +67,9 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<HttpRespons
     let started = std::time::Instant::now();
     let template = routes::template(&path);
     async move {
-        let resp = match authorize(&app, &req) {
+        let checked =
+            guard::check(&app.allowed_hosts, transport, &req).and_then(|()| authorize(&app, &req));
+        let resp = match checked {
             Ok(()) => route(&app, req, codec).await,
             Err(e) => Err(e),
         };
@@ -457,19 +467,21 @@ fn expect_map(codec: Codec, bytes: &[u8]) -> Result<(), ApiError> {
     }
 }
 
-/// The body's codec (from `Content-Type`; JSON when absent) and bytes, read through the
-/// size limit.
+/// The body's codec (from `Content-Type`, which a body must have) and bytes, read
+/// through the size limit.
 async fn read_body(app: &App, req: Request<Incoming>) -> Result<(Codec, Bytes), ApiError> {
+    // No type is not JSON: a browser's `no-cors` post sends none (see `guard`).
     let codec = match req.headers().get(header::CONTENT_TYPE) {
-        None => Codec::Json,
-        Some(v) => v.to_str().ok().and_then(Codec::from_media_type).ok_or_else(|| {
+        None => None,
+        Some(v) => Some(v.to_str().ok().and_then(Codec::from_media_type).ok_or_else(|| {
+            guard::count_media_type_refusal();
             ApiError::new(
                 ErrorCode::UnsupportedMediaType,
                 format!(
                     "Content-Type {v:?} is not supported; use application/json or application/msgpack"
                 ),
             )
-        })?,
+        })?),
     };
     let max = app.body_bytes_max;
     let too_large = || {
@@ -499,7 +511,17 @@ async fn read_body(app: &App, req: Request<Incoming>) -> Result<(Codec, Bytes), 
             }
         })?
         .to_bytes();
-    Ok((codec, bytes))
+    match codec {
+        Some(codec) => Ok((codec, bytes)),
+        None if bytes.is_empty() => Ok((Codec::Json, bytes)),
+        None => {
+            guard::count_media_type_refusal();
+            Err(ApiError::new(
+                ErrorCode::UnsupportedMediaType,
+                "the request body has no Content-Type; send application/json or application/msgpack",
+            ))
+        }
+    }
 }
 
 /// `If-Match: "3"` (or `3`) and `If-None-Match: *`.

@@ -15,6 +15,7 @@ __all__ = [
     "AgentstateError",
     "Conflict",
     "ConnectionFailed",
+    "Forbidden",
     "Malformed",
     "NotFound",
     "TooLarge",
@@ -54,6 +55,13 @@ class Malformed(AgentstateError):
 
 class Unauthorized(AgentstateError):
     """401: the bearer token is missing or wrong (``AGENTSTATE_TOKEN``)."""
+
+
+class Forbidden(AgentstateError):
+    """403: refused before it reached a handler: ``host_not_allowed`` (the URL's host
+    is not a name of the sidecar: use a loopback address, or start the sidecar with
+    ``--allowed-hosts``), or ``cross_origin`` (a browser sent a write from another
+    site)."""
 
 
 class NotFound(AgentstateError):
@@ -115,6 +123,8 @@ class ConnectionFailed(AgentstateError):
 _BY_CODE: dict[str, type[AgentstateError]] = {
     "malformed": Malformed,
     "unauthorized": Unauthorized,
+    "host_not_allowed": Forbidden,
+    "cross_origin": Forbidden,
     "not_found": NotFound,
     "conflict": Conflict,
     "too_large": TooLarge,
@@ -124,6 +134,7 @@ _BY_CODE: dict[str, type[AgentstateError]] = {
 _BY_STATUS: dict[int, type[AgentstateError]] = {
     400: Malformed,
     401: Unauthorized,
+    403: Forbidden,
     404: NotFound,
     409: Conflict,
     413: TooLarge,
@@ -168,6 +179,7 @@ def _default_code(status: int) -> str:
     return {
         400: "malformed",
         401: "unauthorized",
+        403: "host_not_allowed",
         404: "not_found",
         405: "method_not_allowed",
         409: "conflict",
