@@ -178,7 +178,9 @@ async fn recover_moves_a_corrupt_record_aside() {
         .find(|p| p.extension().is_some_and(|e| e == "wal"))
         .unwrap();
     let mut bytes = std::fs::read(&seg).unwrap();
-    let middle = bytes.len() / 2;
+    // Within the records, not the zero fill after them.
+    let records_end = bytes.iter().rposition(|b| *b != 0).unwrap() + 1;
+    let middle = records_end / 2;
     bytes[middle] ^= 0xff;
     std::fs::write(&seg, &bytes).unwrap();
 

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use agentstate_protocol::{SaveStateRequest, StatePersistence};
-use common::{seed, Sidecar};
+use common::{agentstate, seed, Sidecar};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde_json::json;
 
@@ -111,21 +111,29 @@ async fn torn_tail_is_truncated_and_acknowledged_writes_survive() {
     }
     sidecar.kill9();
 
-    // A crash mid-write: half a record's worth of bytes at the end of the last segment.
+    // A crash mid-write: half a record's worth of bytes after the last whole record,
+    // over the zero fill the writer keeps ahead of its records.
     let segment = last_segment(&data);
     let mut bytes = std::fs::read(&segment).unwrap();
-    let len_before = bytes.len();
-    bytes.extend_from_slice(&[0x2a, 0x00, 0x00, 0x00, 0xde, 0xad, 0xbe, 0xef, 21, 0, 0]);
+    let records_end = records_bytes(&data);
+    let torn = [0x2a, 0x00, 0x00, 0x00, 0xde, 0xad, 0xbe, 0xef, 21, 0, 0];
+    let torn_end = records_end + torn.len();
+    if bytes.len() < torn_end {
+        bytes.resize(torn_end, 0);
+    }
+    bytes[records_end..torn_end].copy_from_slice(&torn);
     std::fs::write(&segment, &bytes).unwrap();
 
     sidecar.restart().await;
     let state = sidecar.client().load_state("torn").await.unwrap().unwrap();
     assert_eq!((state.version, state.state_data), (20, json!({"n": 20})));
-    assert_eq!(
-        std::fs::metadata(&segment).unwrap().len() as usize,
-        len_before
+    let after = std::fs::read(&segment).unwrap();
+    assert_eq!(after[..records_end], bytes[..records_end]);
+    assert!(
+        after[records_end..].iter().all(|b| *b == 0),
+        "the torn bytes are cut (zeroed)"
     );
-    assert!(sidecar.log().contains("torn WAL tail truncated"));
+    assert!(sidecar.log().contains("torn WAL tail cut"));
     // And it keeps working after the cut.
     assert_eq!(
         sidecar
@@ -149,7 +157,8 @@ async fn corruption_in_the_middle_stops_startup_with_file_and_offset() {
     sidecar.kill9();
     let segment = last_segment(&data);
     let mut bytes = std::fs::read(&segment).unwrap();
-    let middle = bytes.len() / 2;
+    // Within the records, not the zero fill after them.
+    let middle = records_bytes(&data) / 2;
     bytes[middle] ^= 0x40;
     std::fs::write(&segment, &bytes).unwrap();
 
@@ -166,6 +175,25 @@ async fn corruption_in_the_middle_stops_startup_with_file_and_offset() {
         "names the file: {stderr}"
     );
     assert!(stderr.contains("offset"), "names the offset: {stderr}");
+}
+
+/// The bytes of whole records in the WAL (one segment here), as `agentstate dump` counts
+/// them: a record may end in zero bytes, so the zero fill's start does not tell.
+fn records_bytes(data: &std::path::Path) -> usize {
+    let out = agentstate(&["dump"], data, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let summary = err
+        .lines()
+        .find(|l| l.contains(" records, "))
+        .unwrap_or_else(|| panic!("no summary from dump: {err}"));
+    // "1 segments, 20 records, 1234 bytes, last LSN 20"
+    summary
+        .split(", ")
+        .nth(2)
+        .and_then(|b| b.strip_suffix(" bytes"))
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 fn last_segment(data: &std::path::Path) -> std::path::PathBuf {

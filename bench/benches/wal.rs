@@ -6,8 +6,15 @@
 //! - `wal_replay/records={}/record_bytes={}`: reading and CRC-checking a log at open.
 //! - `sidecar_replay/records={}/agents={}`: the sidecar's start-up replay (decode every
 //!   operation and rebuild the backlog), `recovery::replay`.
+//! - `wal_fdatasync/record_bytes={}/file={appended,preallocated}`: one record written and
+//!   fdatasync'ed, on a file that grows with each write (as the WAL's segments do) or
+//!   over a segment zero-filled and synced ahead of use (as PostgreSQL's and etcd's WALs
+//!   do), where a sync changes no file size or block map: what preallocation would save.
 
+use std::fs::{File, OpenOptions};
 use std::hint::black_box;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -88,6 +95,61 @@ async fn append_rounds(wal: Wal, body: Arc<[u8]>, writers: usize, iters: u64) ->
     elapsed.mul_f64(iters as f64 / (per_writer * writers as u64) as f64)
 }
 
+fn fdatasync(c: &mut Criterion) {
+    const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+    let mut group = c.benchmark_group("wal_fdatasync");
+    group.throughput(Throughput::Elements(1));
+    // On the disk the sidecar's data dir would be on, not a tmpfs.
+    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target");
+    for record_bytes in [4 * 1024, 64 * 1024, 256 * 1024] {
+        let record = vec![0xa5u8; record_bytes];
+        for preallocated in [false, true] {
+            let dir = tempfile::tempdir_in(&base).expect("temp dir beside the build");
+            let path = dir.path().join("segment");
+            let file = if preallocated {
+                let mut f = File::create(&path).expect("create the segment");
+                let zeros = vec![0u8; 1 << 20];
+                for _ in 0..SEGMENT_BYTES >> 20 {
+                    f.write_all(&zeros).expect("zero-fill the segment");
+                }
+                f.sync_all().expect("sync the zero-filled segment");
+                f
+            } else {
+                OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                    .expect("create the segment")
+            };
+            let kind = if preallocated {
+                "preallocated"
+            } else {
+                "appended"
+            };
+            let id = format!("record_bytes={record_bytes}/file={kind}");
+            let mut offset = 0u64;
+            group.bench_function(BenchmarkId::from_parameter(id), |b| {
+                b.iter(|| {
+                    if offset + record_bytes as u64 > SEGMENT_BYTES {
+                        offset = 0; // past the end: over the same (written) blocks again
+                        if !preallocated {
+                            file.set_len(0).expect("start the segment over");
+                        }
+                    }
+                    if preallocated {
+                        file.write_all_at(&record, offset).expect("write a record");
+                    } else {
+                        (&file).write_all(&record).expect("write a record");
+                    }
+                    offset += record_bytes as u64;
+                    file.sync_data().expect("fdatasync");
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
 fn replay(c: &mut Criterion) {
     let mut group = c.benchmark_group("wal_replay");
     group.throughput(Throughput::Elements(REPLAY_RECORDS));
@@ -154,6 +216,6 @@ criterion_group! {
         .sample_size(20)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = append, replay, sidecar_replay
+    targets = append, fdatasync, replay, sidecar_replay
 }
 criterion_main!(benches);

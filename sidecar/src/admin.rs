@@ -184,7 +184,7 @@ pub fn dump(args: DumpArgs) -> anyhow::Result<ExitCode> {
         eprintln!(
             "torn tail: {} has {} bytes after its last whole record (offset {}); the sidecar cuts them at start",
             t.file.display(),
-            t.file_len - t.valid_len,
+            t.cut_bytes(),
             t.valid_len
         );
     }

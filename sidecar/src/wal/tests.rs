@@ -106,32 +106,118 @@ async fn a_torn_tail_at_any_byte_is_cut_back_to_the_last_whole_record() {
     wal.close();
     let seg = segments(dir.path()).pop().unwrap();
     let full = fs::read(&seg).unwrap();
-    let two_records = {
+    let [two_records, three_records] = records_end(&full, [2, 3]);
+    assert!(
+        full[three_records..].iter().all(|b| *b == 0),
+        "zero fill after"
+    );
+    // A write torn anywhere in the third record, over zero fill (a preallocated segment)
+    // or at the file's end (a segment as older versions wrote it).
+    for cut in two_records..three_records {
+        for zero_filled in [true, false] {
+            let case = tempfile::tempdir().unwrap();
+            let path = case.path().join(seg.file_name().unwrap());
+            let mut bytes = full[..cut].to_vec();
+            if zero_filled {
+                bytes.resize(full.len(), 0);
+            }
+            fs::write(&path, &bytes).unwrap();
+            let (wal, seen) = open_collect(opts(case.path())).unwrap();
+            assert_eq!(seen.len(), 2, "cut at {cut}");
+            // The log goes on from the cut, with the next LSN.
+            wal.append(b"after", true)
+                .unwrap()
+                .wait_durable()
+                .await
+                .unwrap();
+            wal.close();
+            let after = fs::read(&path).unwrap();
+            let end = two_records + record::HEADER_LEN + 1 + 5;
+            assert_eq!(after[..two_records], full[..two_records], "cut at {cut}");
+            assert!(
+                matches!(
+                    record::decode(&after[two_records..]),
+                    Decoded::Record { lsn: 3, .. }
+                ),
+                "cut at {cut}: the next record follows the two whole ones"
+            );
+            assert!(
+                after[end..].iter().all(|b| *b == 0),
+                "cut at {cut} (zero filled: {zero_filled}): nothing of the torn record is left"
+            );
+        }
+    }
+}
+
+/// Where each of the first `n[i]` records of a segment's bytes ends.
+fn records_end<const N: usize>(bytes: &[u8], n: [usize; N]) -> [usize; N] {
+    n.map(|count| {
         let mut off = 0;
-        for _ in 0..2 {
-            match record::decode(&full[off..]) {
+        for _ in 0..count {
+            match record::decode(&bytes[off..]) {
                 Decoded::Record { encoded_len, .. } => off += encoded_len,
                 other => panic!("{other:?}"),
             }
         }
         off
+    })
+}
+
+#[tokio::test]
+async fn the_writer_zero_fills_ahead_and_a_scan_reads_zeros_as_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = WalOptions {
+        segment_bytes_max: 64 * PREALLOCATE_BYTES,
+        ..opts(dir.path())
     };
-    for cut in two_records..full.len() {
-        let case = tempfile::tempdir().unwrap();
-        fs::write(case.path().join(seg.file_name().unwrap()), &full[..cut]).unwrap();
-        let (wal, seen) = open_collect(opts(case.path())).unwrap();
-        assert_eq!(seen.len(), 2, "cut at {cut}");
-        // The log goes on from the cut, with the next LSN.
-        assert_eq!(wal.append(b"after", true).unwrap().lsn, 3);
-        wal.close();
-        assert_eq!(
-            fs::metadata(case.path().join(seg.file_name().unwrap()))
-                .unwrap()
-                .len() as usize,
-            two_records + record::HEADER_LEN + 1 + 5,
-            "cut at {cut}: truncated, then one record appended"
-        );
+    let (wal, _) = open_collect(o.clone()).unwrap();
+    for i in 1..=3 {
+        wal.append(&body(i), true)
+            .unwrap()
+            .wait_durable()
+            .await
+            .unwrap();
     }
+    wal.close();
+    let seg = segments(dir.path()).pop().unwrap();
+    let bytes = fs::read(&seg).unwrap();
+    let [data] = records_end(&bytes, [3]);
+    assert_eq!(bytes.len() as u64, PREALLOCATE_BYTES, "a chunk ahead");
+    assert!(bytes[data..].iter().all(|b| *b == 0));
+    // Zero fill is no torn tail: nothing reported, nothing cut, the log goes on.
+    let (stats, torn) = scan(dir.path(), |_, _| Ok(())).unwrap();
+    assert!(torn.is_none());
+    assert_eq!((stats.records, stats.bytes), (3, data as u64));
+    let mut seen = Vec::new();
+    let (wal, stats) = Wal::open(o.clone(), |lsn, _| {
+        seen.push(lsn);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!((seen, stats.truncated_bytes), (vec![1, 2, 3], 0));
+    wal.append(b"four", true)
+        .unwrap()
+        .wait_durable()
+        .await
+        .unwrap();
+    wal.close();
+    assert_eq!(
+        fs::metadata(&seg).unwrap().len(),
+        PREALLOCATE_BYTES,
+        "no growth"
+    );
+    let (_, seen) = open_collect(o.clone()).unwrap();
+    assert_eq!(seen.last().unwrap(), &(4, b"four".to_vec()));
+
+    // Damage followed by zeros, then a valid record: still damage in the middle.
+    let mut bytes = fs::read(&seg).unwrap();
+    let [one, two] = records_end(&bytes, [1, 2]);
+    bytes[one..two].fill(0);
+    fs::write(&seg, &bytes).unwrap();
+    assert!(matches!(
+        open_collect(o),
+        Err(WalError::Corrupt { offset, .. }) if offset as usize == one
+    ));
 }
 
 #[tokio::test]
@@ -148,7 +234,8 @@ async fn damage_before_valid_records_is_refused_with_file_and_offset() {
     wal.close();
     let seg = segments(dir.path()).pop().unwrap();
     let mut bytes = fs::read(&seg).unwrap();
-    let at = bytes.len() / 3;
+    let [data] = records_end(&bytes, [10]);
+    let at = data / 3;
     bytes[at] ^= 0x01;
     fs::write(&seg, &bytes).unwrap();
     match open_collect(opts(dir.path())) {
