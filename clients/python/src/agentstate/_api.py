@@ -8,6 +8,7 @@ construction.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -42,7 +43,12 @@ T = TypeVar("T", covariant=True)
 PAGE_LIMIT_MAX = 1000
 
 
-@dataclass(frozen=True)
+# Reply and Call are built on every call and never changed afterwards, but are not
+# frozen: a frozen dataclass sets each field through object.__setattr__, a microsecond
+# per Call (measured), of some 25-45 µs of CPU for a whole call (bench/client_cpu.py).
+
+
+@dataclass(slots=True)
 class Reply:
     """An HTTP answer, decoded: what a parser gets."""
 
@@ -58,7 +64,7 @@ class _NoBody:
 NO_BODY: Any = _NoBody()
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Call(Generic[T]):
     """One request and the parser of its answer."""
 
@@ -79,10 +85,15 @@ class Call(Generic[T]):
     ok_statuses: tuple[int, ...] = ()
 
 
+_ID = re.compile(r"[A-Za-z0-9\-_.:]+")
+
+
 def _seg(value: str) -> str:
     """One path segment. Id characters (``A-Z a-z 0-9 - _ . :``) go as they are: the
     server does not percent-decode, so ``:`` must not become ``%3A``. Anything else is
     encoded, so a ``/`` cannot re-route the call; the server then refuses the id."""
+    if _ID.fullmatch(value):
+        return value  # nothing to encode, and quote() would cost more than the match
     return quote(value, safe=":")
 
 

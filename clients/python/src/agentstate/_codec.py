@@ -37,6 +37,8 @@ def decode(media_type: str | None, raw: bytes) -> Any:
     """Decode by the response's ``Content-Type``; plain text comes back as ``str``."""
     if not raw:
         return None
+    if media_type == MSGPACK:  # what the sidecar sends: skip the parsing below
+        return msgpack.unpackb(raw, raw=False, strict_map_key=False)
     essence = (media_type or "").split(";")[0].strip().lower()
     if essence in (MSGPACK, "application/x-msgpack", "application/vnd.msgpack"):
         return msgpack.unpackb(raw, raw=False, strict_map_key=False)

@@ -1,31 +1,91 @@
-"""What both clients do around the I/O: build the request of a :class:`Call`, read the
-answer into a :class:`Reply`, and turn failures into typed errors.
+"""What both clients do around the I/O: pick the transport, build the :class:`Request` of
+a :class:`Call`, read the answer into a :class:`Reply`, and turn failures into typed
+errors.
+
+The default transports speak HTTP/1.1 themselves (``_socket_pool.py``,
+``_asyncio_pool.py``); a caller's httpx transport is used through ``_httpx.py``, the only
+module that imports httpx, and only when one is given.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-import httpx
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlencode
 
 from agentstate import _codec
 from agentstate._api import NO_BODY, Call, Reply
+from agentstate._asyncio_pool import AsyncioPool
 from agentstate._config import Settings
+from agentstate._http1 import Origin, Request, Response, TransportError
+from agentstate._socket_pool import SocketPool
 from agentstate.errors import AgentstateError, ConnectionFailed, error_from_response
 
+if TYPE_CHECKING:
+    import httpx
 
-def request_parts(settings: Settings, call: Call[Any]) -> dict[str, Any]:
-    """Keyword arguments for ``httpx.Client.request`` / ``AsyncClient.request``."""
-    params = dict(call.params)
+#: Bound on connecting, whatever the request timeout (a local sidecar answers at once).
+CONNECT_TIMEOUT_S_MAX = 5.0
+
+
+class BlockingTransport(Protocol):
+    def exchange(self, request: Request) -> Response: ...
+
+    def close(self) -> None: ...
+
+
+class AsyncTransport(Protocol):
+    def exchange(self, request: Request) -> Awaitable[Response]: ...
+
+    async def aclose(self) -> None: ...
+
+
+def blocking_transport(
+    settings: Settings, httpx_transport: httpx.BaseTransport | None
+) -> BlockingTransport:
+    if httpx_transport is not None:
+        from agentstate._httpx import HttpxBlocking
+
+        return HttpxBlocking(settings, httpx_transport, connect_timeout_s(settings))
+    return SocketPool(
+        Origin.of(settings.url, settings.uds),
+        settings.headers(),
+        connect_timeout_s=connect_timeout_s(settings),
+        read_timeout_s=settings.timeout_s,
+    )
+
+
+def async_transport(
+    settings: Settings, httpx_transport: httpx.AsyncBaseTransport | None
+) -> AsyncTransport:
+    if httpx_transport is not None:
+        from agentstate._httpx import HttpxAsync
+
+        return HttpxAsync(settings, httpx_transport, connect_timeout_s(settings))
+    return AsyncioPool(
+        Origin.of(settings.url, settings.uds),
+        settings.headers(),
+        connect_timeout_s=connect_timeout_s(settings),
+        read_timeout_s=settings.timeout_s,
+    )
+
+
+def connect_timeout_s(settings: Settings) -> float:
+    return min(CONNECT_TIMEOUT_S_MAX, settings.timeout_s)
+
+
+def request_of(settings: Settings, call: Call[Any]) -> Request:
+    target = call.path
+    params = call.params
     durability = effective_durability(settings, call)
     if durability is not None:
-        params["durability"] = durability
-    headers = dict(call.headers)
-    parts: dict[str, Any] = {"params": params or None, "headers": headers}
-    if call.body is not NO_BODY:
-        headers["content-type"] = _codec.content_type(settings.codec)
-        parts["content"] = _codec.encode(settings.codec, call.body)
-    return parts
+        params = {**params, "durability": durability}
+    if params:
+        target += "?" + urlencode(params)
+    if call.body is NO_BODY:
+        return Request(call.method, target, call.headers, None, None)
+    body = _codec.encode(settings.codec, call.body)
+    return Request(call.method, target, call.headers, body, _codec.content_type(settings.codec))
 
 
 def effective_durability(settings: Settings, call: Call[Any]) -> str | None:
@@ -34,9 +94,9 @@ def effective_durability(settings: Settings, call: Call[Any]) -> str | None:
     return call.durability or settings.durability
 
 
-def read_reply(response: httpx.Response) -> Reply:
-    body = _codec.decode(response.headers.get("content-type"), response.content)
-    return Reply(response.status_code, response.headers, body)
+def reply_of(response: Response) -> Reply:
+    body = _codec.decode(response.headers.get("content-type"), response.body)
+    return Reply(response.status, response.headers, body)
 
 
 def is_success(call: Call[Any], reply: Reply) -> bool:
@@ -47,9 +107,9 @@ def error_of(reply: Reply) -> AgentstateError:
     return error_from_response(reply.status, reply.body, reply.headers.get("retry-after"))
 
 
-def connection_failed(settings: Settings, error: httpx.TransportError) -> ConnectionFailed:
+def connection_failed(settings: Settings, error: TransportError) -> ConnectionFailed:
     where = f"unix socket {settings.uds}" if settings.uds else settings.url
-    return ConnectionFailed(f"cannot reach the agentstate sidecar at {where}: {error!r}")
+    return ConnectionFailed(f"cannot reach the agentstate sidecar at {where}: {error}")
 
 
 def retry_after(error: AgentstateError) -> float | None:

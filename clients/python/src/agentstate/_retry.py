@@ -1,7 +1,8 @@
 """When to retry, and how long to wait.
 
-Retried: failures to connect (nothing was sent, so any call is safe to repeat), broken
-connections and timeouts of calls that are safe to repeat, and 503 ``unavailable`` (the
+Retried: failures to connect or to write the whole request (the server cannot have
+acted on it, so any call is safe to repeat), broken connections and timeouts of calls
+that are safe to repeat, and 503 ``unavailable`` (the
 sidecar refused before logging anything) -- except a ``remote``-durability write that is
 not idempotent, because its 503 can mean "in the local WAL, backend did not confirm in
 time", and repeating it would apply it twice. Never retried: any other 4xx/5xx, 409 and
@@ -15,23 +16,15 @@ from __future__ import annotations
 
 import random
 
-import httpx
-
 from agentstate._api import Call
 from agentstate._config import RETRY_WAIT_MAX_S, Settings
+from agentstate._http1 import TransportError
 from agentstate.errors import AgentstateError, Unavailable
 
-#: Transport errors raised before the request left: always safe to repeat.
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
-
-def retriable_transport_error(error: httpx.TransportError, call: Call[object]) -> bool:
-    if isinstance(error, _NOT_SENT):
-        return True
-    # The request may have been applied: only idempotent calls may go again.
-    return call.idempotent and isinstance(
-        error, (httpx.NetworkError, httpx.RemoteProtocolError, httpx.TimeoutException)
-    )
+def retriable_transport_error(error: TransportError, call: Call[object]) -> bool:
+    # Once the whole request may have reached the server, only idempotent calls go again.
+    return not error.sent or call.idempotent
 
 
 def retriable_error(error: AgentstateError, call: Call[object], durability: str | None) -> bool:

@@ -1,8 +1,8 @@
 """The asyncio client: the same methods as :class:`agentstate.Client`, awaited.
 
 It mirrors ``client.py`` method for method (both run the call descriptions of
-``_api.py``), on one long-lived ``httpx.AsyncClient`` whose transport is aiohttp's
-connection pool (see ``_aiohttp.py``), bound to the event loop that first uses it.
+``_api.py``), on one long-lived connection pool (``_asyncio_pool.py``) that belongs to
+the event loop using it: used from another loop, it opens new connections there.
 """
 
 from __future__ import annotations
@@ -10,14 +10,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, TypeVar
-from urllib.parse import urlencode
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import httpx
-
-from agentstate import _api, _codec, _http, _retry
-from agentstate._aiohttp import AiohttpPool
+from agentstate import _api, _http, _retry
 from agentstate._config import Settings
+from agentstate._http1 import TransportError
 from agentstate.errors import AgentstateError
 from agentstate.models import (
     AgentState,
@@ -41,6 +38,9 @@ from agentstate.models import (
     Typed,
 )
 
+if TYPE_CHECKING:
+    import httpx
+
 T = TypeVar("T")
 
 
@@ -55,8 +55,10 @@ class AsyncClient:
         durability: Default durability of writes (``local``/``remote``/``memory``); None
             leaves it to the server (``local``). Every write method also takes one.
         max_retries: Retries after connection failures and 503s (never after 4xx).
-        timeout: Seconds for one request (a ``remote`` write may wait for the backend).
-        transport: An httpx transport to use instead of the default (tests, proxies).
+        timeout: Seconds to wait for the sidecar's answer, and at most 5 to connect (a
+            ``remote`` write may wait for the backend).
+        transport: An httpx transport to send through instead of the built-in one
+            (proxies, TLS, tests); needs httpx installed.
     """
 
     def __init__(
@@ -80,24 +82,13 @@ class AsyncClient:
             max_retries=max_retries,
             timeout=timeout,
         )
-        # Requests go straight to aiohttp's pool unless a transport is given.
-        self._pool = AiohttpPool(uds=self.settings.uds) if transport is None else None
-        self._base_headers = list(self.settings.headers().items())
-        self._connect_timeout_s = min(5.0, timeout)
-        self._http = httpx.AsyncClient(
-            base_url=self.settings.url,
-            headers=self.settings.headers(),
-            timeout=httpx.Timeout(self.settings.timeout_s, connect=min(5.0, timeout)),
-            transport=transport,
-        )
+        self._transport = _http.async_transport(self.settings, transport)
 
     # --- lifecycle -----------------------------------------------------------------------
 
     async def aclose(self) -> None:
         """Close the connection pool."""
-        await self._http.aclose()
-        if self._pool is not None:
-            await self._pool.aclose()
+        await self._transport.aclose()
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -112,43 +103,28 @@ class AsyncClient:
 
     async def _send(self, call: _api.Call[T]) -> T:
         settings = self.settings
-        durability = _http.effective_durability(settings, call)
-        parts = _http.request_parts(settings, call)
+        request = _http.request_of(settings, call)
         attempt = 0
         while True:
             error: AgentstateError
             try:
-                reply = await self._exchange(call, parts)
-            except httpx.TransportError as e:
+                response = await self._transport.exchange(request)
+            except TransportError as e:
                 error = _http.connection_failed(settings, e)
                 retriable = _retry.retriable_transport_error(e, call)
                 cause: BaseException | None = e
             else:
+                reply = _http.reply_of(response)
                 if _http.is_success(call, reply):
                     return call.parse(reply)
                 error = _http.error_of(reply)
+                durability = _http.effective_durability(settings, call)
                 retriable = _retry.retriable_error(error, call, durability)
                 cause = None
             if not retriable or attempt >= settings.max_retries:
                 raise error from cause
             await asyncio.sleep(_retry.wait_s(settings, attempt, _http.retry_after(error)))
             attempt += 1
-
-    async def _exchange(self, call: _api.Call[T], parts: dict[str, Any]) -> _api.Reply:
-        if self._pool is None:
-            return _http.read_reply(await self._http.request(call.method, call.path, **parts))
-        url = self.settings.url + call.path
-        if parts["params"]:
-            url += "?" + urlencode(parts["params"])
-        status, headers, body = await self._pool.send(
-            call.method,
-            url,
-            self._base_headers + list(parts["headers"].items()),
-            parts.get("content"),
-            connect_timeout_s=self._connect_timeout_s,
-            read_timeout_s=self.settings.timeout_s,
-        )
-        return _api.Reply(status, headers, _codec.decode(headers.get("content-type"), body))
 
     # --- agents --------------------------------------------------------------------------
 

@@ -1,8 +1,9 @@
 """The blocking client: one method per endpoint, on one long-lived connection pool.
 
-Safe to share between threads (``httpx.Client`` is), and so usable from any thread,
-including one that runs an event loop (it then blocks that loop for the call's duration).
-``async_client.py`` mirrors this file method for method.
+Safe to share between threads (the pool, ``_socket_pool.py``, gives each call its own
+connection), and so usable from any thread, including one that runs an event loop (it
+then blocks that loop for the call's duration). ``async_client.py`` mirrors this file
+method for method.
 """
 
 from __future__ import annotations
@@ -10,12 +11,11 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, TypeVar
-
-import httpx
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from agentstate import _api, _http, _retry
 from agentstate._config import Settings
+from agentstate._http1 import TransportError
 from agentstate.errors import AgentstateError
 from agentstate.models import (
     AgentState,
@@ -39,6 +39,9 @@ from agentstate.models import (
     Typed,
 )
 
+if TYPE_CHECKING:
+    import httpx
+
 T = TypeVar("T")
 
 
@@ -53,8 +56,10 @@ class Client:
         durability: Default durability of writes (``local``/``remote``/``memory``); None
             leaves it to the server (``local``). Every write method also takes one.
         max_retries: Retries after connection failures and 503s (never after 4xx).
-        timeout: Seconds for one request (a ``remote`` write may wait for the backend).
-        transport: An httpx transport to use instead of the default (tests, proxies).
+        timeout: Seconds to wait for the sidecar's answer, and at most 5 to connect (a
+            ``remote`` write may wait for the backend).
+        transport: An httpx transport to send through instead of the built-in one
+            (proxies, TLS, tests); needs httpx installed.
     """
 
     def __init__(
@@ -78,20 +83,13 @@ class Client:
             max_retries=max_retries,
             timeout=timeout,
         )
-        if transport is None and self.settings.uds:
-            transport = httpx.HTTPTransport(uds=self.settings.uds)
-        self._http = httpx.Client(
-            base_url=self.settings.url,
-            headers=self.settings.headers(),
-            timeout=httpx.Timeout(self.settings.timeout_s, connect=min(5.0, timeout)),
-            transport=transport,
-        )
+        self._transport = _http.blocking_transport(self.settings, transport)
 
     # --- lifecycle -----------------------------------------------------------------------
 
     def close(self) -> None:
         """Close the connection pool."""
-        self._http.close()
+        self._transport.close()
 
     def __enter__(self) -> Client:
         return self
@@ -106,22 +104,22 @@ class Client:
 
     def _send(self, call: _api.Call[T]) -> T:
         settings = self.settings
-        durability = _http.effective_durability(settings, call)
-        parts = _http.request_parts(settings, call)
+        request = _http.request_of(settings, call)
         attempt = 0
         while True:
             error: AgentstateError
             try:
-                response = self._http.request(call.method, call.path, **parts)
-            except httpx.TransportError as e:
+                response = self._transport.exchange(request)
+            except TransportError as e:
                 error = _http.connection_failed(settings, e)
                 retriable = _retry.retriable_transport_error(e, call)
                 cause: BaseException | None = e
             else:
-                reply = _http.read_reply(response)
+                reply = _http.reply_of(response)
                 if _http.is_success(call, reply):
                     return call.parse(reply)
                 error = _http.error_of(reply)
+                durability = _http.effective_durability(settings, call)
                 retriable = _retry.retriable_error(error, call, durability)
                 cause = None
             if not retriable or attempt >= settings.max_retries:
