@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Runs the Python client's tests against the real sidecar binary.
 #
-# Creates (or reuses) <repo>/.venv-py, installs ./clients/python with its langgraph and
-# openai-agents extras plus the pinned test dependencies (ruff among them, for CI's lint
-# step), and runs pytest. Builds nothing: it expects target/debug/agentstate
+# Creates (or reuses) <repo>/.venv-py, installs ./clients/python with its langgraph,
+# openai-agents and adk extras plus the pinned test dependencies (ruff among them, for
+# CI's lint step), and runs pytest. Builds nothing: it expects target/debug/agentstate
 # (cargo build -p agentstate), or AGENTSTATE_BIN. MongoDB-backed tests use MONGODB_URI,
 # else install and start SecantusDB (.venv-test), as the Rust tests do. test_browser.py
 # drives Debian's chromium (never Playwright's own download): run as root, this installs
@@ -19,7 +19,7 @@ if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
 fi
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-    -r "$here/requirements-test.txt" "$here[langgraph,openai-agents]"
+    -r "$here/requirements-test.txt" "$here[langgraph,openai-agents,adk]"
 
 if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
     apt_log="$venv/apt-chromium.log"
