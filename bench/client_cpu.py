@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import json
 import os
 import platform
@@ -59,9 +60,12 @@ MODES = ("sync", "async", "async x32")
 
 def worker(src: str, url: str, sock: str, agent_id: str) -> dict[str, dict[str, float]]:
     sys.path.insert(0, src)
-    from agentstate import AsyncClient, Client
-
-    assert Path(sys.modules["agentstate"].__file__ or "").is_relative_to(src)
+    # The package was imported as `agentstate` before it became `agentstate_client`; a
+    # baseline revision may be either.
+    name = "agentstate_client" if (Path(src) / "agentstate_client").is_dir() else "agentstate"
+    package = importlib.import_module(name)
+    AsyncClient, Client = package.AsyncClient, package.Client
+    assert Path(package.__file__ or "").is_relative_to(src)
     results: dict[str, dict[str, float]] = {}
 
     def record(key: str, cpu_s: float, wall_s: float) -> None:

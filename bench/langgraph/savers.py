@@ -245,7 +245,7 @@ class Saver:
 
 
 def savers(servers: Servers, only: set[str] | None) -> list[Saver]:
-    from agentstate.langgraph import AsyncAgentstateSaver
+    from agentstate_client.langgraph import AsyncAgentstateSaver
     from langgraph.checkpoint.mongodb import MongoDBSaver
     from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver

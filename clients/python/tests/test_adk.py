@@ -29,8 +29,8 @@ from google.genai import types
 from pydantic import Field
 
 from _procs import Sidecar
-from agentstate import Client, ConnectionFailed, TooLarge, VersionConflict
-from agentstate.adk import AgentstateSessionService, _ids
+from agentstate_client import Client, ConnectionFailed, TooLarge, VersionConflict
+from agentstate_client.adk import AgentstateSessionService, _ids
 
 APP = "tea-app"
 T0 = 1_700_000_000.0  # event timestamps of the script: fixed, so both services get equal ones

@@ -35,7 +35,7 @@ import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from _procs import REPO, Sidecar
-from agentstate import Blob, Client, NotFound, PendingWriteValue, Typed
+from agentstate_client import Blob, Client, NotFound, PendingWriteValue, Typed
 
 UNSAFE = ("POST", "PUT", "PATCH", "DELETE")
 ABSENT = "(not found)"

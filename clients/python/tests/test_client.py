@@ -11,9 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-import agentstate
+import agentstate_client
 from _procs import REPO, Mongo, Sidecar, free_port
-from agentstate import (
+from agentstate_client import (
     AgentstateError,
     AsyncClient,
     Client,
@@ -119,7 +119,7 @@ def test_sync_client_round_trips_every_endpoint_family(sidecar: Sidecar, codec: 
             a,
             [
                 {"role": "user", "content": "hi"},
-                agentstate.NewMessage("assistant", "hello", {"m": 1}),
+                agentstate_client.NewMessage("assistant", "hello", {"m": 1}),
                 {"role": "user", "content": "bye"},
             ],
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from agentstate._http1 import (
+from agentstate_client._http1 import (
     HEAD_BYTES_MAX,
     Origin,
     ProtocolError,

@@ -15,8 +15,8 @@ from langgraph.checkpoint.conformance.capabilities import ALL_CAPABILITIES
 from langgraph.checkpoint.conformance.report import CapabilityReport
 
 from _procs import Sidecar
-from agentstate import AsyncClient, Client
-from agentstate.langgraph import AgentstateSaver, AsyncAgentstateSaver
+from agentstate_client import AsyncClient, Client
+from agentstate_client.langgraph import AgentstateSaver, AsyncAgentstateSaver
 
 
 def assert_full_conformance(report: CapabilityReport, capsys: pytest.CaptureFixture[str]) -> None:

@@ -22,7 +22,7 @@ from langgraph.types import Command, StateSnapshot, interrupt
 from typing_extensions import TypedDict
 
 from _procs import Sidecar
-from agentstate.langgraph import AsyncAgentstateSaver
+from agentstate_client.langgraph import AsyncAgentstateSaver
 
 Restart = Callable[[], Awaitable[None]]
 

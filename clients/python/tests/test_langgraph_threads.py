@@ -18,8 +18,8 @@ from langgraph.checkpoint.conformance.test_utils import (
 )
 
 from _procs import Sidecar
-from agentstate import Client
-from agentstate.langgraph import AgentstateSaver, AsyncAgentstateSaver
+from agentstate_client import Client
+from agentstate_client.langgraph import AgentstateSaver, AsyncAgentstateSaver
 
 
 def test_listing_pages_through_repeated_ids(make_sidecar: object) -> None:

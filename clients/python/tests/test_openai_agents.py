@@ -17,8 +17,8 @@ from agents.usage import Usage
 from openai.types.responses import ResponseOutputMessage, ResponseOutputText
 
 from _procs import Sidecar
-from agentstate import Client
-from agentstate.openai_agents import AgentstateSession
+from agentstate_client import Client
+from agentstate_client.openai_agents import AgentstateSession
 
 set_tracing_disabled(True)  # tracing would try to export to the network
 

@@ -25,7 +25,7 @@ import msgpack
 import pytest
 
 from _procs import Sidecar
-from agentstate import AsyncClient, Client, ConnectionFailed
+from agentstate_client import AsyncClient, Client, ConnectionFailed
 
 TRANSPORTS = ["tcp", "uds"]
 
@@ -506,7 +506,7 @@ def test_chunked_and_close_delimited_answers(scripted: Any, flavor: str) -> None
 def test_the_default_transports_need_neither_httpx_nor_aiohttp(proxied: CountingProxy) -> None:
     script = f"""
 import asyncio, sys
-from agentstate import AsyncClient, Client
+from agentstate_client import AsyncClient, Client
 options = {proxied.options()!r}
 with Client(**options) as c:
     assert c.health()

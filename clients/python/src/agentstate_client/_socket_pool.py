@@ -8,7 +8,7 @@ most :data:`IDLE_CONNECTIONS_MAX` are kept between calls.
 
 Hazards: a pooled connection may have been closed by the sidecar (idle timeout, restart,
 ``kill -9``). Before reuse each one is checked for an end-of-file or stray bytes with a
-zero-timeout ``poll``, and connections idle past :data:`~agentstate._http1.IDLE_S_MAX`
+zero-timeout ``poll``, and connections idle past :data:`~agentstate_client._http1.IDLE_S_MAX`
 are dropped; otherwise a request written to a dead connection would be left unanswered,
 and only idempotent calls may be repeated after that. A forked child process must not
 share its parent's connections (their answers would interleave): it drops the idle ones
@@ -26,7 +26,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable
 
-from agentstate._http1 import (
+from agentstate_client._http1 import (
     IDLE_S_MAX,
     RECV_BYTES,
     Origin,

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
-from agentstate._config import check_durability
-from agentstate.models import (
+from agentstate_client._config import check_durability
+from agentstate_client.models import (
     AgentState,
     AppendResult,
     BatchResult,

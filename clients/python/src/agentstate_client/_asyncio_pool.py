@@ -2,7 +2,7 @@
 
 Each connection is a non-blocking socket the loop's selector watches (``add_reader``):
 the request is written with ``send``, the answer read with ``recv`` and fed to the
-:class:`~agentstate._http1.ResponseParser`, and the waiting coroutine woken with the
+:class:`~agentstate_client._http1.ResponseParser`, and the waiting coroutine woken with the
 result. That skips asyncio's transport and stream layers, which cost more CPU per call
 than the rest of the client together (bench/client_cpu.py). On loops without
 ``add_reader`` (Windows' proactor loop) the same connection runs as an
@@ -15,7 +15,7 @@ cost as much as the exchange). Hazards: a pool belongs to the loop that opened i
 connections; used from another loop it drops them and starts again. A connection is
 reused only after a completely framed answer, and is checked for the server's close
 before reuse (the loop may not have run since it arrived); connections idle past
-:data:`~agentstate._http1.IDLE_S_MAX` are dropped rather than reused.
+:data:`~agentstate_client._http1.IDLE_S_MAX` are dropped rather than reused.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Awaitable
 from typing import Any
 
-from agentstate._http1 import (
+from agentstate_client._http1 import (
     IDLE_S_MAX,
     RECV_BYTES,
     Origin,
@@ -41,7 +41,7 @@ from agentstate._http1 import (
     fixed_head,
     read_whole,
 )
-from agentstate._socket_pool import readable_probe
+from agentstate_client._socket_pool import readable_probe
 
 #: Most connections open at once (LangGraph runs 32 graph threads at once in
 #: bench/langgraph; the sidecar accepts 1,024).

@@ -13,11 +13,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from agentstate import _api, _http, _retry
-from agentstate._config import Settings
-from agentstate._http1 import TransportError
-from agentstate.errors import AgentstateError
-from agentstate.models import (
+from agentstate_client import _api, _http, _retry
+from agentstate_client._config import Settings
+from agentstate_client._http1 import TransportError
+from agentstate_client.errors import AgentstateError
+from agentstate_client.models import (
     AgentState,
     AppendResult,
     BatchResult,
@@ -130,7 +130,7 @@ class Client:
     # --- agents --------------------------------------------------------------------------
 
     def get_agent(self, agent_id: str) -> AgentState:
-        """The agent's current state (:class:`~agentstate.errors.NotFound` if none)."""
+        """The agent's current state (:class:`~agentstate_client.errors.NotFound` if none)."""
         return self._send(_api.get_agent(agent_id))
 
     def save_agent(

@@ -21,9 +21,9 @@ from typing import Any
 
 from google.adk.events import Event
 
-from agentstate._api import PAGE_LIMIT_MAX
-from agentstate.async_client import AsyncClient
-from agentstate.models import Message
+from agentstate_client._api import PAGE_LIMIT_MAX
+from agentstate_client.async_client import AsyncClient
+from agentstate_client.models import Message
 
 #: The sidecar's default ``--message-bytes-max``: the largest chunk of an event's JSON.
 MESSAGE_BYTES_MAX = 65536

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import httpx
 
-from agentstate._config import Settings
-from agentstate._http1 import Request, Response, TransportError
+from agentstate_client._config import Settings
+from agentstate_client._http1 import Request, Response, TransportError
 
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 

@@ -1,4 +1,4 @@
-"""``AgentstateSaver``: a blocking LangGraph checkpointer on :class:`agentstate.Client`.
+"""``AgentstateSaver``: a blocking LangGraph checkpointer on :class:`agentstate_client.Client`.
 
 The blocking client works from any thread, so the sync methods do too. The async methods
 run the sync ones in a worker thread (``asyncio.to_thread``) rather than block the event
@@ -23,10 +23,10 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
-from agentstate.client import Client
-from agentstate.errors import NotFound
-from agentstate.langgraph import _convert
-from agentstate.langgraph._base import SaverBase
+from agentstate_client.client import Client
+from agentstate_client.errors import NotFound
+from agentstate_client.langgraph import _convert
+from agentstate_client.langgraph._base import SaverBase
 
 
 class AgentstateSaver(SaverBase):

@@ -25,12 +25,12 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
-from agentstate.async_client import AsyncClient
-from agentstate.client import Client
-from agentstate.errors import NotFound
-from agentstate.langgraph import _convert
-from agentstate.langgraph._base import SaverBase
-from agentstate.langgraph.saver import AgentstateSaver
+from agentstate_client.async_client import AsyncClient
+from agentstate_client.client import Client
+from agentstate_client.errors import NotFound
+from agentstate_client.langgraph import _convert
+from agentstate_client.langgraph._base import SaverBase
+from agentstate_client.langgraph.saver import AgentstateSaver
 
 
 class AsyncAgentstateSaver(SaverBase):

@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 from agents.memory import SessionABC, SessionSettings
 from agents.memory.session_settings import resolve_session_limit
 
-from agentstate._api import PAGE_LIMIT_MAX
-from agentstate.async_client import AsyncClient
-from agentstate.errors import NotFound, VersionConflict
-from agentstate.models import Message
+from agentstate_client._api import PAGE_LIMIT_MAX
+from agentstate_client.async_client import AsyncClient
+from agentstate_client.errors import NotFound, VersionConflict
+from agentstate_client.models import Message
 
 if TYPE_CHECKING:
     from agents.items import TResponseInputItem

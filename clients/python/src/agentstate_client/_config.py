@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from typing import Literal, cast
 
-from agentstate._codec import Codec
+from agentstate_client._codec import Codec
 
 Durability = Literal["local", "remote", "memory"]
 

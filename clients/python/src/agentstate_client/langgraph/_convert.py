@@ -29,8 +29,8 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
-from agentstate._api import PAGE_LIMIT_MAX
-from agentstate.models import Blob, DeltaChannel, PendingWriteValue, ThreadTuple, Typed
+from agentstate_client._api import PAGE_LIMIT_MAX
+from agentstate_client.models import Blob, DeltaChannel, PendingWriteValue, ThreadTuple, Typed
 
 #: Nesting the sidecar accepts in a document; deeper metadata is cut to a string.
 _DEPTH_MAX = 60

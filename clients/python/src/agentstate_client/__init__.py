@@ -6,13 +6,13 @@ store. This package talks to it over HTTP (MessagePack by default):
 
 - :class:`Client` / :class:`AsyncClient`: the whole HTTP API, typed (``models``), with
   typed errors (``errors``) and bounded retries.
-- :mod:`agentstate.langgraph`: LangGraph checkpoint savers on the sidecar's threads API.
-- :mod:`agentstate.openai_agents`: an OpenAI Agents SDK session on an agent's messages.
+- :mod:`agentstate_client.langgraph`: LangGraph checkpoint savers on the sidecar's threads API.
+- :mod:`agentstate_client.openai_agents`: an OpenAI Agents SDK session on an agent's messages.
 """
 
-from agentstate.async_client import AsyncClient
-from agentstate.client import Client
-from agentstate.errors import (
+from agentstate_client.async_client import AsyncClient
+from agentstate_client.client import Client
+from agentstate_client.errors import (
     AgentstateError,
     Conflict,
     ConnectionFailed,
@@ -25,7 +25,7 @@ from agentstate.errors import (
     ValidationFailed,
     VersionConflict,
 )
-from agentstate.models import (
+from agentstate_client.models import (
     AgentState,
     AppendResult,
     BatchResult,

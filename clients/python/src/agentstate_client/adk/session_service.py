@@ -1,10 +1,10 @@
 """``AgentstateSessionService``: Google ADK sessions kept in the agentstate sidecar.
 
-Where things live (agent ids: :mod:`agentstate.adk._ids`):
+Where things live (agent ids: :mod:`agentstate_client.adk._ids`):
 
 - a session is one agent: ``state_data`` holds its names, its own state, its
   ``last_update_time`` and how many events (and messages) it has; its conversation holds
-  the events, each whole as ADK's JSON (:mod:`agentstate.adk._events`).
+  the events, each whole as ADK's JSON (:mod:`agentstate_client.adk._events`).
 - ``user:`` state is in one agent per (app, user), with the ids of the user's sessions.
 - ``app:`` state is in one agent per app, whose conversation lists the app's users
   (one message per user, appended once), for ``list_sessions`` without a user.
@@ -54,11 +54,11 @@ from google.adk.sessions.base_session_service import GetSessionConfig, ListSessi
 from pydantic_core import to_jsonable_python
 from typing_extensions import override
 
-from agentstate._api import PAGE_LIMIT_MAX
-from agentstate.adk import _events, _ids
-from agentstate.async_client import AsyncClient
-from agentstate.errors import ConnectionFailed, NotFound, VersionConflict
-from agentstate.models import BatchResult
+from agentstate_client._api import PAGE_LIMIT_MAX
+from agentstate_client.adk import _events, _ids
+from agentstate_client.async_client import AsyncClient
+from agentstate_client.errors import ConnectionFailed, NotFound, VersionConflict
+from agentstate_client.models import BatchResult
 
 logger = logging.getLogger(__name__)
 

@@ -13,13 +13,13 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlencode
 
-from agentstate import _codec
-from agentstate._api import NO_BODY, Call, Reply
-from agentstate._asyncio_pool import AsyncioPool
-from agentstate._config import Settings
-from agentstate._http1 import Origin, Request, Response, TransportError
-from agentstate._socket_pool import SocketPool
-from agentstate.errors import AgentstateError, ConnectionFailed, error_from_response
+from agentstate_client import _codec
+from agentstate_client._api import NO_BODY, Call, Reply
+from agentstate_client._asyncio_pool import AsyncioPool
+from agentstate_client._config import Settings
+from agentstate_client._http1 import Origin, Request, Response, TransportError
+from agentstate_client._socket_pool import SocketPool
+from agentstate_client.errors import AgentstateError, ConnectionFailed, error_from_response
 
 if TYPE_CHECKING:
     import httpx
@@ -44,7 +44,7 @@ def blocking_transport(
     settings: Settings, httpx_transport: httpx.BaseTransport | None
 ) -> BlockingTransport:
     if httpx_transport is not None:
-        from agentstate._httpx import HttpxBlocking
+        from agentstate_client._httpx import HttpxBlocking
 
         return HttpxBlocking(settings, httpx_transport, connect_timeout_s(settings))
     return SocketPool(
@@ -59,7 +59,7 @@ def async_transport(
     settings: Settings, httpx_transport: httpx.AsyncBaseTransport | None
 ) -> AsyncTransport:
     if httpx_transport is not None:
-        from agentstate._httpx import HttpxAsync
+        from agentstate_client._httpx import HttpxAsync
 
         return HttpxAsync(settings, httpx_transport, connect_timeout_s(settings))
     return AsyncioPool(

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from agentstate._codec import as_bytes
+from agentstate_client._codec import as_bytes
 
 _FRACTION = re.compile(r"\.(\d+)")
 

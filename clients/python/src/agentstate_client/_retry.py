@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import random
 
-from agentstate._api import Call
-from agentstate._config import RETRY_WAIT_MAX_S, Settings
-from agentstate._http1 import TransportError
-from agentstate.errors import AgentstateError, Unavailable
+from agentstate_client._api import Call
+from agentstate_client._config import RETRY_WAIT_MAX_S, Settings
+from agentstate_client._http1 import TransportError
+from agentstate_client.errors import AgentstateError, Unavailable
 
 
 def retriable_transport_error(error: TransportError, call: Call[object]) -> bool:

@@ -7,7 +7,7 @@ import random
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
-from agentstate._config import check_durability
+from agentstate_client._config import check_durability
 
 
 class SaverBase(BaseCheckpointSaver[str]):

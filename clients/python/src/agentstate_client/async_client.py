@@ -1,4 +1,4 @@
-"""The asyncio client: the same methods as :class:`agentstate.Client`, awaited.
+"""The asyncio client: the same methods as :class:`agentstate_client.Client`, awaited.
 
 It mirrors ``client.py`` method for method (both run the call descriptions of
 ``_api.py``), on one long-lived connection pool (``_asyncio_pool.py``) that belongs to
@@ -12,11 +12,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from agentstate import _api, _http, _retry
-from agentstate._config import Settings
-from agentstate._http1 import TransportError
-from agentstate.errors import AgentstateError
-from agentstate.models import (
+from agentstate_client import _api, _http, _retry
+from agentstate_client._config import Settings
+from agentstate_client._http1 import TransportError
+from agentstate_client.errors import AgentstateError
+from agentstate_client.models import (
     AgentState,
     AppendResult,
     BatchResult,
@@ -129,7 +129,7 @@ class AsyncClient:
     # --- agents --------------------------------------------------------------------------
 
     async def get_agent(self, agent_id: str) -> AgentState:
-        """The agent's current state (:class:`~agentstate.errors.NotFound` if none)."""
+        """The agent's current state (:class:`~agentstate_client.errors.NotFound` if none)."""
         return await self._send(_api.get_agent(agent_id))
 
     async def save_agent(
