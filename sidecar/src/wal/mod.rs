@@ -8,8 +8,11 @@
 //!
 //! Hazards, and what this module does about them:
 //! - A crash mid-write leaves a torn tail: replay stops at the first bad record of the
-//!   last segment and truncates it, but only if no valid record follows (then it was the
-//!   tail, not damage in the middle).
+//!   last segment and cuts it there. Valid records may follow the damage only inside the
+//!   last batch: a power cut can keep a later page of a batch whose sync had not finished
+//!   and lose an earlier one. Each batch ends with a [`record::KIND_BATCH_END`] record
+//!   giving its length, so the scan can tell; damage before a later batch was synced, and
+//!   was acknowledged: that is refused.
 //! - Damage anywhere else (a flipped bit, a missing segment) is never skipped: opening
 //!   fails with [`WalError::Corrupt`] naming the file and offset.
 //! - A failed write (disk full) truncates the segment back to where the batch began and
@@ -40,7 +43,7 @@ use std::thread;
 
 use tokio::sync::oneshot;
 
-use record::{Decoded, KIND_ABANDONED, KIND_DATA};
+use record::{Decoded, KIND_ABANDONED, KIND_BATCH_END, KIND_DATA};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum WalError {
@@ -567,6 +570,8 @@ fn replay_segment(
     };
     let mut offset = 0usize;
     let mut expected = first_lsn;
+    // Whether this segment was written with batch ends (older ones were not).
+    let mut batch_ends = false;
     while offset < data.len() {
         match record::decode(&data[offset..]) {
             Decoded::Record {
@@ -575,6 +580,17 @@ fn replay_segment(
                 body,
                 encoded_len,
             } => {
+                if kind == KIND_BATCH_END {
+                    if lsn + 1 != expected || body.len() != 8 {
+                        return Err(corrupt(
+                            offset,
+                            format!("batch end at LSN {lsn} after LSN {}", expected - 1),
+                        ));
+                    }
+                    batch_ends = true;
+                    offset += encoded_len;
+                    continue;
+                }
                 if kind == KIND_ABANDONED {
                     let from = body
                         .try_into()
@@ -614,7 +630,7 @@ fn replay_segment(
                     Decoded::Corrupt(r) => r.to_string(),
                     _ => "record cut short".to_string(),
                 };
-                if !is_last || valid_record_follows(&data[offset + 1..], expected) {
+                if !is_last || !in_last_batch(&data, offset, expected, batch_ends) {
                     return Err(corrupt(offset, reason));
                 }
                 let garbage_end = offset + last_nonzero + 1;
@@ -625,19 +641,66 @@ fn replay_segment(
     Ok((offset as u64, expected - 1, offset as u64))
 }
 
-/// Whether any valid record with an LSN at or after `expected` starts somewhere in `rest`:
-/// if one does, the bad bytes before it are damage in the middle, not a torn tail.
-fn valid_record_follows(rest: &[u8], expected: u64) -> bool {
-    (0..rest.len()).any(|i| {
-        let tail = &rest[i..];
+/// Whether damage at `at` in the last segment lies in the last batch written, which a
+/// power cut may have left with holes: true when nothing valid follows it (a torn tail),
+/// or when what follows belongs to the same batch as the damage and no later batch
+/// follows. `batch_ends`: the segment was written with batch ends (without them, valid
+/// records after damage always mean damage in the middle).
+fn in_last_batch(data: &[u8], at: usize, expected: u64, batch_ends: bool) -> bool {
+    let Some((first, _)) = next_valid(data, at + 1, expected) else {
+        return true;
+    };
+    // The first batch end after the damage, skipping whole records on the way.
+    let mut i = first;
+    let end = loop {
+        match next_valid(data, i, expected) {
+            None => break None,
+            Some((
+                m,
+                Decoded::Record {
+                    kind,
+                    body,
+                    encoded_len,
+                    ..
+                },
+            )) => {
+                if kind == KIND_BATCH_END {
+                    let len = body.try_into().map(u64::from_le_bytes).unwrap_or(u64::MAX);
+                    break Some((m, encoded_len, len));
+                }
+                i = m + encoded_len;
+            }
+            Some(_) => unreachable!("next_valid finds records only"),
+        }
+    };
+    match end {
+        // The batch lost its end too: the last batch, if the log writes batch ends.
+        None => batch_ends,
+        Some((m, encoded_len, len)) => {
+            let batch_start = (m as u64).checked_sub(len);
+            batch_start.is_some_and(|s| s <= at as u64)
+                && next_valid(data, m + encoded_len, expected).is_none()
+        }
+    }
+}
+
+/// The first valid record starting at or after `from` whose LSN is plausible (a batch
+/// end may carry `expected - 1`), with its offset.
+fn next_valid(data: &[u8], from: usize, expected: u64) -> Option<(usize, Decoded<'_>)> {
+    (from..data.len()).find_map(|i| {
+        let tail = &data[i..];
         if tail.len() < record::HEADER_LEN {
-            return false;
+            return None;
         }
         let lsn = u64::from_le_bytes(tail[8..16].try_into().expect("8 bytes"));
         // Cheap filter first: only a plausible LSN is worth a CRC check.
-        lsn >= expected
-            && lsn < expected.saturating_add(1 << 24)
-            && matches!(record::decode(tail), Decoded::Record { .. })
+        if lsn.saturating_add(1) < expected || lsn >= expected.saturating_add(1 << 24) {
+            return None;
+        }
+        match record::decode(tail) {
+            r @ Decoded::Record { .. } => Some((i, r)),
+            _ => None,
+        }
     })
 }
 
@@ -715,7 +778,7 @@ impl Writer {
                 )
             };
             let started = std::time::Instant::now();
-            let result = self.write_batch(&batch, first_lsn, last_lsn);
+            let result = self.write_batch(&mut batch, first_lsn, last_lsn);
             if result.is_ok() {
                 metrics::histogram!(crate::metrics::WAL_FSYNC_DURATION)
                     .record(started.elapsed().as_secs_f64());
@@ -739,8 +802,13 @@ impl Writer {
         }
     }
 
-    fn write_batch(&mut self, batch: &[u8], first_lsn: u64, last_lsn: u64) -> Result<(), WalError> {
-        let result = self.try_write_batch(batch, first_lsn);
+    fn write_batch(
+        &mut self,
+        batch: &mut Vec<u8>,
+        first_lsn: u64,
+        last_lsn: u64,
+    ) -> Result<(), WalError> {
+        let result = self.try_write_batch(batch, first_lsn, last_lsn);
         if let Err(WalError::Write(_)) = &result {
             // The batch is not in the log; say so before the next one.
             self.abandoned = Some(match self.abandoned {
@@ -751,13 +819,18 @@ impl Writer {
         result
     }
 
-    fn try_write_batch(&mut self, batch: &[u8], first_lsn: u64) -> Result<(), WalError> {
+    fn try_write_batch(
+        &mut self,
+        batch: &mut Vec<u8>,
+        first_lsn: u64,
+        last_lsn: u64,
+    ) -> Result<(), WalError> {
         if self.active.bytes >= self.shared.opts.segment_bytes_max {
             self.roll(first_lsn)?;
         }
         let start = self.active.bytes;
         let mut out = Vec::new();
-        let to_write: &[u8] = match self.abandoned {
+        let to_write: &mut Vec<u8> = match self.abandoned {
             Some((from, through)) => {
                 let body = from.to_le_bytes();
                 record::encode_into(
@@ -768,10 +841,19 @@ impl Writer {
                     record::body_crc(KIND_ABANDONED, &body),
                 );
                 out.extend_from_slice(batch);
-                &out
+                &mut out
             }
             None => batch,
         };
+        let len = (to_write.len() as u64).to_le_bytes();
+        record::encode_into(
+            to_write,
+            last_lsn,
+            KIND_BATCH_END,
+            &len,
+            record::body_crc(KIND_BATCH_END, &len),
+        );
+        let to_write: &[u8] = to_write;
         let end = start + to_write.len() as u64;
         if end > self.allocated {
             // Zero-fill ahead, so that the next batches' syncs change no size. A failure

@@ -8,9 +8,13 @@
 //!   (kind + body) then len then lsn, so a torn or flipped length, LSN or body fails it.
 //! ```
 //!
-//! `kind` is [`KIND_DATA`] (the body is an operation the caller logged) or
+//! `kind` is [`KIND_DATA`] (the body is an operation the caller logged),
 //! [`KIND_ABANDONED`] (the body is a `u64` LSN: records from that LSN up to this record's
-//! LSN were never written, because a write of their batch failed; replay skips them).
+//! LSN were never written, because a write of their batch failed; replay skips them), or
+//! [`KIND_BATCH_END`] (the body is a `u64`: the bytes of the batch before it; its LSN is
+//! the batch's last; it takes no LSN of its own). The batch ends let a scan tell damage in
+//! the last batch, which a power cut can leave with holes since its sync may not have
+//! finished, from damage in a batch synced before it.
 
 pub const HEADER_LEN: usize = 16;
 /// Largest `len` accepted. A bigger length in a header is corruption, not a record, and a
@@ -19,6 +23,7 @@ pub const RECORD_BYTES_MAX: usize = 64 * 1024 * 1024;
 
 pub const KIND_DATA: u8 = 0;
 pub const KIND_ABANDONED: u8 = 1;
+pub const KIND_BATCH_END: u8 = 2;
 
 /// CRC of a record's kind and body, computed before the LSN is known so the expensive part
 /// runs outside the WAL's lock.
@@ -78,7 +83,7 @@ pub fn decode(buf: &[u8]) -> Decoded<'_> {
     if finish_crc(body_crc(kind, body), len, lsn) != crc {
         return Decoded::Corrupt("checksum mismatch");
     }
-    if kind != KIND_DATA && kind != KIND_ABANDONED {
+    if !matches!(kind, KIND_DATA | KIND_ABANDONED | KIND_BATCH_END) {
         return Decoded::Corrupt("unknown record kind");
     }
     Decoded::Record {

@@ -106,9 +106,12 @@ async fn a_torn_tail_at_any_byte_is_cut_back_to_the_last_whole_record() {
     wal.close();
     let seg = segments(dir.path()).pop().unwrap();
     let full = fs::read(&seg).unwrap();
-    let [two_records, three_records] = records_end(&full, [2, 3]);
+    let [two, three_records] = records_end(&full, [2, 3]);
+    let two_records = after_end(&full, two);
     assert!(
-        full[three_records..].iter().all(|b| *b == 0),
+        full[after_end(&full, three_records)..]
+            .iter()
+            .all(|b| *b == 0),
         "zero fill after"
     );
     // A write torn anywhere in the third record, over zero fill (a preallocated segment)
@@ -132,7 +135,7 @@ async fn a_torn_tail_at_any_byte_is_cut_back_to_the_last_whole_record() {
                 .unwrap();
             wal.close();
             let after = fs::read(&path).unwrap();
-            let end = two_records + record::HEADER_LEN + 1 + 5;
+            let end = two_records + record::HEADER_LEN + 1 + 5 + BATCH_END_BYTES;
             assert_eq!(after[..two_records], full[..two_records], "cut at {cut}");
             assert!(
                 matches!(
@@ -149,11 +152,15 @@ async fn a_torn_tail_at_any_byte_is_cut_back_to_the_last_whole_record() {
     }
 }
 
-/// Where each of the first `n[i]` records of a segment's bytes ends.
+/// Where each of the first `n[i]` data records of a segment's bytes ends (batch ends
+/// are passed over, not counted).
 fn records_end<const N: usize>(bytes: &[u8], n: [usize; N]) -> [usize; N] {
     n.map(|count| {
         let mut off = 0;
-        for _ in 0..count {
+        for i in 0..count {
+            if i > 0 {
+                off = after_end(bytes, off);
+            }
             match record::decode(&bytes[off..]) {
                 Decoded::Record { encoded_len, .. } => off += encoded_len,
                 other => panic!("{other:?}"),
@@ -162,6 +169,21 @@ fn records_end<const N: usize>(bytes: &[u8], n: [usize; N]) -> [usize; N] {
         off
     })
 }
+
+/// `off`, or just past the batch end that starts there.
+fn after_end(bytes: &[u8], off: usize) -> usize {
+    match record::decode(&bytes[off..]) {
+        Decoded::Record {
+            kind: record::KIND_BATCH_END,
+            encoded_len,
+            ..
+        } => off + encoded_len,
+        _ => off,
+    }
+}
+
+/// The bytes of a batch end record.
+const BATCH_END_BYTES: usize = record::HEADER_LEN + 1 + 8;
 
 #[tokio::test]
 async fn the_writer_zero_fills_ahead_and_a_scan_reads_zeros_as_the_end() {
@@ -182,6 +204,7 @@ async fn the_writer_zero_fills_ahead_and_a_scan_reads_zeros_as_the_end() {
     let seg = segments(dir.path()).pop().unwrap();
     let bytes = fs::read(&seg).unwrap();
     let [data] = records_end(&bytes, [3]);
+    let data = after_end(&bytes, data);
     assert_eq!(bytes.len() as u64, PREALLOCATE_BYTES, "a chunk ahead");
     assert!(bytes[data..].iter().all(|b| *b == 0));
     // Zero fill is no torn tail: nothing reported, nothing cut, the log goes on.
@@ -438,4 +461,141 @@ async fn an_lsn_the_flushed_marks_name_is_never_given_again() {
         );
         assert_eq!(seen.len() as u64, records + 1);
     }
+}
+
+/// One batch as the writer lays it out: its records, then its end.
+fn laid_out_batch(records: &[(u64, &[u8])]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (lsn, body) in records {
+        record::encode_into(
+            &mut out,
+            *lsn,
+            KIND_DATA,
+            body,
+            record::body_crc(KIND_DATA, body),
+        );
+    }
+    let len = (out.len() as u64).to_le_bytes();
+    let last = records.last().expect("a batch has records").0;
+    let crc = record::body_crc(record::KIND_BATCH_END, &len);
+    record::encode_into(&mut out, last, record::KIND_BATCH_END, &len, crc);
+    out
+}
+
+/// Opens a log of one segment holding `bytes`; the LSNs replayed, or the error.
+fn open_bytes(bytes: &[u8]) -> Result<Vec<u64>, WalError> {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(segment_path(dir.path(), 1), bytes).unwrap();
+    let (wal, seen) = open_collect(opts(dir.path()))?;
+    wal.close();
+    Ok(seen.into_iter().map(|(lsn, _)| lsn).collect())
+}
+
+#[test]
+fn the_writer_ends_every_batch_and_replay_checks_the_ends() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) = open_collect(opts(dir.path())).unwrap();
+    rt.block_on(async {
+        for i in 1..=3 {
+            wal.append(&body(i), true)
+                .unwrap()
+                .wait_durable()
+                .await
+                .unwrap();
+        }
+    });
+    wal.close();
+    let bytes = fs::read(segments(dir.path()).pop().unwrap()).unwrap();
+    let (mut at, mut batch_start, mut ends) = (0, 0, Vec::new());
+    while let Decoded::Record {
+        lsn,
+        kind,
+        body,
+        encoded_len,
+    } = record::decode(&bytes[at..])
+    {
+        if kind == record::KIND_BATCH_END {
+            let len = u64::from_le_bytes(body.try_into().unwrap());
+            assert_eq!(
+                len as usize,
+                at - batch_start,
+                "the end gives the batch's length"
+            );
+            ends.push(lsn);
+            batch_start = at + encoded_len;
+        }
+        at += encoded_len;
+    }
+    assert_eq!(ends, vec![1, 2, 3], "one end per batch, with its last LSN");
+    // An end that names another LSN than the batch's last is damage.
+    let mut bad = laid_out_batch(&[(1, b"a")]);
+    bad.extend(laid_out_batch(&[(2, b"b")]));
+    let end_of_second = bad.len() - BATCH_END_BYTES;
+    let len = 10u64.to_le_bytes();
+    let mut wrong = Vec::new();
+    let crc = record::body_crc(record::KIND_BATCH_END, &len);
+    record::encode_into(&mut wrong, 7, record::KIND_BATCH_END, &len, crc);
+    bad.truncate(end_of_second);
+    bad.extend(wrong);
+    bad.extend(laid_out_batch(&[(3, b"c")]));
+    assert!(matches!(open_bytes(&bad), Err(WalError::Corrupt { .. })));
+}
+
+#[test]
+fn a_hole_in_the_last_batch_is_a_torn_tail_and_one_before_a_later_batch_is_damage() {
+    let first = laid_out_batch(&[(1, b"one")]);
+    let last = laid_out_batch(&[(2, b"two"), (3, b"three"), (4, b"four")]);
+    let log = [first.clone(), last.clone()].concat();
+    assert_eq!(open_bytes(&log).unwrap(), vec![1, 2, 3, 4]);
+    let [two_end, three_end] = records_end(&last, [1, 2]);
+
+    // A power cut kept the last batch's later pages and lost an earlier one: a hole
+    // (zeros, or stale bytes) with valid records after it, inside the batch.
+    for fill in [0u8, 0x5a] {
+        let mut holed = log.clone();
+        holed[first.len() + two_end..first.len() + three_end].fill(fill);
+        assert_eq!(open_bytes(&holed).unwrap(), vec![1, 2], "fill {fill:#x}");
+        // The same with the batch's end lost as well.
+        let mut no_end = holed.clone();
+        let end_at = log.len() - BATCH_END_BYTES;
+        no_end[end_at..].fill(fill);
+        assert_eq!(
+            open_bytes(&no_end).unwrap(),
+            vec![1, 2],
+            "fill {fill:#x}, no end"
+        );
+    }
+    // The log goes on after the cut, without the cut records.
+    let dir = tempfile::tempdir().unwrap();
+    let mut holed = log.clone();
+    holed[first.len() + two_end..first.len() + three_end].fill(0);
+    fs::write(segment_path(dir.path(), 1), &holed).unwrap();
+    let (wal, seen) = open_collect(opts(dir.path())).unwrap();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(wal.append(b"after", false).unwrap().lsn, 3);
+    wal.close();
+    let (_, seen) = open_collect(opts(dir.path())).unwrap();
+    assert_eq!(seen.last(), Some(&(3, b"after".to_vec())));
+
+    // A hole in a batch with a later batch after it: that batch was synced before the
+    // later one was written, and acknowledged. Refused, naming the offset.
+    let mut early = log.clone();
+    let [one_end] = records_end(&first, [1]);
+    early[..one_end].fill(0);
+    assert!(matches!(
+        open_bytes(&early),
+        Err(WalError::Corrupt { offset: 0, .. })
+    ));
+    // A log without batch ends (as older versions wrote) keeps the strict rule.
+    let mut old = Vec::new();
+    for (lsn, b) in [(1u64, &b"one"[..]), (2, b"two"), (3, b"three")] {
+        record::encode_into(&mut old, lsn, KIND_DATA, b, record::body_crc(KIND_DATA, b));
+    }
+    let [one_end, two_end] = records_end(&old, [1, 2]);
+    old[one_end..two_end].fill(0);
+    assert!(matches!(open_bytes(&old), Err(WalError::Corrupt { .. })));
 }
