@@ -355,7 +355,7 @@ pub async fn recover(args: RecoverArgs) -> anyhow::Result<ExitCode> {
     let wait = Duration::from_secs(args.wait_secs);
     let config = Config::from_args(args.serve)?;
     if args.truncate_corrupt {
-        fs::create_dir_all(&config.data_dir)?;
+        crate::durable::create_dir_all(&config.data_dir)?;
         let _lock = server::lock_data_dir(&config.data_dir)?;
         return quarantine_corruption(&config.wal_dir());
     }
@@ -405,11 +405,11 @@ fn quarantine_corruption(wal_dir: &Path) -> anyhow::Result<ExitCode> {
         Err(e) => return Err(e.into()),
     };
     let quarantine = wal_dir.join("quarantine");
-    fs::create_dir_all(&quarantine)?;
+    crate::durable::create_dir_all(&quarantine)?;
     let name = |p: &Path| p.file_name().map(PathBuf::from).unwrap_or_default();
     // Keep a full copy of the damaged segment, then cut it at the damage.
     let copy = quarantine.join(name(&file)).with_extension("wal.corrupt");
-    fs::copy(&file, &copy).with_context(|| format!("copy {} aside", file.display()))?;
+    crate::durable::copy(&file, &copy).with_context(|| format!("copy {} aside", file.display()))?;
     let f = fs::OpenOptions::new().write(true).open(&file)?;
     f.set_len(offset)?;
     f.sync_all()?;
@@ -425,7 +425,7 @@ fn quarantine_corruption(wal_dir: &Path) -> anyhow::Result<ExitCode> {
     later.sort();
     for p in later {
         let to = quarantine.join(name(&p));
-        fs::rename(&p, &to)?;
+        crate::durable::rename(&p, &to)?;
         println!("moved {} to {}", p.display(), to.display());
     }
     println!("the sidecar can start now; the changes in the moved records are lost");

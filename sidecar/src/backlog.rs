@@ -147,10 +147,10 @@ impl FlushedMarks {
         }
     }
 
-    /// Replaces the marks kept in `dir`. Not synced: lost marks only mean more to
-    /// re-flush.
+    /// Replaces the marks kept in `dir`, durably: lost marks would only mean more to
+    /// re-flush, but the LSNs they name must never be given again after a power cut.
     pub fn save(&self, dir: &Path) -> std::io::Result<()> {
-        crate::wal::replace_file(&dir.join(FLUSHED_MARKS_FILE), &serde_json::to_vec(self)?)
+        crate::durable::replace(&dir.join(FLUSHED_MARKS_FILE), &serde_json::to_vec(self)?)
     }
 }
 

@@ -12,7 +12,8 @@
 //!   [`export_file`] (the file `export` writes and `import` reads).
 //! - [`config`], [`memory_budget`] (the backlog and caches fitted to the container's
 //!   memory limit), [`validate`] (agent types), [`metrics`].
-//! - [`model`] (records and WAL operations) and [`doc`] (JSON documents as bytes).
+//! - [`model`] (records and WAL operations), [`doc`] (JSON documents as bytes) and
+//!   [`durable`] (file operations that survive a power cut).
 
 pub mod admin;
 pub mod api;
@@ -20,6 +21,7 @@ pub mod backlog;
 pub mod cache;
 pub mod config;
 pub mod doc;
+pub mod durable;
 pub mod engine;
 pub mod export_file;
 pub mod flusher;
@@ -39,6 +41,7 @@ mod layering {
     /// Each module's layer: a module may use only modules of lower layers.
     const LAYERS: &[(&str, u32)] = &[
         ("doc", 0),
+        ("durable", 0),
         ("metrics", 0),
         ("model", 1),
         ("validate", 1),

@@ -51,7 +51,7 @@ pub async fn run_with(
     on_ready: impl FnOnce(Arc<Engine>),
 ) -> anyhow::Result<()> {
     crate::metrics::install();
-    std::fs::create_dir_all(&config.data_dir)
+    crate::durable::create_dir_all(&config.data_dir)
         .with_context(|| format!("create data dir {}", config.data_dir.display()))?;
     // One process per data dir: two writers would interleave one WAL.
     let _lock = lock_data_dir(&config.data_dir)?;
@@ -91,7 +91,10 @@ fn owner_id(data_dir: &std::path::Path) -> anyhow::Result<String> {
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "sidecar".into());
     let id = format!("{host}-{:08x}", rand::random::<u32>());
-    std::fs::write(&path, &id).with_context(|| format!("write {}", path.display()))?;
+    // Durably: an owner-id lost to a power cut would make a new owner, and this
+    // sidecar's own replayed writes would be fenced off as another's.
+    crate::durable::replace(&path, id.as_bytes())
+        .with_context(|| format!("write {}", path.display()))?;
     Ok(id)
 }
 

@@ -68,7 +68,7 @@ pub async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
         }
     };
     // Only a whole file takes the name.
-    fs::rename(&partial, &args.file)
+    crate::durable::rename(&partial, &args.file)
         .with_context(|| format!("rename {} to {}", partial.display(), args.file.display()))?;
     println!(
         "exported {} agents ({} transitions, {} messages, {} checkpoints) and {} transfers from the {backend} backend to {}",

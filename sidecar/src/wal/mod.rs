@@ -200,7 +200,8 @@ impl Wal {
         lsn_floor: u64,
         mut replay: impl FnMut(u64, &[u8]) -> anyhow::Result<()>,
     ) -> Result<(Wal, ReplayStats), WalError> {
-        fs::create_dir_all(&opts.dir).map_err(io_err(format!("create {}", opts.dir.display())))?;
+        crate::durable::create_dir_all(&opts.dir)
+            .map_err(io_err(format!("create {}", opts.dir.display())))?;
         let flushed = read_flushed(&opts.dir);
         let mut skipped = 0;
         let (mut segments, mut stats, torn) = scan_dir(&opts.dir, |lsn, body| {
@@ -389,11 +390,11 @@ impl Wal {
         &self.shared.opts.dir
     }
 
-    /// Notes that every record through `lsn` is in the backend, for the next start.
-    /// Not synced: if the note is lost, the next start re-flushes a little more.
+    /// Notes that every record through `lsn` is in the backend, for the next start;
+    /// durably, since numbering after a power cut resumes above it ([`Wal::open_above`]).
     pub fn record_flushed(&self, lsn: u64) -> Result<(), WalError> {
         let path = self.shared.opts.dir.join(FLUSHED_FILE);
-        replace_file(&path, lsn.to_string().as_bytes())
+        crate::durable::replace(&path, lsn.to_string().as_bytes())
             .map_err(io_err(format!("write {}", path.display())))
     }
 
@@ -423,14 +424,6 @@ impl Wal {
             let _ = h.join();
         }
     }
-}
-
-/// Replaces `path` with `bytes` at once (write beside, then rename over), unsynced: a
-/// reader sees the old file or the new one, never a mix.
-pub fn replace_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    fs::write(&tmp, bytes)?;
-    fs::rename(&tmp, path)
 }
 
 /// The file holding the flushed LSN of the last run, beside the segments.
