@@ -146,7 +146,7 @@ fn describe(op: &Op) -> String {
 /// `agentstate dump`.
 pub fn dump(args: DumpArgs) -> anyhow::Result<ExitCode> {
     let backlog = Backlog::new(u64::MAX);
-    let wal_dir = args.data_dir.join("wal");
+    let wal_dir = crate::data_dir::wal(&args.data_dir);
     let scanned = wal::scan(&wal_dir, |lsn, body| {
         let op = Op::decode(body).context("decode WAL operation")?;
         backlog.apply(lsn, &op, body.len() as u64, false);
@@ -404,7 +404,7 @@ fn quarantine_corruption(wal_dir: &Path) -> anyhow::Result<ExitCode> {
         }
         Err(e) => return Err(e.into()),
     };
-    let quarantine = wal_dir.join("quarantine");
+    let quarantine = crate::data_dir::quarantine(wal_dir);
     crate::durable::create_dir_all(&quarantine)?;
     let name = |p: &Path| p.file_name().map(PathBuf::from).unwrap_or_default();
     // Keep a full copy of the damaged segment, then cut it at the damage.

@@ -100,8 +100,6 @@ pub struct FlushedMarks {
     pub transfers: BTreeSet<u64>,
 }
 
-const FLUSHED_MARKS_FILE: &str = "flushed-marks.json";
-
 impl FlushedMarks {
     /// Notes a batch the backend took (or kept aside).
     pub fn note(&mut self, batch: &FlushBatch) {
@@ -137,7 +135,7 @@ impl FlushedMarks {
     /// The marks kept in `dir`; none if there are none, or they cannot be read (the
     /// start then re-flushes more, which is safe).
     pub fn load(dir: &Path) -> FlushedMarks {
-        let path = dir.join(FLUSHED_MARKS_FILE);
+        let path = crate::data_dir::flushed_marks(dir);
         match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
                 tracing::warn!(file = %path.display(), error = %e, "ignoring unreadable flushed marks");
@@ -150,7 +148,10 @@ impl FlushedMarks {
     /// Replaces the marks kept in `dir`, durably: lost marks would only mean more to
     /// re-flush, but the LSNs they name must never be given again after a power cut.
     pub fn save(&self, dir: &Path) -> std::io::Result<()> {
-        crate::durable::replace(&dir.join(FLUSHED_MARKS_FILE), &serde_json::to_vec(self)?)
+        crate::durable::replace(
+            &crate::data_dir::flushed_marks(dir),
+            &serde_json::to_vec(self)?,
+        )
     }
 }
 

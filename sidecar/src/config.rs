@@ -430,11 +430,11 @@ impl Config {
     }
 
     pub fn wal_dir(&self) -> PathBuf {
-        self.data_dir.join("wal")
+        crate::data_dir::wal(&self.data_dir)
     }
 
     pub fn sqlite_path(&self) -> PathBuf {
-        self.data_dir.join("agentstate.db")
+        crate::data_dir::sqlite(&self.data_dir)
     }
 }
 

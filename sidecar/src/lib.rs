@@ -13,13 +13,15 @@
 //! - [`config`], [`memory_budget`] (the backlog and caches fitted to the container's
 //!   memory limit), [`validate`] (agent types), [`metrics`].
 //! - [`model`] (records and WAL operations), [`doc`] (JSON documents as bytes) and
-//!   [`durable`] (file operations that survive a power cut).
+//!   [`durable`] (file operations that survive a power cut); [`data_dir`] names every
+//!   file of the data dir and says which module writes it.
 
 pub mod admin;
 pub mod api;
 pub mod backlog;
 pub mod cache;
 pub mod config;
+pub mod data_dir;
 pub mod doc;
 pub mod durable;
 pub mod engine;
@@ -42,6 +44,7 @@ mod layering {
     const LAYERS: &[(&str, u32)] = &[
         ("doc", 0),
         ("durable", 0),
+        ("data_dir", 0),
         ("metrics", 0),
         ("model", 1),
         ("validate", 1),

@@ -61,7 +61,7 @@ pub async fn run_with(
 
 /// Takes the data dir's lock file for as long as the returned handle lives.
 pub fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
-    let path = dir.join("LOCK");
+    let path = crate::data_dir::lock(dir);
     let file =
         std::fs::File::create(&path).with_context(|| format!("create {}", path.display()))?;
     match file.try_lock() {
@@ -77,7 +77,7 @@ pub fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
 /// This sidecar's name in leases: made once, kept in the data dir, so that a restart on
 /// the same volume keeps the leases it held.
 fn owner_id(data_dir: &std::path::Path) -> anyhow::Result<String> {
-    let path = data_dir.join("owner-id");
+    let path = crate::data_dir::owner_id(data_dir);
     if let Ok(id) = std::fs::read_to_string(&path) {
         let id = id.trim();
         if !id.is_empty() {
@@ -110,7 +110,7 @@ pub async fn open_store(config: &Config, owner: bool) -> anyhow::Result<Store> {
                     uri,
                     &config.database,
                     config.backend_timeout,
-                    owner.then(|| config.data_dir.join("mongo-txn-session.json")),
+                    owner.then(|| crate::data_dir::mongo_txn_session(&config.data_dir)),
                 )
                 .await
                 .context("invalid --mongodb-uri")?,

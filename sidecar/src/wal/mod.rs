@@ -114,7 +114,7 @@ struct Segment {
 pub const PREALLOCATE_BYTES: u64 = 1024 * 1024;
 
 fn segment_path(dir: &Path, first_lsn: u64) -> PathBuf {
-    dir.join(format!("{first_lsn:020}.wal"))
+    crate::data_dir::segment(dir, first_lsn)
 }
 
 /// Appends waiting for the writer, and the bookkeeping that must change with them.
@@ -393,7 +393,7 @@ impl Wal {
     /// Notes that every record through `lsn` is in the backend, for the next start;
     /// durably, since numbering after a power cut resumes above it ([`Wal::open_above`]).
     pub fn record_flushed(&self, lsn: u64) -> Result<(), WalError> {
-        let path = self.shared.opts.dir.join(FLUSHED_FILE);
+        let path = crate::data_dir::flushed_lsn(&self.shared.opts.dir);
         crate::durable::replace(&path, lsn.to_string().as_bytes())
             .map_err(io_err(format!("write {}", path.display())))
     }
@@ -426,11 +426,8 @@ impl Wal {
     }
 }
 
-/// The file holding the flushed LSN of the last run, beside the segments.
-const FLUSHED_FILE: &str = "flushed-lsn";
-
 fn read_flushed(dir: &Path) -> u64 {
-    fs::read_to_string(dir.join(FLUSHED_FILE))
+    fs::read_to_string(crate::data_dir::flushed_lsn(dir))
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(0)

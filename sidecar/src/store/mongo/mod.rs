@@ -277,12 +277,9 @@ impl MongoStore {
             let session = self.client.start_session().await.map_err(driver_err)?;
             if let Some(file) = &self.session_file {
                 let lsid = Bson::Document(session.id().clone()).into_relaxed_extjson();
-                let tmp = file.with_extension("tmp");
-                std::fs::write(&tmp, lsid.to_string())
-                    .and_then(|()| std::fs::rename(&tmp, file))
-                    .map_err(|e| {
-                        StoreError::Unavailable(format!("record the transaction session: {e}"))
-                    })?;
+                crate::durable::replace(file, lsid.to_string().as_bytes()).map_err(|e| {
+                    StoreError::Unavailable(format!("record the transaction session: {e}"))
+                })?;
             }
             *guard = Some(session);
         }
