@@ -1,8 +1,10 @@
-"""The asyncio client: the same methods as :class:`agentstate_client.Client`, awaited.
+"""The asyncio client: one method per endpoint, awaited, on one long-lived connection pool.
 
-It mirrors ``client.py`` method for method (both run the call descriptions of
-``_api.py``), on one long-lived connection pool (``_asyncio_pool.py``) that belongs to
-the event loop using it: used from another loop, it opens new connections there.
+Every method runs a call description of ``_api.py``. The pool (``_asyncio_pool.py``)
+belongs to the event loop using it: used from another loop, it opens new connections
+there. This file is also the source of the blocking client: ``tools/gen_sync.py`` derives
+``client.py`` from it (``Client``, the same methods without ``await``, on the socket
+pool), so an endpoint is added here only, then the generator is run.
 """
 
 from __future__ import annotations

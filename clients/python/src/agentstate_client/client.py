@@ -1,9 +1,10 @@
+# Generated from src/agentstate_client/async_client.py by tools/gen_sync.py: edit
+# that file and run `python clients/python/tools/gen_sync.py`, not this one.
 """The blocking client: one method per endpoint, on one long-lived connection pool.
 
-Safe to share between threads (the pool, ``_socket_pool.py``, gives each call its own
-connection), and so usable from any thread, including one that runs an event loop (it
-then blocks that loop for the call's duration). ``async_client.py`` mirrors this file
-method for method.
+Safe to share between threads (the pool, ``_socket_pool.py``, gives each call its
+own connection), and so usable from any thread, including one that runs an event
+loop (it then blocks that loop for the call's duration).
 """
 
 from __future__ import annotations
