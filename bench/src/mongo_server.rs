@@ -22,8 +22,15 @@ use tempfile::TempDir;
 
 use crate::{free_port, workspace_root};
 
-/// The SecantusDB release the tests pin.
-pub const SECANTUS_VERSION: &str = "0.7.0b3";
+/// The SecantusDB release the tests pin, as a pip requirement (`tests/secantusdb.txt`,
+/// shared by every harness).
+pub fn secantus_requirement() -> &'static str {
+    include_str!("../../tests/secantusdb.txt")
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+        .expect("a requirement in tests/secantusdb.txt")
+}
 /// How long SecantusDB may take to listen (it is a Python process opening WiredTiger).
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -77,7 +84,8 @@ impl MongoServer {
         let mut server = MongoServer {
             uri: format!("mongodb://127.0.0.1:{port}/?directConnection=true"),
             description: format!(
-                "SecantusDB {SECANTUS_VERSION}{}",
+                "SecantusDB {}{}",
+                secantus_requirement().trim_start_matches("SecantusDB=="),
                 if sync_on_commit {
                     " (--sync-on-commit)"
                 } else {
@@ -138,7 +146,8 @@ fn secantusd() -> Result<PathBuf, String> {
     }
     let how = format!(
         "set MONGODB_URI to a running mongod, or install SecantusDB: python3 -m venv \
-         .venv-test && .venv-test/bin/pip install SecantusDB=={SECANTUS_VERSION}"
+         .venv-test && .venv-test/bin/pip install '{}'",
+        secantus_requirement()
     );
     fs::create_dir_all(&venv).map_err(|e| format!("create .venv-test: {e}; {how}"))?;
     let ok = Command::new("python3")
@@ -148,7 +157,7 @@ fn secantusd() -> Result<PathBuf, String> {
         .is_ok_and(|s| s.success())
         && Command::new(venv.join("bin").join("pip"))
             .args(["install", "--quiet", "--disable-pip-version-check"])
-            .arg(format!("SecantusDB=={SECANTUS_VERSION}"))
+            .arg(secantus_requirement())
             .status()
             .is_ok_and(|s| s.success());
     if ok && bin.exists() {

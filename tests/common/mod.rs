@@ -18,7 +18,15 @@ use std::time::{Duration, Instant};
 use agentstate_protocol::Client;
 use tempfile::TempDir;
 
-pub const SECANTUS_VERSION: &str = "0.7.0b3";
+/// The pinned SecantusDB, as a pip requirement (`tests/secantusdb.txt`, shared by every
+/// harness).
+pub fn secantus_requirement() -> &'static str {
+    include_str!("../secantusdb.txt")
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+        .expect("a requirement in tests/secantusdb.txt")
+}
 
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -464,7 +472,8 @@ fn secantusd() -> PathBuf {
         let how = format!(
             "Mongo-backed tests need a MongoDB-wire server. Either set MONGODB_URI to a running \
              mongod, or let the tests install SecantusDB: python3 -m venv .venv-test && \
-             .venv-test/bin/pip install SecantusDB=={SECANTUS_VERSION}"
+             .venv-test/bin/pip install '{}'",
+            secantus_requirement()
         );
         let ok = Command::new("python3")
             .args(["-m", "venv"])
@@ -473,7 +482,7 @@ fn secantusd() -> PathBuf {
             .is_ok_and(|s| s.success())
             && Command::new(venv.join("bin").join("pip"))
                 .args(["install", "--quiet", "--disable-pip-version-check"])
-                .arg(format!("SecantusDB=={SECANTUS_VERSION}"))
+                .arg(secantus_requirement())
                 .status()
                 .is_ok_and(|s| s.success());
         assert!(ok && bin.exists(), "installing SecantusDB failed. {how}");

@@ -22,7 +22,12 @@ from pathlib import Path
 import httpx
 
 REPO = Path(__file__).resolve().parents[3]
-SECANTUS_VERSION = "0.7.0b3"
+#: The pinned SecantusDB, shared by every harness (tests/secantusdb.txt).
+SECANTUS_REQUIREMENT = next(
+    line.strip()
+    for line in (REPO / "tests" / "secantusdb.txt").read_text().splitlines()
+    if line.strip() and not line.lstrip().startswith("#")
+)
 READY_TIMEOUT_S = 30.0
 MONGO_LISTEN_TIMEOUT_S = 60.0
 
@@ -147,7 +152,7 @@ def secantusd() -> Path:
                         "install",
                         "--quiet",
                         "--disable-pip-version-check",
-                        f"SecantusDB=={SECANTUS_VERSION}",
+                        SECANTUS_REQUIREMENT,
                     ],
                     check=False,
                 ).returncode
@@ -157,7 +162,7 @@ def secantusd() -> Path:
                 raise RuntimeError(
                     "MongoDB-backed tests need a MongoDB-wire server: set MONGODB_URI to a "
                     "running mongod, or let the tests install SecantusDB: python3 -m venv "
-                    f".venv-test && .venv-test/bin/pip install SecantusDB=={SECANTUS_VERSION}"
+                    f".venv-test && .venv-test/bin/pip install '{SECANTUS_REQUIREMENT}'"
                 )
     return binary
 
