@@ -68,13 +68,13 @@ pub async fn flush_through(engine: &Engine, batch_max: usize, through: u64) -> R
     loop {
         let wal_low = engine.wal.oldest_unapplied_lsn();
         if engine.backlog.oldest_lsn().is_some_and(|l| l > through) {
-            advance(engine, wal_low);
+            advance(engine, wal_low).await;
             return Ok(());
         }
         let batch_bytes = engine.flush_batch_bytes.load(Ordering::Relaxed);
         let batch = engine.backlog.take_batch(batch_max, batch_bytes);
         if batch.is_empty() {
-            advance(engine, wal_low);
+            advance(engine, wal_low).await;
             return Ok(());
         }
         let started = std::time::Instant::now();
@@ -97,8 +97,11 @@ pub async fn flush_through(engine: &Engine, batch_max: usize, through: u64) -> R
         if !written.is_empty() {
             engine.backlog.ack(&written);
             let wal_low = engine.wal.oldest_unapplied_lsn();
-            advance(engine, wal_low);
-            engine.note_flushed(&written);
+            advance(engine, wal_low).await;
+            if let Some(marks) = engine.note_flushed(&written) {
+                let dir = engine.wal.dir().to_path_buf();
+                off_runtime("save the flushed marks", move || marks.save(&dir)).await;
+            }
             tracing::debug!(
                 agents = written.items.len(),
                 transfers = written.transfers.len(),
@@ -172,8 +175,23 @@ async fn write(
     (written, fenced, error)
 }
 
-/// Publishes the new watermark and releases WAL segments below it.
-fn advance(engine: &Engine, wal_low: u64) {
+/// Runs a write of flush progress (each one synced twice: the file, its directory) on
+/// a blocking thread, not on the runtime's, which also serve requests. A failure only
+/// means the next start re-flushes more.
+async fn off_runtime<E: std::fmt::Display + Send + 'static>(
+    what: &'static str,
+    work: impl FnOnce() -> Result<(), E> + Send + 'static,
+) {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "cannot {what}; the next start re-flushes more"),
+        Err(e) => tracing::warn!(error = %e, "cannot {what}; the next start re-flushes more"),
+    }
+}
+
+/// Publishes the new watermark, notes it beside the WAL and releases WAL segments below
+/// it.
+async fn advance(engine: &Engine, wal_low: u64) {
     let low = engine
         .backlog
         .oldest_lsn()
@@ -188,9 +206,11 @@ fn advance(engine: &Engine, wal_low: u64) {
         }
     });
     if advanced {
-        if let Err(e) = engine.wal.record_flushed(watermark) {
-            tracing::warn!(error = %e, "cannot note the flushed LSN; the next start re-flushes more");
-        }
+        let wal = engine.wal.clone();
+        off_runtime("note the flushed LSN", move || {
+            wal.record_flushed(watermark)
+        })
+        .await;
     }
     if let Err(e) = engine.wal.release_through(watermark) {
         tracing::warn!(error = %e, "cannot delete flushed WAL segments");

@@ -212,18 +212,18 @@ impl Engine {
     }
 
     /// Notes a batch the backend took in the flushed marks, so that the next start does
-    /// not replay it, even if the watermark could not move past it.
-    pub(crate) fn note_flushed(&self, written: &crate::backlog::FlushBatch) {
+    /// not replay it, even if the watermark could not move past it. Returns the marks
+    /// to save beside the WAL, if they changed (the caller saves them off the runtime's
+    /// threads: a durable replace syncs twice).
+    pub(crate) fn note_flushed(
+        &self,
+        written: &crate::backlog::FlushBatch,
+    ) -> Option<crate::backlog::FlushedMarks> {
         let mut marks = self.flushed_marks.lock().unwrap_or_else(|p| p.into_inner());
         let was_empty = marks.is_empty();
         marks.note(written);
         marks.prune(self.flushed_lsn());
-        if was_empty && marks.is_empty() {
-            return;
-        }
-        if let Err(e) = marks.save(self.wal.dir()) {
-            tracing::warn!(error = %e, "cannot save the flushed marks; the next start re-flushes more");
-        }
+        (!(was_empty && marks.is_empty())).then(|| marks.clone())
     }
 
     /// Locks every key's stripe, in stripe order.
