@@ -79,6 +79,18 @@ async fn a_foreign_host_is_refused_on_every_route() {
         .await;
         assert_refused(&r, 403, "host_not_allowed", &format!("{method} {path}"));
     }
+    // The refusal quotes the Host it was sent, as JSON a browser must not sniff.
+    let r = raw(
+        "GET",
+        &format!("{}/v1/agents/a", sidecar.url()),
+        &[("host", "<script>x</script>.example")],
+        "",
+    )
+    .await;
+    assert_refused(&r, 403, "host_not_allowed", "a Host with markup");
+    assert_eq!(r.headers["content-type"], "application/json");
+    assert_eq!(r.headers["x-content-type-options"], "nosniff");
+
     // Paths the description does not list too, and a Host with no port.
     let r = raw(
         "GET",

@@ -73,10 +73,17 @@ pub async fn handle(
             Ok(()) => route(&app, req, codec).await,
             Err(e) => Err(e),
         };
-        let resp = match resp {
+        let mut resp = match resp {
             Ok(resp) => resp,
             Err(e) => error_response(&e, codec),
         };
+        // Answers carry untrusted text (states and messages are model output, an error
+        // may quote a header): a browser must take them as the type they say, never
+        // sniff them into HTML.
+        resp.headers_mut().insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
         let status = resp.status().as_u16();
         tracing::debug!(status, "request done");
         metrics::counter!(m::REQUESTS_TOTAL, "route" => template, "status" => status.to_string())
