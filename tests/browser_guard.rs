@@ -9,7 +9,7 @@ mod common;
 
 use agentstate_protocol::{SaveStateRequest, StatePersistence};
 use bytes::Bytes;
-use common::{raw, workspace_root, RawResponse, Sidecar};
+use common::{raw, unix_http, workspace_root, RawResponse, Sidecar};
 use http_body_util::{BodyExt, Full};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -255,12 +255,7 @@ async fn a_body_must_say_it_is_json_or_msgpack() {
     assert_eq!(r.status, 200, "{:?}", r.body);
 
     // On the Unix socket: any Host and Origin, but still a typed body.
-    let stream = tokio::net::UnixStream::connect(&socket).await.unwrap();
-    let (mut send, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut send = unix_http(&socket).await;
     for (content_type, status) in [(None, 415), (Some("application/json"), 200)] {
         let mut req = http::Request::post("/v1/batch")
             .header("host", "attacker.example")

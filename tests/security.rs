@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 
 use agentstate_protocol::{ErrorCode, SaveStateRequest, StatePersistence};
 use bytes::Bytes;
-use common::{raw, Sidecar};
+use common::{raw, unix_http, Sidecar};
 use http_body_util::{BodyExt, Full};
 
 const TOKEN: &str = "s3cret-token-0123456789";
@@ -93,12 +93,7 @@ async fn the_unix_socket_is_owner_only_and_serves_the_api() {
     let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "socket mode {mode:o}");
 
-    let stream = tokio::net::UnixStream::connect(&socket).await.unwrap();
-    let (mut send, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut send = unix_http(&socket).await;
     let put = http::Request::put("/v1/agents/u1")
         .header("host", "localhost")
         .header("content-type", "application/json")

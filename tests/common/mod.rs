@@ -596,6 +596,20 @@ impl RawResponse {
     }
 }
 
+/// An HTTP/1 connection to a sidecar's Unix socket, ready to send requests on.
+pub async fn unix_http(
+    socket: &Path,
+) -> hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>> {
+    let stream = tokio::net::UnixStream::connect(socket)
+        .await
+        .expect("connect to the sidecar's Unix socket");
+    let (send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+        .await
+        .expect("HTTP/1 handshake over the Unix socket");
+    tokio::spawn(conn);
+    send
+}
+
 pub async fn raw(
     method: &str,
     url: &str,

@@ -26,6 +26,15 @@ fn body(i: u64) -> Vec<u8> {
     format!("record number {i}").into_bytes()
 }
 
+/// Appends `body(i)` for each `i` of `lsns`, each waited until durable.
+async fn append_durable(wal: &Wal, lsns: std::ops::RangeInclusive<u64>) {
+    for i in lsns {
+        let mut a = wal.append(&body(i), true).unwrap();
+        assert_eq!(a.lsn, i, "appended at the LSN its body names");
+        a.wait_durable().await.unwrap();
+    }
+}
+
 fn segments(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<_> = fs::read_dir(dir)
         .unwrap()
@@ -96,13 +105,7 @@ async fn group_commit_covers_many_writers_with_one_sync() {
 async fn a_torn_tail_at_any_byte_is_cut_back_to_the_last_whole_record() {
     let dir = tempfile::tempdir().unwrap();
     let (wal, _) = open_collect(opts(dir.path())).unwrap();
-    for i in 1..=3 {
-        wal.append(&body(i), true)
-            .unwrap()
-            .wait_durable()
-            .await
-            .unwrap();
-    }
+    append_durable(&wal, 1..=3).await;
     wal.close();
     let seg = segments(dir.path()).pop().unwrap();
     let full = fs::read(&seg).unwrap();
@@ -193,13 +196,7 @@ async fn the_writer_zero_fills_ahead_and_a_scan_reads_zeros_as_the_end() {
         ..opts(dir.path())
     };
     let (wal, _) = open_collect(o.clone()).unwrap();
-    for i in 1..=3 {
-        wal.append(&body(i), true)
-            .unwrap()
-            .wait_durable()
-            .await
-            .unwrap();
-    }
+    append_durable(&wal, 1..=3).await;
     wal.close();
     let seg = segments(dir.path()).pop().unwrap();
     let bytes = fs::read(&seg).unwrap();
@@ -247,13 +244,7 @@ async fn the_writer_zero_fills_ahead_and_a_scan_reads_zeros_as_the_end() {
 async fn damage_before_valid_records_is_refused_with_file_and_offset() {
     let dir = tempfile::tempdir().unwrap();
     let (wal, _) = open_collect(opts(dir.path())).unwrap();
-    for i in 1..=10 {
-        wal.append(&body(i), true)
-            .unwrap()
-            .wait_durable()
-            .await
-            .unwrap();
-    }
+    append_durable(&wal, 1..=10).await;
     wal.close();
     let seg = segments(dir.path()).pop().unwrap();
     let mut bytes = fs::read(&seg).unwrap();
@@ -405,13 +396,7 @@ async fn an_lsn_the_flushed_lsn_names_is_never_given_again() {
     // records as "already flushed".
     let dir = tempfile::tempdir().unwrap();
     let (wal, _) = open_collect(opts(dir.path())).unwrap();
-    for i in 1..=3 {
-        wal.append(&body(i), true)
-            .unwrap()
-            .wait_durable()
-            .await
-            .unwrap();
-    }
+    append_durable(&wal, 1..=3).await;
     wal.record_flushed(61).unwrap();
     wal.close();
 
@@ -439,13 +424,7 @@ async fn an_lsn_the_flushed_marks_name_is_never_given_again() {
     for records in [0u64, 2] {
         let dir = tempfile::tempdir().unwrap();
         let (wal, _) = open_collect(opts(dir.path())).unwrap();
-        for i in 1..=records {
-            wal.append(&body(i), true)
-                .unwrap()
-                .wait_durable()
-                .await
-                .unwrap();
-        }
+        append_durable(&wal, 1..=records).await;
         wal.close();
         let (wal, _) = open_above_collect(opts(dir.path()), 40).unwrap();
         let mut a = wal.append(b"after", true).unwrap();
@@ -500,13 +479,7 @@ fn the_writer_ends_every_batch_and_replay_checks_the_ends() {
     let dir = tempfile::tempdir().unwrap();
     let (wal, _) = open_collect(opts(dir.path())).unwrap();
     rt.block_on(async {
-        for i in 1..=3 {
-            wal.append(&body(i), true)
-                .unwrap()
-                .wait_durable()
-                .await
-                .unwrap();
-        }
+        append_durable(&wal, 1..=3).await;
     });
     wal.close();
     let bytes = fs::read(segments(dir.path()).pop().unwrap()).unwrap();
