@@ -277,12 +277,10 @@ pub struct Config {
     pub limits: Limits,
     pub flush_interval: Duration,
     pub flush_batch_max: usize,
-    /// The memory limit and the bounds fitted to it.
+    /// The memory limit and the bounds fitted to it: the backlog's, the cache's and the
+    /// thread cache's bytes.
     pub memory: Budget,
-    pub backlog_bytes_max: u64,
     pub cache_entries_max: u64,
-    pub cache_bytes_max: u64,
-    pub thread_cache_bytes_max: u64,
     pub wal_segment_bytes_max: u64,
     pub wal_fsync: bool,
     pub body_bytes_max: usize,
@@ -412,10 +410,7 @@ impl Config {
             flush_interval: Duration::from_millis(a.flush_interval_ms),
             flush_batch_max: a.flush_batch_max,
             memory,
-            backlog_bytes_max: memory.backlog_bytes_max,
             cache_entries_max: a.cache_entries_max,
-            cache_bytes_max: memory.cache_bytes_max,
-            thread_cache_bytes_max: memory.thread_cache_bytes_max,
             wal_segment_bytes_max: a.wal_segment_bytes_max,
             wal_fsync: a.wal_fsync,
             body_bytes_max: a.body_bytes_max,

@@ -138,7 +138,7 @@ async fn serve_with(
     let app = Arc::new(App {
         engine: Default::default(),
         body_bytes_max: config.body_bytes_max,
-        backlog_bytes_max: config.backlog_bytes_max,
+        backlog_bytes_max: config.memory.backlog_bytes_max,
         auth_token: config.auth_token.clone(),
         allowed_hosts: api::AllowedHosts::new(&config.allowed_hosts),
     });
@@ -163,7 +163,7 @@ async fn serve_with(
         segment_bytes_max: config.wal_segment_bytes_max,
         fsync: config.wal_fsync,
     };
-    let backlog_bytes_max = config.backlog_bytes_max;
+    let backlog_bytes_max = config.memory.backlog_bytes_max;
     let (wal, backlog, flushed_marks) = tokio::task::spawn_blocking(move || {
         let backlog = Backlog::new(backlog_bytes_max);
         recovery::replay(wal_opts, &backlog).map(|(wal, _, marks)| (wal, backlog, marks))
@@ -182,7 +182,7 @@ async fn serve_with(
         wal.clone(),
         backlog,
         flushed_marks,
-        StateCache::new(config.cache_entries_max, config.cache_bytes_max),
+        StateCache::new(config.cache_entries_max, config.memory.cache_bytes_max),
         store,
         config.agent_types.clone(),
         EngineOptions {
@@ -190,7 +190,7 @@ async fn serve_with(
             flush_batch_max: config.flush_batch_max,
             limits: config.limits.clone(),
             lease,
-            thread_cache_bytes_max: config.thread_cache_bytes_max,
+            thread_cache_bytes_max: config.memory.thread_cache_bytes_max,
         },
     ));
     let flusher = tokio::spawn(flusher::run(
