@@ -43,6 +43,7 @@ fn checkpoint(id: &str, by: &str) -> PutThreadCheckpointRequest {
             channel: "messages".into(),
             version: format!("{by}-1"),
             value: typed(&format!(r#"["hi from {by}"]"#)),
+            extends: None,
         }],
         checkpoint_ns: String::new(),
         parent_checkpoint_id: None,

@@ -200,6 +200,7 @@ fn checkpoint(i: u64) -> PutThreadCheckpointRequest {
                 type_: "json".into(),
                 data: Payload(Bytes::from(format!("{:?}", blob(THREAD_BYTES, i)))),
             },
+            extends: None,
         }],
     }
 }

@@ -62,6 +62,7 @@ fn put(
                 } else {
                     typed(data)
                 },
+                extends: None,
             })
             .collect(),
     }

@@ -89,6 +89,12 @@ pub struct ThreadBlob {
     /// The channel version as a string (the framework's version, `str()`-ed).
     pub version: String,
     pub value: Typed,
+    /// A delta: the version of the same channel this value extends. `value` is then a
+    /// MessagePack array of the items added after the base's, and the value it stands
+    /// for is the base's array followed by them. Only in puts: every read answers whole
+    /// values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extends: Option<String>,
 }
 
 /// A write a task made against a checkpoint (LangGraph's pending writes).

@@ -5,12 +5,13 @@
 //! home of a change. Unflushed changes live in the [`crate::backlog::Backlog`] until the
 //! backend has them; readers look there first.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use agentstate_protocol::{ThreadCheckpointTuple, ThreadWrite};
+use agentstate_protocol::{ThreadBlob, ThreadCheckpointTuple, ThreadWrite};
 use moka::sync::Cache;
 
+use crate::delta;
 use crate::model::{Current, StoredBlob, ThreadChange, ThreadCheckpoint};
 
 /// Agents by id, bounded by bytes and by entries at once: moka has one capacity, so it
@@ -85,6 +86,9 @@ pub struct HeadsOfThread {
 #[derive(Debug, Clone)]
 struct NsHead {
     latest: Option<Arc<ThreadCheckpointTuple>>,
+    /// The latest's chains ([`crate::model::ThreadCheckpoint::delta_bases`]); its
+    /// blobs are whole values.
+    bases: BTreeMap<String, Vec<String>>,
     /// Writes against checkpoint ids above the latest (a framework may send a step's
     /// writes before the put of its checkpoint lands): a put making one of them the
     /// latest takes them along.
@@ -124,6 +128,14 @@ impl HeadsOfThread {
     }
 }
 
+/// What a put needs of its parent checkpoint: which versions its channels are at and
+/// the chains they stand on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Chains {
+    pub channel_versions: BTreeMap<String, String>,
+    pub delta_bases: BTreeMap<String, Vec<String>>,
+}
+
 /// A cache lookup: the answer, or that memory does not know.
 pub enum HeadLookup {
     /// The namespace's latest checkpoint (`None`: it has none).
@@ -152,22 +164,39 @@ impl ThreadHeads {
         }
     }
 
-    /// Records what the backend and backlog say (call under the thread's lock).
+    /// The chains of checkpoint `id` if it is the latest of the namespace.
+    pub fn chains(&self, thread: &str, ns: &str, id: &str) -> Option<Chains> {
+        let t = self.inner.get(thread)?;
+        let h = t.heads.get(ns)?;
+        let latest = h.latest.as_ref().filter(|l| l.checkpoint_id == id)?;
+        Some(Chains {
+            channel_versions: latest.channel_versions.clone(),
+            delta_bases: h.bases.clone(),
+        })
+    }
+
+    /// Records what the backend and backlog say (call under the thread's lock):
+    /// the latest checkpoint, whole, with its chains.
     pub fn fill(
         &self,
         thread: &str,
         ns: &str,
-        latest: Option<ThreadCheckpointTuple>,
+        latest: Option<(ThreadCheckpointTuple, BTreeMap<String, Vec<String>>)>,
         orphans: HashMap<String, Vec<ThreadWrite>>,
     ) {
         let mut t = self
             .inner
             .get(thread)
             .map_or_else(HeadsOfThread::default, |t| (*t).clone());
+        let (latest, bases) = match latest {
+            Some((tuple, bases)) => (Some(Arc::new(tuple)), bases),
+            None => (None, BTreeMap::new()),
+        };
         t.heads.insert(
             ns.to_string(),
             NsHead {
-                latest: latest.map(Arc::new),
+                latest,
+                bases,
                 orphans,
             },
         );
@@ -212,6 +241,7 @@ impl ThreadHeads {
                                 h.orphans.remove(&tuple.checkpoint_id).unwrap_or_default();
                             h.orphans.retain(|id, _| *id > tuple.checkpoint_id);
                             h.latest = Some(Arc::new(tuple));
+                            h.bases = checkpoint.delta_bases.clone();
                         }
                         None => {
                             t.heads.remove(&checkpoint.checkpoint_ns);
@@ -250,21 +280,38 @@ impl ThreadHeads {
     }
 }
 
-/// The tuple a put makes the latest, if every blob it needs is known here: new ones,
-/// or the previous latest's at the same version.
+/// The tuple a put makes the latest, if every value it needs is known here: new
+/// blobs (a delta put together with the previous latest's value it extends), or the
+/// previous latest's at the same version.
 fn head_after_put(
     prev: Option<&ThreadCheckpointTuple>,
     c: &ThreadCheckpoint,
     new_blobs: &[StoredBlob],
 ) -> Option<ThreadCheckpointTuple> {
+    let prev_blob = |channel: &str, version: &str| {
+        prev.into_iter()
+            .flat_map(|p| p.blobs.iter())
+            .find(|b| b.channel == channel && b.version == version)
+    };
     let mut blobs = Vec::with_capacity(c.channel_versions.len());
     for (channel, version) in &c.channel_versions {
-        let found = new_blobs
+        let new = new_blobs
             .iter()
             .map(|b| &b.blob)
-            .chain(prev.into_iter().flat_map(|p| p.blobs.iter()))
-            .find(|b| &b.channel == channel && &b.version == version)?;
-        blobs.push(found.clone());
+            .find(|b| &b.channel == channel && &b.version == version);
+        let found = match new {
+            Some(b) => match &b.extends {
+                None => b.clone(),
+                Some(base) => ThreadBlob {
+                    value: delta::materialize(&[&prev_blob(channel, base)?.value, &b.value])
+                        .ok()?,
+                    extends: None,
+                    ..b.clone()
+                },
+            },
+            None => prev_blob(channel, version)?.clone(),
+        };
+        blobs.push(found);
     }
     Some(ThreadCheckpointTuple {
         thread_id: c.thread_id.clone(),

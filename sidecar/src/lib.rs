@@ -22,6 +22,7 @@ pub mod backlog;
 pub mod cache;
 pub mod config;
 pub mod data_dir;
+pub mod delta;
 pub mod doc;
 pub mod durable;
 pub mod engine;
@@ -43,6 +44,7 @@ mod layering {
     /// Each module's layer: a module may use only modules of lower layers.
     const LAYERS: &[(&str, u32)] = &[
         ("doc", 0),
+        ("delta", 0),
         ("durable", 0),
         ("data_dir", 0),
         ("metrics", 0),

@@ -272,6 +272,10 @@ pub struct ThreadCheckpoint {
     /// When the sidecar received it (what age-based retention goes by).
     #[serde(default)]
     pub created_at: DateTime<Utc>,
+    /// For each channel whose value is a delta: the chain it stands on, the whole value
+    /// first ([`crate::delta`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub delta_bases: BTreeMap<String, Vec<String>>,
 }
 
 impl ThreadCheckpoint {
@@ -282,13 +286,21 @@ impl ThreadCheckpoint {
         }
     }
 
-    /// The blobs its channel values are made of.
+    /// The blobs its channel values are made of: each channel's at its version, and
+    /// the chains deltas stand on.
     pub fn blob_keys(&self) -> impl Iterator<Item = BlobKey> + '_ {
-        self.channel_versions.iter().map(|(c, v)| BlobKey {
-            ns: self.checkpoint_ns.clone(),
-            channel: c.clone(),
-            version: v.clone(),
-        })
+        let bases = self
+            .delta_bases
+            .iter()
+            .flat_map(|(c, vs)| vs.iter().map(move |v| (c, v)));
+        self.channel_versions
+            .iter()
+            .chain(bases)
+            .map(|(c, v)| BlobKey {
+                ns: self.checkpoint_ns.clone(),
+                channel: c.clone(),
+                version: v.clone(),
+            })
     }
 }
 
@@ -298,6 +310,10 @@ pub struct StoredBlob {
     pub checkpoint_ns: String,
     pub blob: ThreadBlob,
     pub version: u64,
+    /// A delta's chain: the whole value's version first, its `extends` last; empty for a
+    /// whole value.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bases: Vec<String>,
 }
 
 impl StoredBlob {

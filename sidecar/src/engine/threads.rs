@@ -27,8 +27,9 @@ use serde_json::Value;
 use super::ops;
 use super::{now, Engine, EngineError, EngineResult, Precondition, PAGE_LIMIT_MAX};
 use crate::backlog::ThreadDirt;
-use crate::cache::{merge_write, HeadLookup, ORPHANS_MAX};
+use crate::cache::{merge_write, Chains, HeadLookup, ORPHANS_MAX};
 use crate::config::RetentionPolicy;
+use crate::delta;
 use crate::metrics as m;
 use crate::model::{
     AgentRecord, BlobKey, CheckpointKey, Current, Doc, Op, PersistedState, StoredBlob, StoredWrite,
@@ -81,6 +82,23 @@ fn check_put(req: &PutThreadCheckpointRequest) -> EngineResult<()> {
         validate::name("blob channel", &b.channel).map_err(invalid)?;
         validate::name("blob version", &b.version).map_err(invalid)?;
         validate::name("blob type", &b.value.type_).map_err(invalid)?;
+        if let Some(base) = &b.extends {
+            validate::name("blob extends", base).map_err(invalid)?;
+            if *base == b.version {
+                return Err(invalid(format!(
+                    "blob {} at version {base} cannot extend itself",
+                    b.channel
+                )));
+            }
+            delta::check(&b.value)
+                .map_err(|e| invalid(format!("blob {} extends {base}: {e}", b.channel)))?;
+            if req.parent_checkpoint_id.is_none() {
+                return Err(invalid(format!(
+                    "blob {} extends {base}, but the checkpoint has no parent",
+                    b.channel
+                )));
+            }
+        }
     }
     Ok(())
 }
@@ -131,6 +149,56 @@ fn thread_record(thread: &str, current: Option<&Current>, at: DateTime<Utc>) -> 
 
 /// What the backlog holds of one thread.
 type Pending = (ThreadDirt, Option<Tombstone>);
+
+/// Blobs of threads, by thread and key, as stored.
+type Blobs = HashMap<(String, BlobKey), Arc<StoredBlob>>;
+/// Pending writes of threads' checkpoints.
+type Writes = HashMap<(String, CheckpointKey), Vec<ThreadWrite>>;
+
+/// A stored blob's whole value: itself, or its chain put together (`base` finds a
+/// version of the same channel).
+fn whole<'a>(
+    thread: &str,
+    b: &'a StoredBlob,
+    base: impl Fn(&str) -> Option<&'a Arc<StoredBlob>>,
+) -> EngineResult<ThreadBlob> {
+    if b.bases.is_empty() {
+        return Ok(ThreadBlob {
+            extends: None,
+            ..b.blob.clone()
+        });
+    }
+    let mut parts = Vec::with_capacity(b.bases.len() + 1);
+    for v in &b.bases {
+        let part = base(v).ok_or_else(|| {
+            EngineError::Internal(format!(
+                "thread {thread}: blob {} at {} stands on version {v}, which is missing",
+                b.blob.channel, b.blob.version
+            ))
+        })?;
+        parts.push(&part.blob.value);
+    }
+    parts.push(&b.blob.value);
+    let value = delta::materialize(&parts).map_err(|e| {
+        EngineError::Internal(format!(
+            "thread {thread}: blob {} at {}: {e}",
+            b.blob.channel, b.blob.version
+        ))
+    })?;
+    Ok(ThreadBlob {
+        channel: b.blob.channel.clone(),
+        version: b.blob.version.clone(),
+        value,
+        extends: None,
+    })
+}
+
+/// The chains a put gives its blobs (by channel and version) and its checkpoint.
+#[derive(Default)]
+struct PutChains {
+    blobs: HashMap<(String, String), Vec<String>>,
+    checkpoint: BTreeMap<String, Vec<String>>,
+}
 
 /// Whether a stored row of version `version` is superseded by a pending delete.
 fn purged(pending: Option<&Pending>, version: u64) -> bool {
@@ -201,22 +269,29 @@ impl Engine {
         let engine = self.clone();
         self.critical(durability, async move {
             let _g = engine.lock(&[&thread]).await;
-            let current = engine.current_to_change(&thread).await?;
-            let record = thread_record(&thread, current.as_ref(), now());
-            let version = record.state.version;
-            let changes = build(&thread, version);
-            let lsn = engine
-                .log(
-                    &mut Op::Thread {
-                        record: record.into(),
-                        changes,
-                    },
-                    durability,
-                )
-                .await?;
-            Ok((version, Some(lsn)))
+            engine.log_thread(&thread, durability, build).await
         })
         .await
+    }
+
+    /// Logs one change to one thread (call under its lock): `build` gets the thread's id
+    /// and next version and returns the changes.
+    async fn log_thread(
+        &self,
+        thread: &str,
+        durability: Durability,
+        build: impl FnOnce(&str, u64) -> Vec<ThreadChange>,
+    ) -> EngineResult<(u64, Option<u64>)> {
+        let current = self.current_to_change(thread).await?;
+        let record = thread_record(thread, current.as_ref(), now());
+        let version = record.state.version;
+        let changes = build(thread, version);
+        let op = &mut Op::Thread {
+            record: record.into(),
+            changes,
+        };
+        let lsn = self.log(op, durability).await?;
+        Ok((version, Some(lsn)))
     }
 
     /// `POST /v1/threads/{id}/checkpoints`.
@@ -228,32 +303,46 @@ impl Engine {
     ) -> EngineResult<PutThreadCheckpointResponse> {
         check_put(&req)?;
         let (ns, id) = (req.checkpoint_ns.clone(), req.checkpoint_id.clone());
+        let engine = self.clone();
+        let target = thread.clone();
         let version = self
-            .change_thread(thread.clone(), durability, move |thread, version| {
-                let blobs = req
-                    .blobs
-                    .into_iter()
-                    .map(|blob| StoredBlob {
-                        checkpoint_ns: req.checkpoint_ns.clone(),
-                        blob,
-                        version,
+            .critical(durability, async move {
+                let thread = target;
+                let _g = engine.lock(&[&thread]).await;
+                let mut chains = engine.put_chains(&thread, &req).await?;
+                engine
+                    .log_thread(&thread, durability, move |thread, version| {
+                        let blobs = req
+                            .blobs
+                            .into_iter()
+                            .map(|blob| StoredBlob {
+                                checkpoint_ns: req.checkpoint_ns.clone(),
+                                bases: chains
+                                    .blobs
+                                    .remove(&(blob.channel.clone(), blob.version.clone()))
+                                    .unwrap_or_default(),
+                                blob,
+                                version,
+                            })
+                            .collect();
+                        let checkpoint = ThreadCheckpoint {
+                            thread_id: thread.to_string(),
+                            checkpoint_ns: req.checkpoint_ns,
+                            checkpoint_id: req.checkpoint_id,
+                            parent_checkpoint_id: req.parent_checkpoint_id,
+                            checkpoint: req.checkpoint,
+                            metadata: req.metadata,
+                            channel_versions: req.channel_versions,
+                            version,
+                            created_at: now(),
+                            delta_bases: chains.checkpoint,
+                        };
+                        vec![ThreadChange::Put {
+                            checkpoint: Box::new(checkpoint),
+                            blobs,
+                        }]
                     })
-                    .collect();
-                let checkpoint = ThreadCheckpoint {
-                    thread_id: thread.to_string(),
-                    checkpoint_ns: req.checkpoint_ns,
-                    checkpoint_id: req.checkpoint_id,
-                    parent_checkpoint_id: req.parent_checkpoint_id,
-                    checkpoint: req.checkpoint,
-                    metadata: req.metadata,
-                    channel_versions: req.channel_versions,
-                    version,
-                    created_at: now(),
-                };
-                vec![ThreadChange::Put {
-                    checkpoint: Box::new(checkpoint),
-                    blobs,
-                }]
+                    .await
             })
             .await?;
         Ok(PutThreadCheckpointResponse {
@@ -262,6 +351,133 @@ impl Engine {
             checkpoint_id: id,
             version,
         })
+    }
+
+    /// The chains of a put (under the thread's lock): each delta blob's, and the
+    /// checkpoint's for every channel whose value is a delta, its own or one it keeps
+    /// from before. A delta whose base is not stored is refused (409), so the client
+    /// sends the whole value instead.
+    async fn put_chains(
+        &self,
+        thread: &str,
+        req: &PutThreadCheckpointRequest,
+    ) -> EngineResult<PutChains> {
+        let ns = &req.checkpoint_ns;
+        let parent = match &req.parent_checkpoint_id {
+            Some(id) => self.checkpoint_chains(thread, ns, id).await?,
+            None => None,
+        };
+        let mut out = PutChains::default();
+        for b in &req.blobs {
+            let Some(base) = &b.extends else { continue };
+            let Some(mut chain) = self
+                .chain_of(thread, ns, parent.as_ref(), &b.channel, base)
+                .await?
+            else {
+                return Err(EngineError::Conflict(format!(
+                    "blob {} extends version {base}, which thread {thread} does not hold \
+                     in namespace {ns:?}; send the whole value",
+                    b.channel
+                )));
+            };
+            chain.push(base.clone());
+            if chain.len() > delta::CHAIN_MAX {
+                return Err(EngineError::Conflict(format!(
+                    "blob {} would stand on {} deltas, more than {}; send the whole value",
+                    b.channel,
+                    chain.len() - 1,
+                    delta::CHAIN_MAX
+                )));
+            }
+            out.blobs
+                .insert((b.channel.clone(), b.version.clone()), chain);
+        }
+        for (channel, version) in &req.channel_versions {
+            let chain = match out.blobs.get(&(channel.clone(), version.clone())) {
+                Some(chain) => Some(chain.clone()),
+                None if req
+                    .blobs
+                    .iter()
+                    .any(|b| b.channel == *channel && b.version == *version) =>
+                {
+                    None
+                }
+                None => {
+                    self.chain_of(thread, ns, parent.as_ref(), channel, version)
+                        .await?
+                }
+            };
+            if let Some(chain) = chain.filter(|c| !c.is_empty()) {
+                out.checkpoint.insert(channel.clone(), chain);
+            }
+        }
+        Ok(out)
+    }
+
+    /// A checkpoint's channel versions and chains: from memory when it is the thread's
+    /// latest, else from the backlog or the backend.
+    async fn checkpoint_chains(
+        &self,
+        thread: &str,
+        ns: &str,
+        id: &str,
+    ) -> EngineResult<Option<Chains>> {
+        if let Some(known) = self.thread_heads.chains(thread, ns, id) {
+            return Ok(Some(known));
+        }
+        let q = SearchCheckpointsRequest {
+            thread_id: Some(thread.to_string()),
+            checkpoint_ns: Some(ns.to_string()),
+            checkpoint_id: Some(id.to_string()),
+            limit: Some(1),
+            ..Default::default()
+        };
+        let pending = self.pending_threads(Some(thread));
+        let rows = self.checkpoint_rows(&q, &pending, 1).await?;
+        Ok(rows.first().map(|c| Chains {
+            channel_versions: c.channel_versions.clone(),
+            delta_bases: c.delta_bases.clone(),
+        }))
+    }
+
+    /// The chain a stored blob stands on (empty: a whole value), or `None` if the
+    /// thread does not hold it. The parent answers when it has that version.
+    async fn chain_of(
+        &self,
+        thread: &str,
+        ns: &str,
+        parent: Option<&Chains>,
+        channel: &str,
+        version: &str,
+    ) -> EngineResult<Option<Vec<String>>> {
+        if let Some(p) = parent.filter(|p| {
+            p.channel_versions
+                .get(channel)
+                .is_some_and(|v| v == version)
+        }) {
+            return Ok(Some(
+                p.delta_bases.get(channel).cloned().unwrap_or_default(),
+            ));
+        }
+        let key = BlobKey {
+            ns: ns.to_string(),
+            channel: channel.to_string(),
+            version: version.to_string(),
+        };
+        let pending = self.backlog.thread(thread);
+        if let Some((dirt, _)) = &pending {
+            if let Some((_, b)) = dirt.blobs.get(&key) {
+                return Ok(Some(b.bases.clone()));
+            }
+            if dirt.dropped_blobs.contains_key(&key) {
+                return Ok(None);
+            }
+        }
+        let stored = self.store.thread_blobs(thread, vec![key]).await?;
+        Ok(stored
+            .into_iter()
+            .find(|b| !purged(pending.as_ref(), b.version))
+            .map(|b| b.bases))
     }
 
     /// `POST /v1/threads/{id}/writes`: returns the thread's version.
@@ -332,23 +548,27 @@ impl Engine {
                 return answer;
             }
             let latest = self.search_one(thread, &ns, None).await?;
-            let after = latest.as_ref().map_or("", |t| t.checkpoint_id.as_str());
+            let after = latest
+                .as_ref()
+                .map_or("", |(t, _)| t.checkpoint_id.as_str());
             if let Some(orphans) = self.orphan_writes(thread, &ns, after).await? {
                 self.thread_heads.fill(thread, &ns, latest.clone(), orphans);
             }
-            return latest.ok_or_else(not_found);
+            return latest.map(|(t, _)| t).ok_or_else(not_found);
         }
         self.search_one(thread, &ns, checkpoint_id.clone())
             .await?
+            .map(|(t, _)| t)
             .ok_or_else(not_found)
     }
 
+    /// One checkpoint (the latest without an id), whole, with its chains.
     async fn search_one(
         &self,
         thread: &str,
         ns: &str,
         checkpoint_id: Option<String>,
-    ) -> EngineResult<Option<ThreadCheckpointTuple>> {
+    ) -> EngineResult<Option<(ThreadCheckpointTuple, BTreeMap<String, Vec<String>>)>> {
         let q = SearchCheckpointsRequest {
             thread_id: Some(thread.to_string()),
             checkpoint_ns: Some(ns.to_string()),
@@ -356,7 +576,13 @@ impl Engine {
             limit: Some(1),
             ..Default::default()
         };
-        Ok(self.search_checkpoints(q).await?.pop())
+        let pending = self.pending_threads(Some(thread));
+        let rows = self.checkpoint_rows(&q, &pending, 1).await?;
+        let bases = rows
+            .first()
+            .map(|c| c.delta_bases.clone())
+            .unwrap_or_default();
+        Ok(self.tuples(rows, &pending).await?.pop().map(|t| (t, bases)))
     }
 
     /// The writes against checkpoints of `ns` above `after` (stored or not), by
@@ -551,58 +777,102 @@ impl Engine {
         Ok(rows)
     }
 
-    /// Makes checkpoints whole: their channel blobs and pending writes.
-    async fn tuples(
+    /// The blobs (as stored: deltas as deltas) and pending writes of checkpoints.
+    async fn parts(
         &self,
-        rows: Vec<Arc<ThreadCheckpoint>>,
+        rows: &[Arc<ThreadCheckpoint>],
         pending: &HashMap<String, Pending>,
-    ) -> EngineResult<Vec<ThreadCheckpointTuple>> {
+    ) -> EngineResult<(Blobs, Writes)> {
         let mut by_thread: BTreeMap<&str, Vec<&ThreadCheckpoint>> = BTreeMap::new();
-        for c in &rows {
+        for c in rows {
             by_thread.entry(&c.thread_id).or_default().push(c);
         }
-        let mut blobs: HashMap<(String, BlobKey), ThreadBlob> = HashMap::new();
-        let mut writes: HashMap<(String, CheckpointKey), Vec<ThreadWrite>> = HashMap::new();
+        let mut blobs = Blobs::new();
+        let mut writes = Writes::new();
         for (thread, cps) in by_thread {
             let p = pending.get(thread);
-            // Blobs: unflushed ones first, the rest from the backend.
-            let mut missing = Vec::new();
-            for key in cps
+            let keys: BTreeSet<BlobKey> = cps.iter().flat_map(|c| c.blob_keys()).collect();
+            self.fetch_blobs(thread, keys, p, &mut blobs).await?;
+            // A delta's own chain is what counts: fetch what a checkpoint did not name.
+            let unnamed: BTreeSet<BlobKey> = blobs
                 .iter()
-                .flat_map(|c| c.blob_keys())
-                .collect::<BTreeSet<_>>()
-            {
-                match p.and_then(|(d, _)| d.blobs.get(&key)) {
-                    Some((_, b)) => {
-                        blobs.insert((thread.to_string(), key), b.blob.clone());
-                    }
-                    None if p.is_some_and(|(d, _)| d.dropped_blobs.contains_key(&key)) => {}
-                    None => missing.push(key),
-                }
-            }
-            for b in self.store.thread_blobs(thread, missing).await? {
-                if !purged(p, b.version) {
-                    blobs.insert((thread.to_string(), b.key()), b.blob);
-                }
+                .filter(|((t, _), _)| t == thread)
+                .flat_map(|((_, k), b)| {
+                    b.bases.iter().map(|v| BlobKey {
+                        version: v.clone(),
+                        ..k.clone()
+                    })
+                })
+                .filter(|k| !blobs.contains_key(&(thread.to_string(), k.clone())))
+                .collect();
+            if !unnamed.is_empty() {
+                self.fetch_blobs(thread, unnamed, p, &mut blobs).await?;
             }
             let keys: Vec<CheckpointKey> = cps.iter().map(|c| c.key()).collect();
             for (key, w) in self.merged_writes(thread, keys, p).await? {
                 writes.insert((thread.to_string(), key), w);
             }
         }
-        Ok(rows
-            .into_iter()
+        Ok((blobs, writes))
+    }
+
+    /// Adds a thread's blobs at `keys` to `out`: unflushed ones first, the rest from the
+    /// backend.
+    async fn fetch_blobs(
+        &self,
+        thread: &str,
+        keys: BTreeSet<BlobKey>,
+        p: Option<&Pending>,
+        out: &mut Blobs,
+    ) -> EngineResult<()> {
+        let mut missing = Vec::new();
+        for key in keys {
+            match p.and_then(|(d, _)| d.blobs.get(&key)) {
+                Some((_, b)) => {
+                    out.insert((thread.to_string(), key), b.clone());
+                }
+                None if p.is_some_and(|(d, _)| d.dropped_blobs.contains_key(&key)) => {}
+                None => missing.push(key),
+            }
+        }
+        for b in self.store.thread_blobs(thread, missing).await? {
+            if !purged(p, b.version) {
+                out.insert((thread.to_string(), b.key()), Arc::new(b));
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes checkpoints whole: their channel values (deltas put together) and pending
+    /// writes.
+    async fn tuples(
+        &self,
+        rows: Vec<Arc<ThreadCheckpoint>>,
+        pending: &HashMap<String, Pending>,
+    ) -> EngineResult<Vec<ThreadCheckpointTuple>> {
+        let (blobs, mut writes) = self.parts(&rows, pending).await?;
+        rows.into_iter()
             .map(|c| {
                 let c = Arc::unwrap_or_clone(c);
                 let thread = c.thread_id.clone();
-                let tuple_blobs = c
-                    .blob_keys()
-                    .filter_map(|k| blobs.get(&(thread.clone(), k)).cloned())
-                    .collect();
+                let mut values = Vec::with_capacity(c.channel_versions.len());
+                for (channel, version) in &c.channel_versions {
+                    let key = |version: &str| {
+                        let key = BlobKey {
+                            ns: c.checkpoint_ns.clone(),
+                            channel: channel.clone(),
+                            version: version.to_string(),
+                        };
+                        (thread.clone(), key)
+                    };
+                    if let Some(b) = blobs.get(&key(version)) {
+                        values.push(whole(&thread, b, |v| blobs.get(&key(v)))?);
+                    }
+                }
                 let tuple_writes = writes
                     .remove(&(thread.clone(), c.key()))
                     .unwrap_or_default();
-                ThreadCheckpointTuple {
+                Ok(ThreadCheckpointTuple {
                     thread_id: c.thread_id,
                     checkpoint_ns: c.checkpoint_ns,
                     checkpoint_id: c.checkpoint_id,
@@ -610,11 +880,11 @@ impl Engine {
                     checkpoint: c.checkpoint,
                     metadata: c.metadata,
                     channel_versions: c.channel_versions,
-                    blobs: tuple_blobs,
+                    blobs: values,
                     writes: tuple_writes,
-                }
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// `DELETE /v1/threads/{id}`: the thread's checkpoints and the agent itself.
@@ -651,39 +921,40 @@ impl Engine {
                 )));
             }
             let pending = engine.pending_threads(Some(&source));
-            let mut tuples = engine.tuples(rows, &pending).await?;
-            tuples.reverse();
+            // As stored: a delta is copied as a delta, with the chain it stands on.
+            let (mut blobs, mut writes) = engine.parts(&rows, &pending).await?;
             let current = engine.current_to_change(&target).await?;
             let at = now();
             let record = thread_record(&target, current.as_ref(), at);
             let version = record.state.version;
-            let copied = tuples.len() as u64;
-            let mut seen: BTreeSet<BlobKey> = BTreeSet::new();
-            let mut changes = Vec::with_capacity(tuples.len() * 2);
-            for t in tuples {
-                let ns = t.checkpoint_ns;
-                let blobs = t
-                    .blobs
+            let copied = rows.len() as u64;
+            let mut changes = Vec::with_capacity(rows.len() * 2);
+            for c in rows.into_iter().rev() {
+                let c = Arc::unwrap_or_clone(c);
+                let mut keys: BTreeSet<BlobKey> = c.blob_keys().collect();
+                for k in keys.clone() {
+                    if let Some(b) = blobs.get(&(source.clone(), k.clone())) {
+                        keys.extend(b.bases.iter().map(|v| BlobKey {
+                            version: v.clone(),
+                            ..k.clone()
+                        }));
+                    }
+                }
+                let blobs = keys
                     .into_iter()
-                    .filter(|b| {
-                        seen.insert(BlobKey {
-                            ns: ns.clone(),
-                            channel: b.channel.clone(),
-                            version: b.version.clone(),
-                        })
-                    })
-                    .map(|blob| StoredBlob {
-                        checkpoint_ns: ns.clone(),
-                        blob,
+                    .filter_map(|k| blobs.remove(&(source.clone(), k)))
+                    .map(|b| StoredBlob {
                         version,
+                        ..Arc::unwrap_or_clone(b)
                     })
                     .collect();
-                let writes: Vec<StoredWrite> = t
-                    .writes
+                let writes: Vec<StoredWrite> = writes
+                    .remove(&(source.clone(), c.key()))
+                    .unwrap_or_default()
                     .into_iter()
                     .map(|write| StoredWrite {
-                        checkpoint_ns: ns.clone(),
-                        checkpoint_id: t.checkpoint_id.clone(),
+                        checkpoint_ns: c.checkpoint_ns.clone(),
+                        checkpoint_id: c.checkpoint_id.clone(),
                         write,
                         version,
                     })
@@ -691,14 +962,9 @@ impl Engine {
                 changes.push(ThreadChange::Put {
                     checkpoint: Box::new(ThreadCheckpoint {
                         thread_id: target.clone(),
-                        checkpoint_ns: ns.clone(),
-                        checkpoint_id: t.checkpoint_id,
-                        parent_checkpoint_id: t.parent_checkpoint_id,
-                        checkpoint: t.checkpoint,
-                        metadata: t.metadata,
-                        channel_versions: t.channel_versions,
                         version,
                         created_at: at,
+                        ..c
                     }),
                     blobs,
                 });

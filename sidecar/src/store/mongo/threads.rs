@@ -170,7 +170,7 @@ fn checkpoint_doc(thread: &str, c: &ThreadCheckpoint) -> StoreResult<(String, Do
         .map(|(ch, v)| Bson::Array(vec![ch.into(), v.into()]))
         .collect();
     let metadata = to_bson(&serde_json::Value::Object(c.metadata.clone()))?;
-    let fields = doc! {
+    let mut fields = doc! {
         "thread_id": thread,
         "checkpoint_ns": &c.checkpoint_ns,
         "checkpoint_id": &c.checkpoint_id,
@@ -182,12 +182,32 @@ fn checkpoint_doc(thread: &str, c: &ThreadCheckpoint) -> StoreResult<(String, Do
         "thread_version": c.version as i64,
         "created_at": mongodb::bson::DateTime::from_millis(c.created_at.timestamp_millis()),
     };
+    if !c.delta_bases.is_empty() {
+        // Pairs, as the versions are: a channel name may hold a '.' or start with '$'.
+        let bases: Vec<Bson> = c
+            .delta_bases
+            .iter()
+            .map(|(ch, vs)| Bson::Array(vec![ch.into(), strings(vs)]))
+            .collect();
+        fields.insert("delta_bases", bases);
+    }
     Ok((checkpoint_id(thread, &c.key()), fields))
+}
+
+fn strings(vs: &[String]) -> Bson {
+    Bson::Array(vs.iter().map(Bson::from).collect())
+}
+
+fn strings_of(b: &Bson) -> Option<Vec<String>> {
+    b.as_array()?
+        .iter()
+        .map(|v| v.as_str().map(str::to_string))
+        .collect()
 }
 
 /// A blob's `_id` and fields.
 fn blob_doc(thread: &str, b: &StoredBlob) -> (String, Document) {
-    let fields = doc! {
+    let mut fields = doc! {
         "thread_id": thread,
         "checkpoint_ns": &b.checkpoint_ns,
         "channel": &b.blob.channel,
@@ -196,6 +216,9 @@ fn blob_doc(thread: &str, b: &StoredBlob) -> (String, Document) {
         "data": binary(&b.blob.value.data),
         "thread_version": b.version as i64,
     };
+    if !b.bases.is_empty() {
+        fields.insert("bases", strings(&b.bases));
+    }
     (blob_id(thread, &b.key()), fields)
 }
 
@@ -277,6 +300,15 @@ pub fn checkpoint_from_doc(d: &Document) -> StoreResult<ThreadCheckpoint> {
             }
         }
     }
+    let mut delta_bases = std::collections::BTreeMap::new();
+    if let Ok(pairs) = d.get_array("delta_bases") {
+        for p in pairs {
+            if let Some([Bson::String(ch), vs]) = p.as_array().map(Vec::as_slice) {
+                let vs = strings_of(vs).ok_or_else(|| bad_doc("delta_bases", "not strings"))?;
+                delta_bases.insert(ch.clone(), vs);
+            }
+        }
+    }
     Ok(ThreadCheckpoint {
         thread_id: get_str(d, "thread_id")?,
         checkpoint_ns: get_str(d, "checkpoint_ns")?,
@@ -291,6 +323,7 @@ pub fn checkpoint_from_doc(d: &Document) -> StoreResult<ThreadCheckpoint> {
             .ok()
             .and_then(|t| chrono::DateTime::from_timestamp_millis(t.timestamp_millis()))
             .unwrap_or_default(),
+        delta_bases,
     })
 }
 
@@ -330,14 +363,20 @@ pub fn blob_filter(thread: &str, keys: &[BlobKey]) -> Document {
 }
 
 pub fn blob_from_doc(d: &Document) -> StoreResult<StoredBlob> {
+    let bases = match d.get("bases") {
+        Some(b) => strings_of(b).ok_or_else(|| bad_doc("bases", "not strings"))?,
+        None => Vec::new(),
+    };
     Ok(StoredBlob {
         checkpoint_ns: get_str(d, "checkpoint_ns")?,
         blob: ThreadBlob {
             channel: get_str(d, "channel")?,
             version: get_str(d, "version")?,
             value: typed(d)?,
+            extends: bases.last().cloned(),
         },
         version: get_u64(d, "thread_version")?,
+        bases,
     })
 }
 

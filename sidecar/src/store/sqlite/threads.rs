@@ -25,6 +25,7 @@ CREATE TABLE IF NOT EXISTS thread_checkpoints (
     run_id TEXT,
     thread_version INTEGER NOT NULL,
     created_at TEXT NOT NULL DEFAULT '1970-01-01T00:00:00.000Z',
+    delta_bases TEXT NOT NULL DEFAULT '{}',
     PRIMARY KEY (thread_id, checkpoint_ns, checkpoint_id)
 );
 CREATE INDEX IF NOT EXISTS thread_checkpoints_id ON thread_checkpoints (checkpoint_id);
@@ -37,6 +38,7 @@ CREATE TABLE IF NOT EXISTS thread_blobs (
     type TEXT NOT NULL,
     data BLOB NOT NULL,
     thread_version INTEGER NOT NULL,
+    bases TEXT,
     PRIMARY KEY (thread_id, checkpoint_ns, channel, version)
 );
 CREATE TABLE IF NOT EXISTS thread_writes (
@@ -54,18 +56,35 @@ CREATE TABLE IF NOT EXISTS thread_writes (
 );
 ";
 
+/// Columns added after the first version of the threads tables, as `(table, column,
+/// definition)`.
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    (
+        "thread_checkpoints",
+        "created_at",
+        "TEXT NOT NULL DEFAULT '1970-01-01T00:00:00.000Z'",
+    ),
+    (
+        "thread_checkpoints",
+        "delta_bases",
+        "TEXT NOT NULL DEFAULT '{}'",
+    ),
+    ("thread_blobs", "bases", "TEXT"),
+];
+
 /// Brings tables made by an older version up to `SCHEMA`.
 pub(super) fn migrate(c: &Connection) -> rusqlite::Result<()> {
-    let has_created_at: bool = c.query_row(
-        "SELECT COUNT(*) > 0 FROM pragma_table_info('thread_checkpoints') WHERE name = 'created_at'",
-        [],
-        |r| r.get(0),
-    )?;
-    if !has_created_at {
-        c.execute_batch(
-            "ALTER TABLE thread_checkpoints
-                 ADD COLUMN created_at TEXT NOT NULL DEFAULT '1970-01-01T00:00:00.000Z'",
+    for (table, column, definition) in ADDED_COLUMNS {
+        let present: bool = c.query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info(?1) WHERE name = ?2",
+            params![table, column],
+            |r| r.get(0),
         )?;
+        if !present {
+            c.execute_batch(&format!(
+                "ALTER TABLE {table} ADD COLUMN {column} {definition}"
+            ))?;
+        }
     }
     Ok(())
 }
@@ -124,8 +143,8 @@ pub(super) fn write(tx: &Transaction<'_>, thread: &str, dirt: &ThreadDirt) -> ru
         tx.prepare_cached(
             "INSERT OR REPLACE INTO thread_checkpoints (thread_id, checkpoint_ns, checkpoint_id,
                  parent_checkpoint_id, type, data, metadata, channel_versions, run_id, thread_version,
-                 created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                 created_at, delta_bases)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         )?
         .execute(params![
             thread,
@@ -139,12 +158,14 @@ pub(super) fn write(tx: &Transaction<'_>, thread: &str, dirt: &ThreadDirt) -> ru
             run_id,
             c.version,
             ts(&c.created_at),
+            to_json(&c.delta_bases)?,
         ])?;
     }
     for (_, b) in dirt.blobs.values() {
         tx.prepare_cached(
-            "INSERT OR REPLACE INTO thread_blobs (thread_id, checkpoint_ns, channel, version, type, data, thread_version)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT OR REPLACE INTO thread_blobs (thread_id, checkpoint_ns, channel, version, type, data,
+                 thread_version, bases)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )?
         .execute(params![
             thread,
@@ -154,6 +175,7 @@ pub(super) fn write(tx: &Transaction<'_>, thread: &str, dirt: &ThreadDirt) -> ru
             b.blob.value.type_,
             &b.blob.value.data.0[..],
             b.version,
+            (!b.bases.is_empty()).then(|| to_json(&b.bases)).transpose()?,
         ])?;
     }
     for (_, w) in dirt.writes.values() {
@@ -199,7 +221,7 @@ pub(super) fn checkpoints(
 ) -> rusqlite::Result<Vec<ThreadCheckpoint>> {
     let mut sql = String::from(
         "SELECT thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, data,
-                metadata, channel_versions, thread_version, created_at
+                metadata, channel_versions, thread_version, created_at, delta_bases
          FROM thread_checkpoints WHERE 1 = 1",
     );
     let mut args: Vec<SqlValue> = Vec::new();
@@ -245,6 +267,7 @@ pub(super) fn checkpoints(
             channel_versions: parse_json(&r.get::<_, String>(7)?)?,
             version: r.get(8)?,
             created_at: parse_ts(&r.get::<_, String>(9)?)?,
+            delta_bases: parse_json(&r.get::<_, String>(10)?)?,
         })
     })?;
     rows.collect()
@@ -256,21 +279,27 @@ pub(super) fn blobs(
     keys: &[BlobKey],
 ) -> rusqlite::Result<Vec<StoredBlob>> {
     let mut stmt = c.prepare_cached(
-        "SELECT type, data, thread_version FROM thread_blobs
+        "SELECT type, data, thread_version, bases FROM thread_blobs
          WHERE thread_id = ?1 AND checkpoint_ns = ?2 AND channel = ?3 AND version = ?4",
     )?;
     let mut out = Vec::new();
     for k in keys {
         let mut rows = stmt.query(params![thread, k.ns, k.channel, k.version])?;
         if let Some(r) = rows.next()? {
+            let bases: Vec<String> = match r.get::<_, Option<String>>(3)? {
+                Some(text) => parse_json(&text)?,
+                None => Vec::new(),
+            };
             out.push(StoredBlob {
                 checkpoint_ns: k.ns.clone(),
                 blob: ThreadBlob {
                     channel: k.channel.clone(),
                     version: k.version.clone(),
                     value: typed(r.get(0)?, r.get(1)?),
+                    extends: bases.last().cloned(),
                 },
                 version: r.get(2)?,
+                bases,
             });
         }
     }
