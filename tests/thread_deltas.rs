@@ -191,8 +191,8 @@ async fn deltas_read_as_whole_values_everywhere(backend: Backend) {
         assert_eq!(by_id(&c, t, id).await, EXPECTED[i]);
     }
 
-    // Refused, and nothing changes: a base the thread does not hold (409), a delta
-    // that is not a MessagePack array, or without a parent (422).
+    // Refused (409: send the whole value), and nothing changes: a base the thread does
+    // not hold, a delta that is not a MessagePack array, a delta without a parent.
     let unknown = put(
         "06",
         Some("05"),
@@ -209,7 +209,7 @@ async fn deltas_read_as_whole_values_everywhere(backend: Backend) {
     json.value.type_ = "json".into();
     let not_msgpack = put("06", Some("05"), &[("m", "v6")], vec![json]);
     let (status, message) = code(c.put_thread_checkpoint(t, &not_msgpack).await.unwrap_err());
-    assert_eq!(status, 422, "{message}");
+    assert_eq!(status, 409, "{message}");
     assert!(message.contains("msgpack"), "{message}");
     let orphan = put(
         "06",
@@ -218,7 +218,7 @@ async fn deltas_read_as_whole_values_everywhere(backend: Backend) {
         vec![blob("m", "v6", list("x", 0, 1), Some("v5"))],
     );
     let (status, message) = code(c.put_thread_checkpoint(t, &orphan).await.unwrap_err());
-    assert_eq!(status, 422, "{message}");
+    assert_eq!(status, 409, "{message}");
     assert!(message.contains("no parent"), "{message}");
     assert_eq!(all(&c, t).await, EXPECTED);
 

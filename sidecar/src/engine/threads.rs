@@ -84,19 +84,20 @@ fn check_put(req: &PutThreadCheckpointRequest) -> EngineResult<()> {
         validate::name("blob type", &b.value.type_).map_err(invalid)?;
         if let Some(base) = &b.extends {
             validate::name("blob extends", base).map_err(invalid)?;
+            // What makes a delta inapplicable is a conflict: the client sends the whole
+            // value instead.
+            let refuse = |why: String| {
+                EngineError::Conflict(format!(
+                    "blob {} extends {base}: {why}; send the whole value",
+                    b.channel
+                ))
+            };
             if *base == b.version {
-                return Err(invalid(format!(
-                    "blob {} at version {base} cannot extend itself",
-                    b.channel
-                )));
+                return Err(refuse("a version cannot extend itself".into()));
             }
-            delta::check(&b.value)
-                .map_err(|e| invalid(format!("blob {} extends {base}: {e}", b.channel)))?;
+            delta::check(&b.value).map_err(|e| refuse(e.to_string()))?;
             if req.parent_checkpoint_id.is_none() {
-                return Err(invalid(format!(
-                    "blob {} extends {base}, but the checkpoint has no parent",
-                    b.channel
-                )));
+                return Err(refuse("the checkpoint has no parent".into()));
             }
         }
     }

@@ -400,9 +400,15 @@ class Blob:
     channel: str
     version: str
     value: Typed
+    #: A delta: the version of the channel this value extends; ``value`` then holds the
+    #: items added to that list (a MessagePack array). Reads answer whole values.
+    extends: str | None = None
 
     def to_wire(self) -> dict[str, Any]:
-        return {"channel": self.channel, "version": self.version, "value": self.value.to_wire()}
+        wire = {"channel": self.channel, "version": self.version, "value": self.value.to_wire()}
+        if self.extends is not None:
+            wire["extends"] = self.extends
+        return wire
 
     @classmethod
     def from_wire(cls, d: Mapping[str, Any]) -> Blob:

@@ -23,7 +23,7 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from agentstate_client.async_client import AsyncClient
-from agentstate_client.errors import NotFound
+from agentstate_client.errors import Conflict, NotFound
 from agentstate_client.langgraph import _convert
 from agentstate_client.langgraph._base import SaverBase
 
@@ -40,8 +40,9 @@ class AsyncSaverCore(SaverBase):
         client: AsyncClient | None = None,
         durability: str | None = None,
         serde: SerializerProtocol | None = None,
+        deltas: bool = True,
     ) -> None:
-        super().__init__(durability=durability, serde=serde)
+        super().__init__(durability=durability, serde=serde, deltas=deltas)
         self._owns_client = client is None
         self.client = client if client is not None else AsyncClient(url, token=token, uds=uds)
 
@@ -58,7 +59,12 @@ class AsyncSaverCore(SaverBase):
             )
         except NotFound:
             return None
-        return _convert.to_checkpoint_tuple(self.serde, t)
+        found = _convert.to_checkpoint_tuple(self.serde, t)
+        c = found.checkpoint
+        self._deltas.read(
+            thread_id, checkpoint_ns, c["id"], c["channel_versions"], c["channel_values"]
+        )
+        return found
 
     async def alist(
         self,
@@ -80,8 +86,18 @@ class AsyncSaverCore(SaverBase):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        args = _convert.put_arguments(self.serde, config, checkpoint, metadata, new_versions)
-        await self.client.put_checkpoint(**args, durability=self.durability)
+        args, plan = _convert.put_arguments(
+            self.serde, config, checkpoint, metadata, new_versions, self._deltas
+        )
+        try:
+            await self.client.put_checkpoint(**args, durability=self.durability)
+        except Conflict:
+            if not plan.has_deltas:
+                raise
+            # The sidecar no longer holds a base (or refuses the chain): send it whole.
+            self._deltas.whole(self.serde, plan, checkpoint["channel_values"])
+            await self.client.put_checkpoint(**args, durability=self.durability)
+        self._deltas.stored(plan)
         return _convert.stored_config(config, checkpoint)
 
     async def aput_writes(
@@ -107,6 +123,7 @@ class AsyncSaverCore(SaverBase):
         )
 
     async def adelete_thread(self, thread_id: str) -> None:
+        self._deltas.forget(str(thread_id))
         try:
             await self.client.delete_thread(str(thread_id), durability=self.durability)
         except NotFound:
@@ -117,6 +134,7 @@ class AsyncSaverCore(SaverBase):
             await self.client.delete_for_runs([str(r) for r in run_ids], durability=self.durability)
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        self._deltas.forget(str(target_thread_id))
         try:
             await self.client.copy_thread(
                 str(source_thread_id), str(target_thread_id), durability=self.durability
@@ -125,6 +143,8 @@ class AsyncSaverCore(SaverBase):
             return  # the source has no checkpoints: nothing to copy
 
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        for t in thread_ids:
+            self._deltas.forget(str(t))
         if thread_ids:
             await self.client.prune(
                 [str(t) for t in thread_ids], strategy=strategy, durability=self.durability

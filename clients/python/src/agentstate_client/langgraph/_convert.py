@@ -30,7 +30,8 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from agentstate_client._api import PAGE_LIMIT_MAX
-from agentstate_client.models import Blob, DeltaChannel, PendingWriteValue, ThreadTuple, Typed
+from agentstate_client.langgraph._delta import DeltaMemory, PutPlan
+from agentstate_client.models import DeltaChannel, PendingWriteValue, ThreadTuple, Typed
 
 #: Nesting the sidecar accepts in a document; deeper metadata is cut to a string.
 _DEPTH_MAX = 60
@@ -58,20 +59,17 @@ def put_arguments(
     checkpoint: Checkpoint,
     metadata: CheckpointMetadata,
     new_versions: ChannelVersions,
-) -> dict[str, Any]:
-    """Keyword arguments of ``put_checkpoint`` for ``BaseCheckpointSaver.put``."""
+    deltas: DeltaMemory,
+) -> tuple[dict[str, Any], PutPlan]:
+    """Keyword arguments of ``put_checkpoint`` for ``BaseCheckpointSaver.put``, and the
+    plan of its blobs (deltas where a list channel grew from what this saver stored)."""
     thread_id, checkpoint_ns, parent_id = thread_of(config)
     stored: dict[str, Any] = dict(checkpoint)
     values: dict[str, Any] = stored.pop("channel_values", None) or {}
-    blobs = [
-        Blob(
-            channel,
-            str(version),
-            typed(serde, values[channel]) if channel in values else Typed("empty", b""),
-        )
-        for channel, version in new_versions.items()
-    ]
-    return {
+    plan = deltas.plan(
+        serde, thread_id, checkpoint_ns, checkpoint["id"], parent_id, values, new_versions
+    )
+    args = {
         "thread_id": thread_id,
         "checkpoint_id": checkpoint["id"],
         "checkpoint": typed(serde, stored),
@@ -79,8 +77,9 @@ def put_arguments(
         "parent_checkpoint_id": parent_id,
         "metadata": json_safe(get_checkpoint_metadata(config, metadata)),
         "channel_versions": {k: str(v) for k, v in checkpoint["channel_versions"].items()},
-        "blobs": blobs,
+        "blobs": plan.blobs,
     }
+    return args, plan
 
 
 def stored_config(config: RunnableConfig, checkpoint: Checkpoint) -> RunnableConfig:

@@ -42,6 +42,9 @@ class AsyncAgentstateSaver(AsyncSaverCore):
         client: An :class:`AsyncClient` to use instead (not closed by the saver).
         durability: ``local`` / ``remote`` / ``memory`` for every write.
         serde: LangGraph serializer (default ``JsonPlusSerializer``).
+        deltas: Send a list channel that grew from what this saver stored last (the
+            ``messages`` of a conversation) as only its new items; reads answer whole
+            values either way. ``False`` sends every value whole.
 
     Use as ``async with AsyncAgentstateSaver() as saver:`` to close what it opened.
     """
@@ -108,7 +111,10 @@ class AsyncAgentstateSaver(AsyncSaverCore):
                     timeout=s.timeout_s,
                 )
                 self._blocking = AgentstateSaver(
-                    client=client, durability=self.durability, serde=self.serde
+                    client=client,
+                    durability=self.durability,
+                    serde=self.serde,
+                    deltas=self._deltas.enabled,
                 )
             return self._blocking
 

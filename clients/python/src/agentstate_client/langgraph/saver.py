@@ -37,6 +37,9 @@ class AgentstateSaver(SaverCore):
         client: A client to use instead (not closed by the saver).
         durability: ``local`` / ``remote`` / ``memory`` for every write.
         serde: LangGraph serializer (default ``JsonPlusSerializer``).
+        deltas: Send a list channel that grew from what this saver stored last (the
+            ``messages`` of a conversation) as only its new items; reads answer whole
+            values either way. ``False`` sends every value whole.
     """
 
     def __enter__(self) -> AgentstateSaver:
