@@ -74,6 +74,33 @@ impl StateCache {
 /// bytes (moka's weigher); eviction only costs a read from the backend.
 pub struct ThreadHeads {
     inner: Cache<String, Arc<HeadsOfThread>>,
+    /// Per thread and namespace, the last checkpoint put and its chains, kept for
+    /// threads written without being read (the parent a delta put names is usually
+    /// that checkpoint). Kept coherent as the heads are; a fraction of their bytes.
+    puts: Cache<String, Arc<LastPuts>>,
+}
+
+/// Per namespace, the id and chains of the last checkpoint put.
+type LastPuts = HashMap<String, (String, Chains)>;
+
+/// The share of the threads' cache bytes the last puts may take.
+const LAST_PUTS_SHARE: u64 = 8;
+
+fn last_puts_bytes(p: &LastPuts) -> u32 {
+    let chains = |c: &Chains| {
+        let versions: usize = c.channel_versions.iter().map(|(k, v)| k.len() + v.len() + 48).sum();
+        let bases: usize = c
+            .delta_bases
+            .iter()
+            .map(|(k, vs)| k.len() + vs.iter().map(|v| v.len() + 24).sum::<usize>() + 48)
+            .sum();
+        versions + bases
+    };
+    let n: usize = p
+        .iter()
+        .map(|(ns, (id, c))| ns.len() + id.len() + chains(c) + 96)
+        .sum();
+    n.min(u32::MAX as usize) as u32
 }
 
 /// What is cached of one thread: per namespace read so far, its latest checkpoint (or
@@ -147,8 +174,12 @@ impl ThreadHeads {
     pub fn new(bytes_max: u64) -> Self {
         ThreadHeads {
             inner: Cache::builder()
-                .max_capacity(bytes_max)
+                .max_capacity(bytes_max - bytes_max / LAST_PUTS_SHARE)
                 .weigher(|_: &String, v: &Arc<HeadsOfThread>| v.bytes())
+                .build(),
+            puts: Cache::builder()
+                .max_capacity(bytes_max / LAST_PUTS_SHARE)
+                .weigher(|_: &String, v: &Arc<LastPuts>| last_puts_bytes(v))
                 .build(),
         }
     }
@@ -164,14 +195,21 @@ impl ThreadHeads {
         }
     }
 
-    /// The chains of checkpoint `id` if it is the latest of the namespace.
+    /// The chains of checkpoint `id` if it is the latest of the namespace, or the
+    /// last put there.
     pub fn chains(&self, thread: &str, ns: &str, id: &str) -> Option<Chains> {
-        let t = self.inner.get(thread)?;
-        let h = t.heads.get(ns)?;
-        let latest = h.latest.as_ref().filter(|l| l.checkpoint_id == id)?;
-        Some(Chains {
-            channel_versions: latest.channel_versions.clone(),
-            delta_bases: h.bases.clone(),
+        let head = self.inner.get(thread).and_then(|t| {
+            let h = t.heads.get(ns)?;
+            let latest = h.latest.as_ref().filter(|l| l.checkpoint_id == id)?;
+            Some(Chains {
+                channel_versions: latest.channel_versions.clone(),
+                delta_bases: h.bases.clone(),
+            })
+        });
+        head.or_else(|| {
+            let puts = self.puts.get(thread)?;
+            let (last, chains) = puts.get(ns)?;
+            (last == id).then(|| chains.clone())
         })
     }
 
@@ -205,10 +243,30 @@ impl ThreadHeads {
 
     pub fn invalidate(&self, thread: &str) {
         self.inner.invalidate(thread);
+        self.puts.invalidate(thread);
     }
 
     /// Brings a cached thread up to date with one logged change.
     pub fn apply(&self, thread: &str, change: &ThreadChange) {
+        match change {
+            ThreadChange::Put { checkpoint, .. } => {
+                let mut puts = self
+                    .puts
+                    .get(thread)
+                    .map_or_else(LastPuts::default, |p| (*p).clone());
+                let chains = Chains {
+                    channel_versions: checkpoint.channel_versions.clone(),
+                    delta_bases: checkpoint.delta_bases.clone(),
+                };
+                puts.insert(
+                    checkpoint.checkpoint_ns.clone(),
+                    (checkpoint.checkpoint_id.clone(), chains),
+                );
+                self.puts.insert(thread.to_string(), Arc::new(puts));
+            }
+            ThreadChange::Drop { .. } => self.puts.invalidate(thread),
+            ThreadChange::Writes { .. } => {}
+        }
         let Some(cached) = self.inner.get(thread) else {
             return;
         };
