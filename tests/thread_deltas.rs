@@ -211,6 +211,15 @@ async fn deltas_read_as_whole_values_everywhere(backend: Backend) {
     let (status, message) = code(c.put_thread_checkpoint(t, &not_msgpack).await.unwrap_err());
     assert_eq!(status, 409, "{message}");
     assert!(message.contains("msgpack"), "{message}");
+    let newer = put(
+        "06",
+        Some("05"),
+        &[("m", "v0")],
+        vec![blob("m", "v0", list("x", 0, 1), Some("v5"))],
+    );
+    let (status, message) = code(c.put_thread_checkpoint(t, &newer).await.unwrap_err());
+    assert_eq!(status, 409, "{message}");
+    assert!(message.contains("older version"), "{message}");
     let orphan = put(
         "06",
         None,

@@ -296,9 +296,10 @@ def savers(servers: Servers, only: set[str] | None) -> list[Saver]:
                 return sqlite_bytes(
                     data / "agentstate.db",
                     [
-                        "SELECT SUM(LENGTH(data) + LENGTH(metadata) + LENGTH(channel_versions))"
-                        " FROM thread_checkpoints",
-                        "SELECT SUM(LENGTH(data)) FROM thread_blobs",
+                        "SELECT SUM(LENGTH(data) + LENGTH(metadata) + LENGTH(channel_versions)"
+                        " + LENGTH(delta_roots)) FROM thread_checkpoints",
+                        "SELECT SUM(LENGTH(data) + IFNULL(LENGTH(extends), 0)"
+                        " + IFNULL(LENGTH(root), 0)) FROM thread_blobs",
                         "SELECT SUM(LENGTH(data)) FROM thread_writes",
                     ],
                 )

@@ -12,7 +12,7 @@ use agentstate_protocol::{ThreadBlob, ThreadCheckpointTuple, ThreadWrite};
 use moka::sync::Cache;
 
 use crate::delta;
-use crate::model::{Current, StoredBlob, ThreadChange, ThreadCheckpoint};
+use crate::model::{Current, DeltaRoot, StoredBlob, ThreadChange, ThreadCheckpoint};
 
 /// Agents by id, bounded by bytes and by entries at once: moka has one capacity, so it
 /// is bytes, and every entry weighs at least `bytes_max / entries_max`.
@@ -88,13 +88,17 @@ const LAST_PUTS_SHARE: u64 = 8;
 
 fn last_puts_bytes(p: &LastPuts) -> u32 {
     let chains = |c: &Chains| {
-        let versions: usize = c.channel_versions.iter().map(|(k, v)| k.len() + v.len() + 48).sum();
-        let bases: usize = c
-            .delta_bases
+        let versions: usize = c
+            .channel_versions
             .iter()
-            .map(|(k, vs)| k.len() + vs.iter().map(|v| v.len() + 24).sum::<usize>() + 48)
+            .map(|(k, v)| k.len() + v.len() + 48)
             .sum();
-        versions + bases
+        let roots: usize = c
+            .delta_roots
+            .iter()
+            .map(|(k, r)| k.len() + r.root.len() + 56)
+            .sum();
+        versions + roots
     };
     let n: usize = p
         .iter()
@@ -113,9 +117,9 @@ pub struct HeadsOfThread {
 #[derive(Debug, Clone)]
 struct NsHead {
     latest: Option<Arc<ThreadCheckpointTuple>>,
-    /// The latest's chains ([`crate::model::ThreadCheckpoint::delta_bases`]); its
+    /// The latest's delta roots ([`crate::model::ThreadCheckpoint::delta_roots`]); its
     /// blobs are whole values.
-    bases: BTreeMap<String, Vec<String>>,
+    roots: BTreeMap<String, DeltaRoot>,
     /// Writes against checkpoint ids above the latest (a framework may send a step's
     /// writes before the put of its checkpoint lands): a put making one of them the
     /// latest takes them along.
@@ -156,11 +160,11 @@ impl HeadsOfThread {
 }
 
 /// What a put needs of its parent checkpoint: which versions its channels are at and
-/// the chains they stand on.
+/// the roots of those that are deltas.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Chains {
     pub channel_versions: BTreeMap<String, String>,
-    pub delta_bases: BTreeMap<String, Vec<String>>,
+    pub delta_roots: BTreeMap<String, DeltaRoot>,
 }
 
 /// A cache lookup: the answer, or that memory does not know.
@@ -203,7 +207,7 @@ impl ThreadHeads {
             let latest = h.latest.as_ref().filter(|l| l.checkpoint_id == id)?;
             Some(Chains {
                 channel_versions: latest.channel_versions.clone(),
-                delta_bases: h.bases.clone(),
+                delta_roots: h.roots.clone(),
             })
         });
         head.or_else(|| {
@@ -214,27 +218,27 @@ impl ThreadHeads {
     }
 
     /// Records what the backend and backlog say (call under the thread's lock):
-    /// the latest checkpoint, whole, with its chains.
+    /// the latest checkpoint, whole, with its delta roots.
     pub fn fill(
         &self,
         thread: &str,
         ns: &str,
-        latest: Option<(ThreadCheckpointTuple, BTreeMap<String, Vec<String>>)>,
+        latest: Option<(ThreadCheckpointTuple, BTreeMap<String, DeltaRoot>)>,
         orphans: HashMap<String, Vec<ThreadWrite>>,
     ) {
         let mut t = self
             .inner
             .get(thread)
             .map_or_else(HeadsOfThread::default, |t| (*t).clone());
-        let (latest, bases) = match latest {
-            Some((tuple, bases)) => (Some(Arc::new(tuple)), bases),
+        let (latest, roots) = match latest {
+            Some((tuple, roots)) => (Some(Arc::new(tuple)), roots),
             None => (None, BTreeMap::new()),
         };
         t.heads.insert(
             ns.to_string(),
             NsHead {
                 latest,
-                bases,
+                roots,
                 orphans,
             },
         );
@@ -256,7 +260,7 @@ impl ThreadHeads {
                     .map_or_else(LastPuts::default, |p| (*p).clone());
                 let chains = Chains {
                     channel_versions: checkpoint.channel_versions.clone(),
-                    delta_bases: checkpoint.delta_bases.clone(),
+                    delta_roots: checkpoint.delta_roots.clone(),
                 };
                 puts.insert(
                     checkpoint.checkpoint_ns.clone(),
@@ -299,7 +303,7 @@ impl ThreadHeads {
                                 h.orphans.remove(&tuple.checkpoint_id).unwrap_or_default();
                             h.orphans.retain(|id, _| *id > tuple.checkpoint_id);
                             h.latest = Some(Arc::new(tuple));
-                            h.bases = checkpoint.delta_bases.clone();
+                            h.roots = checkpoint.delta_roots.clone();
                         }
                         None => {
                             t.heads.remove(&checkpoint.checkpoint_ns);

@@ -5,9 +5,12 @@
 //! array followed by them: the array header rewritten, the bodies concatenated, byte for
 //! byte what serializing the whole list gives.
 //!
-//! Every blob records its chain (`bases`: the whole value first, then the deltas before
-//! it) and every checkpoint records the chains of its channels (`delta_bases`), so a read
-//! or a prune knows every blob a value is made of without reading them first.
+//! A delta blob records the version it extends and its root (the whole value at the
+//! bottom of its chain, and its depth above it); a checkpoint records the root of each
+//! channel whose value is a delta. Versions only grow along a chain, so a chain lies in
+//! one range of versions, `root..=version`: a read fetches that range at once and walks
+//! it down by `extends`, and a prune walks it the same way to keep every blob a
+//! remaining checkpoint stands on.
 
 use agentstate_protocol::{Payload, Typed};
 use bytes::{BufMut, BytesMut};

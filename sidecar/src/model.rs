@@ -272,10 +272,18 @@ pub struct ThreadCheckpoint {
     /// When the sidecar received it (what age-based retention goes by).
     #[serde(default)]
     pub created_at: DateTime<Utc>,
-    /// For each channel whose value is a delta: the chain it stands on, the whole value
-    /// first ([`crate::delta`]).
+    /// For each channel whose value is a delta ([`crate::delta`]): the whole value its
+    /// chain stands on, and how deep.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub delta_bases: BTreeMap<String, Vec<String>>,
+    pub delta_roots: BTreeMap<String, DeltaRoot>,
+}
+
+/// Where a delta's chain starts: the version of the whole value under it, and how many
+/// deltas up from there it is (1: it extends the whole value itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeltaRoot {
+    pub root: String,
+    pub depth: u32,
 }
 
 impl ThreadCheckpoint {
@@ -286,21 +294,14 @@ impl ThreadCheckpoint {
         }
     }
 
-    /// The blobs its channel values are made of: each channel's at its version, and
-    /// the chains deltas stand on.
+    /// The blobs its channel values are, each channel's at its version (a delta also
+    /// needs the chain under it: [`crate::delta`]).
     pub fn blob_keys(&self) -> impl Iterator<Item = BlobKey> + '_ {
-        let bases = self
-            .delta_bases
-            .iter()
-            .flat_map(|(c, vs)| vs.iter().map(move |v| (c, v)));
-        self.channel_versions
-            .iter()
-            .chain(bases)
-            .map(|(c, v)| BlobKey {
-                ns: self.checkpoint_ns.clone(),
-                channel: c.clone(),
-                version: v.clone(),
-            })
+        self.channel_versions.iter().map(|(c, v)| BlobKey {
+            ns: self.checkpoint_ns.clone(),
+            channel: c.clone(),
+            version: v.clone(),
+        })
     }
 }
 
@@ -310,10 +311,10 @@ pub struct StoredBlob {
     pub checkpoint_ns: String,
     pub blob: ThreadBlob,
     pub version: u64,
-    /// A delta's chain: the whole value's version first, its `extends` last; empty for a
+    /// A delta's root (its `blob.extends` names the version under it); `None` for a
     /// whole value.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub bases: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<DeltaRoot>,
 }
 
 impl StoredBlob {

@@ -32,10 +32,10 @@ use crate::config::RetentionPolicy;
 use crate::delta;
 use crate::metrics as m;
 use crate::model::{
-    AgentRecord, BlobKey, CheckpointKey, Current, Doc, Op, PersistedState, StoredBlob, StoredWrite,
-    ThreadChange, ThreadCheckpoint, Tombstone,
+    AgentRecord, BlobKey, CheckpointKey, Current, DeltaRoot, Doc, Op, PersistedState, StoredBlob,
+    StoredWrite, ThreadChange, ThreadCheckpoint, Tombstone,
 };
-use crate::store::{cutoff, ThreadQuery};
+use crate::store::{cutoff, BlobRange, ThreadQuery};
 use crate::validate;
 
 /// The state a thread's agent is created in by its first checkpoint.
@@ -92,8 +92,9 @@ fn check_put(req: &PutThreadCheckpointRequest) -> EngineResult<()> {
                     b.channel
                 ))
             };
-            if *base == b.version {
-                return Err(refuse("a version cannot extend itself".into()));
+            // Versions grow along a chain, so a chain lies in one range of versions.
+            if *base >= b.version {
+                return Err(refuse("a delta must extend an older version".into()));
             }
             delta::check(&b.value).map_err(|e| refuse(e.to_string()))?;
             if req.parent_checkpoint_id.is_none() {
@@ -156,36 +157,36 @@ type Blobs = HashMap<(String, BlobKey), Arc<StoredBlob>>;
 /// Pending writes of threads' checkpoints.
 type Writes = HashMap<(String, CheckpointKey), Vec<ThreadWrite>>;
 
-/// A stored blob's whole value: itself, or its chain put together (`base` finds a
+/// A stored blob's whole value: itself, or its chain put together (`find` finds a
 /// version of the same channel).
 fn whole<'a>(
     thread: &str,
     b: &'a StoredBlob,
-    base: impl Fn(&str) -> Option<&'a Arc<StoredBlob>>,
+    find: impl Fn(&str) -> Option<&'a Arc<StoredBlob>>,
 ) -> EngineResult<ThreadBlob> {
-    if b.bases.is_empty() {
+    let broken = |why: String| {
+        EngineError::Internal(format!(
+            "thread {thread}: blob {} at {}: {why}",
+            b.blob.channel, b.blob.version
+        ))
+    };
+    let mut parts = vec![&b.blob.value];
+    let mut at = b;
+    while let Some(base) = &at.blob.extends {
+        if parts.len() > delta::CHAIN_MAX + 1 {
+            return Err(broken("its chain does not end".into()));
+        }
+        at = find(base).ok_or_else(|| broken(format!("version {base} under it is missing")))?;
+        parts.push(&at.blob.value);
+    }
+    if parts.len() == 1 {
         return Ok(ThreadBlob {
             extends: None,
             ..b.blob.clone()
         });
     }
-    let mut parts = Vec::with_capacity(b.bases.len() + 1);
-    for v in &b.bases {
-        let part = base(v).ok_or_else(|| {
-            EngineError::Internal(format!(
-                "thread {thread}: blob {} at {} stands on version {v}, which is missing",
-                b.blob.channel, b.blob.version
-            ))
-        })?;
-        parts.push(&part.blob.value);
-    }
-    parts.push(&b.blob.value);
-    let value = delta::materialize(&parts).map_err(|e| {
-        EngineError::Internal(format!(
-            "thread {thread}: blob {} at {}: {e}",
-            b.blob.channel, b.blob.version
-        ))
-    })?;
+    parts.reverse();
+    let value = delta::materialize(&parts).map_err(|e| broken(e.to_string()))?;
     Ok(ThreadBlob {
         channel: b.blob.channel.clone(),
         version: b.blob.version.clone(),
@@ -194,11 +195,33 @@ fn whole<'a>(
     })
 }
 
-/// The chains a put gives its blobs (by channel and version) and its checkpoint.
+/// Every blob a checkpoint's values are made of: each channel's, and a delta's chain
+/// (as far as `blobs` holds it).
+fn used_keys(c: &ThreadCheckpoint, blobs: &Blobs) -> Vec<BlobKey> {
+    let mut out = Vec::with_capacity(c.channel_versions.len());
+    for key in c.blob_keys() {
+        let mut at = blobs.get(&(c.thread_id.clone(), key.clone()));
+        out.push(key);
+        while let Some(base) = at.and_then(|b| b.blob.extends.as_ref()) {
+            let key = BlobKey {
+                version: base.clone(),
+                ..out[out.len() - 1].clone()
+            };
+            at = blobs.get(&(c.thread_id.clone(), key.clone()));
+            out.push(key);
+            if out.len() > c.channel_versions.len() * (delta::CHAIN_MAX + 1) {
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// The roots a put gives its delta blobs (by channel and version) and its checkpoint.
 #[derive(Default)]
 struct PutChains {
-    blobs: HashMap<(String, String), Vec<String>>,
-    checkpoint: BTreeMap<String, Vec<String>>,
+    blobs: HashMap<(String, String), DeltaRoot>,
+    checkpoint: BTreeMap<String, DeltaRoot>,
 }
 
 /// Whether a stored row of version `version` is superseded by a pending delete.
@@ -318,10 +341,9 @@ impl Engine {
                             .into_iter()
                             .map(|blob| StoredBlob {
                                 checkpoint_ns: req.checkpoint_ns.clone(),
-                                bases: chains
+                                root: chains
                                     .blobs
-                                    .remove(&(blob.channel.clone(), blob.version.clone()))
-                                    .unwrap_or_default(),
+                                    .remove(&(blob.channel.clone(), blob.version.clone())),
                                 blob,
                                 version,
                             })
@@ -336,7 +358,7 @@ impl Engine {
                             channel_versions: req.channel_versions,
                             version,
                             created_at: now(),
-                            delta_bases: chains.checkpoint,
+                            delta_roots: chains.checkpoint,
                         };
                         vec![ThreadChange::Put {
                             checkpoint: Box::new(checkpoint),
@@ -354,10 +376,11 @@ impl Engine {
         })
     }
 
-    /// The chains of a put (under the thread's lock): each delta blob's, and the
-    /// checkpoint's for every channel whose value is a delta, its own or one it keeps
-    /// from before. A delta whose base is not stored is refused (409), so the client
-    /// sends the whole value instead.
+    /// The roots of a put's deltas (under the thread's lock): each delta blob's, and
+    /// the checkpoint's for every channel whose value is a delta, its own or one it
+    /// keeps from before. A delta whose base is not held, or that would stand on more
+    /// than [`delta::CHAIN_MAX`] deltas, is refused (409): the client sends the whole
+    /// value instead.
     async fn put_chains(
         &self,
         thread: &str,
@@ -371,52 +394,61 @@ impl Engine {
         let mut out = PutChains::default();
         for b in &req.blobs {
             let Some(base) = &b.extends else { continue };
-            let Some(mut chain) = self
-                .chain_of(thread, ns, parent.as_ref(), &b.channel, base)
+            let refuse = |why: String| {
+                EngineError::Conflict(format!(
+                    "blob {} extends {base}: {why}; send the whole value",
+                    b.channel
+                ))
+            };
+            let Some(under) = self
+                .root_of(thread, ns, parent.as_ref(), &b.channel, base)
                 .await?
             else {
-                return Err(EngineError::Conflict(format!(
-                    "blob {} extends version {base}, which thread {thread} does not hold \
-                     in namespace {ns:?}; send the whole value",
-                    b.channel
+                return Err(refuse(format!(
+                    "thread {thread} does not hold it in namespace {ns:?}"
                 )));
             };
-            chain.push(base.clone());
-            if chain.len() > delta::CHAIN_MAX {
-                return Err(EngineError::Conflict(format!(
-                    "blob {} would stand on {} deltas, more than {}; send the whole value",
-                    b.channel,
-                    chain.len() - 1,
+            let root = match under {
+                Some(r) => DeltaRoot {
+                    root: r.root,
+                    depth: r.depth + 1,
+                },
+                None => DeltaRoot {
+                    root: base.clone(),
+                    depth: 1,
+                },
+            };
+            if root.depth as usize > delta::CHAIN_MAX {
+                return Err(refuse(format!(
+                    "it would stand on more than {} deltas",
                     delta::CHAIN_MAX
                 )));
             }
             out.blobs
-                .insert((b.channel.clone(), b.version.clone()), chain);
+                .insert((b.channel.clone(), b.version.clone()), root);
         }
         for (channel, version) in &req.channel_versions {
-            let chain = match out.blobs.get(&(channel.clone(), version.clone())) {
-                Some(chain) => Some(chain.clone()),
-                None if req
-                    .blobs
-                    .iter()
-                    .any(|b| b.channel == *channel && b.version == *version) =>
-                {
-                    None
-                }
-                None => {
-                    self.chain_of(thread, ns, parent.as_ref(), channel, version)
-                        .await?
-                }
+            let own = req
+                .blobs
+                .iter()
+                .any(|b| b.channel == *channel && b.version == *version);
+            let root = match out.blobs.get(&(channel.clone(), version.clone())) {
+                Some(root) => Some(root.clone()),
+                None if own => None,
+                None => self
+                    .root_of(thread, ns, parent.as_ref(), channel, version)
+                    .await?
+                    .flatten(),
             };
-            if let Some(chain) = chain.filter(|c| !c.is_empty()) {
-                out.checkpoint.insert(channel.clone(), chain);
+            if let Some(root) = root {
+                out.checkpoint.insert(channel.clone(), root);
             }
         }
         Ok(out)
     }
 
-    /// A checkpoint's channel versions and chains: from memory when it is the thread's
-    /// latest, else from the backlog or the backend.
+    /// A checkpoint's channel versions and delta roots: from memory when it is the
+    /// thread's latest or last put, else from the backlog or the backend.
     async fn checkpoint_chains(
         &self,
         thread: &str,
@@ -437,28 +469,27 @@ impl Engine {
         let rows = self.checkpoint_rows(&q, &pending, 1).await?;
         Ok(rows.first().map(|c| Chains {
             channel_versions: c.channel_versions.clone(),
-            delta_bases: c.delta_bases.clone(),
+            delta_roots: c.delta_roots.clone(),
         }))
     }
 
-    /// The chain a stored blob stands on (empty: a whole value), or `None` if the
-    /// thread does not hold it. The parent answers when it has that version.
-    async fn chain_of(
+    /// The root of a blob the thread holds (`Some(None)`: a whole value), or `None` if
+    /// it does not hold it. The parent answers when it has that version.
+    async fn root_of(
         &self,
         thread: &str,
         ns: &str,
         parent: Option<&Chains>,
         channel: &str,
         version: &str,
-    ) -> EngineResult<Option<Vec<String>>> {
-        if let Some(p) = parent.filter(|p| {
+    ) -> EngineResult<Option<Option<DeltaRoot>>> {
+        let at_parent = parent.filter(|p| {
             p.channel_versions
                 .get(channel)
                 .is_some_and(|v| v == version)
-        }) {
-            return Ok(Some(
-                p.delta_bases.get(channel).cloned().unwrap_or_default(),
-            ));
+        });
+        if let Some(p) = at_parent {
+            return Ok(Some(p.delta_roots.get(channel).cloned()));
         }
         let key = BlobKey {
             ns: ns.to_string(),
@@ -468,7 +499,7 @@ impl Engine {
         let pending = self.backlog.thread(thread);
         if let Some((dirt, _)) = &pending {
             if let Some((_, b)) = dirt.blobs.get(&key) {
-                return Ok(Some(b.bases.clone()));
+                return Ok(Some(b.root.clone()));
             }
             if dirt.dropped_blobs.contains_key(&key) {
                 return Ok(None);
@@ -478,7 +509,7 @@ impl Engine {
         Ok(stored
             .into_iter()
             .find(|b| !purged(pending.as_ref(), b.version))
-            .map(|b| b.bases))
+            .map(|b| b.root))
     }
 
     /// `POST /v1/threads/{id}/writes`: returns the thread's version.
@@ -569,7 +600,7 @@ impl Engine {
         thread: &str,
         ns: &str,
         checkpoint_id: Option<String>,
-    ) -> EngineResult<Option<(ThreadCheckpointTuple, BTreeMap<String, Vec<String>>)>> {
+    ) -> EngineResult<Option<(ThreadCheckpointTuple, BTreeMap<String, DeltaRoot>)>> {
         let q = SearchCheckpointsRequest {
             thread_id: Some(thread.to_string()),
             checkpoint_ns: Some(ns.to_string()),
@@ -579,11 +610,11 @@ impl Engine {
         };
         let pending = self.pending_threads(Some(thread));
         let rows = self.checkpoint_rows(&q, &pending, 1).await?;
-        let bases = rows
+        let roots = rows
             .first()
-            .map(|c| c.delta_bases.clone())
+            .map(|c| c.delta_roots.clone())
             .unwrap_or_default();
-        Ok(self.tuples(rows, &pending).await?.pop().map(|t| (t, bases)))
+        Ok(self.tuples(rows, &pending).await?.pop().map(|t| (t, roots)))
     }
 
     /// The writes against checkpoints of `ns` above `after` (stored or not), by
@@ -784,37 +815,98 @@ impl Engine {
         rows: &[Arc<ThreadCheckpoint>],
         pending: &HashMap<String, Pending>,
     ) -> EngineResult<(Blobs, Writes)> {
+        let blobs = self.blobs_of(rows, pending, true).await?;
+        let mut writes = Writes::new();
+        let mut by_thread: BTreeMap<&str, Vec<CheckpointKey>> = BTreeMap::new();
+        for c in rows {
+            by_thread.entry(&c.thread_id).or_default().push(c.key());
+        }
+        for (thread, keys) in by_thread {
+            for (key, w) in self
+                .merged_writes(thread, keys, pending.get(thread))
+                .await?
+            {
+                writes.insert((thread.to_string(), key), w);
+            }
+        }
+        Ok((blobs, writes))
+    }
+
+    /// The blobs checkpoints' values are made of, as stored: the chains under deltas
+    /// (one range of versions per chain), and with `whole_values` the rest too.
+    async fn blobs_of(
+        &self,
+        rows: &[Arc<ThreadCheckpoint>],
+        pending: &HashMap<String, Pending>,
+        whole_values: bool,
+    ) -> EngineResult<Blobs> {
         let mut by_thread: BTreeMap<&str, Vec<&ThreadCheckpoint>> = BTreeMap::new();
         for c in rows {
             by_thread.entry(&c.thread_id).or_default().push(c);
         }
         let mut blobs = Blobs::new();
-        let mut writes = Writes::new();
         for (thread, cps) in by_thread {
             let p = pending.get(thread);
-            let keys: BTreeSet<BlobKey> = cps.iter().flat_map(|c| c.blob_keys()).collect();
-            self.fetch_blobs(thread, keys, p, &mut blobs).await?;
-            // A delta's own chain is what counts: fetch what a checkpoint did not name.
-            let unnamed: BTreeSet<BlobKey> = blobs
-                .iter()
-                .filter(|((t, _), _)| t == thread)
-                .flat_map(|((_, k), b)| {
-                    b.bases.iter().map(|v| BlobKey {
-                        version: v.clone(),
-                        ..k.clone()
-                    })
-                })
-                .filter(|k| !blobs.contains_key(&(thread.to_string(), k.clone())))
-                .collect();
-            if !unnamed.is_empty() {
-                self.fetch_blobs(thread, unnamed, p, &mut blobs).await?;
+            let mut ranges: BTreeMap<(String, String, String), String> = BTreeMap::new();
+            let mut keys = BTreeSet::new();
+            for c in &cps {
+                for key in c.blob_keys() {
+                    match c.delta_roots.get(&key.channel) {
+                        Some(r) => {
+                            let to = ranges
+                                .entry((key.ns.clone(), key.channel.clone(), r.root.clone()))
+                                .or_default();
+                            if key.version > *to {
+                                *to = key.version.clone();
+                            }
+                        }
+                        None if whole_values => {
+                            keys.insert(key);
+                        }
+                        None => {}
+                    }
+                }
             }
-            let keys: Vec<CheckpointKey> = cps.iter().map(|c| c.key()).collect();
-            for (key, w) in self.merged_writes(thread, keys, p).await? {
-                writes.insert((thread.to_string(), key), w);
+            self.fetch_blobs(thread, keys, p, &mut blobs).await?;
+            for ((ns, channel, from), to) in ranges {
+                let range = BlobRange {
+                    ns,
+                    channel,
+                    from,
+                    to,
+                };
+                self.fetch_range(thread, range, p, &mut blobs).await?;
             }
         }
-        Ok((blobs, writes))
+        Ok(blobs)
+    }
+
+    /// Adds a thread's blobs in `range` to `out`: the backend's, then unflushed ones.
+    async fn fetch_range(
+        &self,
+        thread: &str,
+        range: BlobRange,
+        p: Option<&Pending>,
+        out: &mut Blobs,
+    ) -> EngineResult<()> {
+        let dropped = |k: &BlobKey| p.is_some_and(|(d, _)| d.dropped_blobs.contains_key(k));
+        for b in self.store.thread_blob_range(thread, range.clone()).await? {
+            let key = b.key();
+            if !purged(p, b.version) && !dropped(&key) {
+                out.insert((thread.to_string(), key), Arc::new(b));
+            }
+        }
+        if let Some((d, _)) = p {
+            let within = |k: &BlobKey| {
+                k.ns == range.ns
+                    && k.channel == range.channel
+                    && (range.from.as_str()..=range.to.as_str()).contains(&k.version.as_str())
+            };
+            for (key, (_, b)) in d.blobs.iter().filter(|(k, _)| within(k)) {
+                out.insert((thread.to_string(), key.clone()), b.clone());
+            }
+        }
+        Ok(())
     }
 
     /// Adds a thread's blobs at `keys` to `out`: unflushed ones first, the rest from the
@@ -923,7 +1015,8 @@ impl Engine {
             }
             let pending = engine.pending_threads(Some(&source));
             // As stored: a delta is copied as a delta, with the chain it stands on.
-            let (mut blobs, mut writes) = engine.parts(&rows, &pending).await?;
+            let (blobs_held, mut writes) = engine.parts(&rows, &pending).await?;
+            let mut blobs = blobs_held.clone();
             let current = engine.current_to_change(&target).await?;
             let at = now();
             let record = thread_record(&target, current.as_ref(), at);
@@ -932,15 +1025,7 @@ impl Engine {
             let mut changes = Vec::with_capacity(rows.len() * 2);
             for c in rows.into_iter().rev() {
                 let c = Arc::unwrap_or_clone(c);
-                let mut keys: BTreeSet<BlobKey> = c.blob_keys().collect();
-                for k in keys.clone() {
-                    if let Some(b) = blobs.get(&(source.clone(), k.clone())) {
-                        keys.extend(b.bases.iter().map(|v| BlobKey {
-                            version: v.clone(),
-                            ..k.clone()
-                        }));
-                    }
-                }
+                let keys = used_keys(&c, &blobs_held);
                 let blobs = keys
                     .into_iter()
                     .filter_map(|k| blobs.remove(&(source.clone(), k)))
@@ -1137,15 +1222,18 @@ impl Engine {
                 if drop.is_empty() {
                     continue;
                 }
+                // The chains under deltas count as used (only they are read here).
+                let pending = engine.pending_threads(Some(thread));
+                let chains = engine.blobs_of(&rows, &pending, false).await?;
                 let kept: BTreeSet<BlobKey> = rows
                     .iter()
                     .filter(|c| !drop.contains(&c.key()))
-                    .flat_map(|c| c.blob_keys())
+                    .flat_map(|c| used_keys(c, &chains))
                     .collect();
                 let blobs: BTreeSet<BlobKey> = rows
                     .iter()
                     .filter(|c| drop.contains(&c.key()))
-                    .flat_map(|c| c.blob_keys())
+                    .flat_map(|c| used_keys(c, &chains))
                     .filter(|k| !kept.contains(k))
                     .collect();
                 deleted += drop.len() as u64;

@@ -38,6 +38,16 @@ pub struct ThreadQuery {
     pub limit: u32,
 }
 
+/// A channel's blobs in a namespace with versions from `from` to `to` (inclusive):
+/// where a chain of deltas lies, as versions only grow along a chain.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct BlobRange {
+    pub ns: String,
+    pub channel: String,
+    pub from: String,
+    pub to: String,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The backend cannot be reached or timed out; retrying later may succeed.
@@ -281,6 +291,20 @@ impl Store {
             match &self.backend {
                 Backend::Mongo(s) => s.thread_blobs(thread, keys).await,
                 Backend::Sqlite(s) => s.thread_blobs(thread, keys).await,
+            }
+        })
+        .await
+    }
+
+    pub async fn thread_blob_range(
+        &self,
+        thread: &str,
+        range: BlobRange,
+    ) -> StoreResult<Vec<StoredBlob>> {
+        self.timed("read thread blobs", async {
+            match &self.backend {
+                Backend::Mongo(s) => s.thread_blob_range(thread, range).await,
+                Backend::Sqlite(s) => s.thread_blob_range(thread, range).await,
             }
         })
         .await

@@ -33,7 +33,7 @@ use tokio::sync::OnceCell;
 
 mod threads;
 
-use super::{cutoff, Retained, StoreError, StoreResult, ThreadQuery};
+use super::{cutoff, BlobRange, Retained, StoreError, StoreResult, ThreadQuery};
 use crate::backlog::{FlushBatch, FlushItem};
 use crate::config::RetentionPolicy;
 use crate::model::{
@@ -1164,6 +1164,23 @@ impl MongoStore {
         self.find_many(
             THREAD_BLOBS,
             threads::blob_filter(thread, &keys),
+            doc! {},
+            None,
+        )
+        .await?
+        .iter()
+        .map(threads::blob_from_doc)
+        .collect()
+    }
+
+    pub async fn thread_blob_range(
+        &self,
+        thread: &str,
+        range: BlobRange,
+    ) -> StoreResult<Vec<StoredBlob>> {
+        self.find_many(
+            THREAD_BLOBS,
+            threads::blob_range_filter(thread, &range),
             doc! {},
             None,
         )

@@ -6,7 +6,8 @@
 //! `thread_writes` (`_id` = `["thread","ns","checkpoint","task","idx"]`). Payloads are BSON
 //! binary; metadata is an embedded document, so operators can query it. Channel versions
 //! are stored as `[channel, version]` pairs: channel names are not field names MongoDB
-//! always accepts.
+//! always accepts. A delta blob has `extends`, `root` and `depth`, and blobs are also
+//! indexed by thread, namespace, channel and version, where a chain of deltas lies.
 
 use agentstate_protocol::{Payload, ThreadBlob, ThreadWrite, Typed};
 use bytes::Bytes;
@@ -14,8 +15,8 @@ use mongodb::bson::{doc, spec::BinarySubtype, Binary, Bson, Document};
 
 use super::{bad_doc, get_map, get_str, get_u64, to_bson, StoreResult};
 use crate::backlog::ThreadDirt;
-use crate::model::{BlobKey, CheckpointKey, StoredBlob, StoredWrite, ThreadCheckpoint};
-use crate::store::ThreadQuery;
+use crate::model::{BlobKey, CheckpointKey, DeltaRoot, StoredBlob, StoredWrite, ThreadCheckpoint};
+use crate::store::{BlobRange, ThreadQuery};
 
 pub const THREAD_CHECKPOINTS: &str = "thread_checkpoints";
 pub const THREAD_BLOBS: &str = "thread_blobs";
@@ -39,6 +40,13 @@ pub fn indexes() -> Vec<(&'static str, Document)> {
         (
             THREAD_BLOBS,
             doc! { "key": { "thread_id": 1, "thread_version": 1 }, "name": "thread_version" },
+        ),
+        (
+            THREAD_BLOBS,
+            doc! {
+                "key": { "thread_id": 1, "checkpoint_ns": 1, "channel": 1, "version": 1 },
+                "name": "thread_ns_channel_version",
+            },
         ),
         (
             THREAD_WRITES,
@@ -182,27 +190,18 @@ fn checkpoint_doc(thread: &str, c: &ThreadCheckpoint) -> StoreResult<(String, Do
         "thread_version": c.version as i64,
         "created_at": mongodb::bson::DateTime::from_millis(c.created_at.timestamp_millis()),
     };
-    if !c.delta_bases.is_empty() {
-        // Pairs, as the versions are: a channel name may hold a '.' or start with '$'.
-        let bases: Vec<Bson> = c
-            .delta_bases
+    if !c.delta_roots.is_empty() {
+        // Triples, as the versions are pairs: a channel name may hold a '.' or a '$'.
+        let roots: Vec<Bson> = c
+            .delta_roots
             .iter()
-            .map(|(ch, vs)| Bson::Array(vec![ch.into(), strings(vs)]))
+            .map(|(ch, r)| {
+                Bson::Array(vec![ch.into(), (&r.root).into(), i64::from(r.depth).into()])
+            })
             .collect();
-        fields.insert("delta_bases", bases);
+        fields.insert("delta_roots", roots);
     }
     Ok((checkpoint_id(thread, &c.key()), fields))
-}
-
-fn strings(vs: &[String]) -> Bson {
-    Bson::Array(vs.iter().map(Bson::from).collect())
-}
-
-fn strings_of(b: &Bson) -> Option<Vec<String>> {
-    b.as_array()?
-        .iter()
-        .map(|v| v.as_str().map(str::to_string))
-        .collect()
 }
 
 /// A blob's `_id` and fields.
@@ -216,8 +215,10 @@ fn blob_doc(thread: &str, b: &StoredBlob) -> (String, Document) {
         "data": binary(&b.blob.value.data),
         "thread_version": b.version as i64,
     };
-    if !b.bases.is_empty() {
-        fields.insert("bases", strings(&b.bases));
+    if let (Some(extends), Some(r)) = (&b.blob.extends, &b.root) {
+        fields.insert("extends", extends);
+        fields.insert("root", &r.root);
+        fields.insert("depth", i64::from(r.depth));
     }
     (blob_id(thread, &b.key()), fields)
 }
@@ -300,12 +301,23 @@ pub fn checkpoint_from_doc(d: &Document) -> StoreResult<ThreadCheckpoint> {
             }
         }
     }
-    let mut delta_bases = std::collections::BTreeMap::new();
-    if let Ok(pairs) = d.get_array("delta_bases") {
-        for p in pairs {
-            if let Some([Bson::String(ch), vs]) = p.as_array().map(Vec::as_slice) {
-                let vs = strings_of(vs).ok_or_else(|| bad_doc("delta_bases", "not strings"))?;
-                delta_bases.insert(ch.clone(), vs);
+    let mut delta_roots = std::collections::BTreeMap::new();
+    if let Ok(triples) = d.get_array("delta_roots") {
+        for t in triples {
+            match t.as_array().map(Vec::as_slice) {
+                Some([Bson::String(ch), Bson::String(root), depth]) => {
+                    let depth = depth
+                        .as_i64()
+                        .or_else(|| depth.as_i32().map(i64::from))
+                        .and_then(|n| u32::try_from(n).ok())
+                        .ok_or_else(|| bad_doc("delta_roots", "depth is not a count"))?;
+                    let root = DeltaRoot {
+                        root: root.clone(),
+                        depth,
+                    };
+                    delta_roots.insert(ch.clone(), root);
+                }
+                _ => return Err(bad_doc("delta_roots", "not [channel, root, depth]")),
             }
         }
     }
@@ -323,7 +335,7 @@ pub fn checkpoint_from_doc(d: &Document) -> StoreResult<ThreadCheckpoint> {
             .ok()
             .and_then(|t| chrono::DateTime::from_timestamp_millis(t.timestamp_millis()))
             .unwrap_or_default(),
-        delta_bases,
+        delta_roots,
     })
 }
 
@@ -362,10 +374,25 @@ pub fn blob_filter(thread: &str, keys: &[BlobKey]) -> Document {
     doc! { "_id": { "$in": ids } }
 }
 
+/// The blobs of a [`BlobRange`].
+pub fn blob_range_filter(thread: &str, r: &BlobRange) -> Document {
+    doc! {
+        "thread_id": thread,
+        "checkpoint_ns": &r.ns,
+        "channel": &r.channel,
+        "version": { "$gte": &r.from, "$lte": &r.to },
+    }
+}
+
 pub fn blob_from_doc(d: &Document) -> StoreResult<StoredBlob> {
-    let bases = match d.get("bases") {
-        Some(b) => strings_of(b).ok_or_else(|| bad_doc("bases", "not strings"))?,
-        None => Vec::new(),
+    let root = match d.get_str("root") {
+        Ok(root) => Some(DeltaRoot {
+            root: root.to_string(),
+            depth: get_u64(d, "depth")?
+                .try_into()
+                .map_err(|e| bad_doc("depth", e))?,
+        }),
+        Err(_) => None,
     };
     Ok(StoredBlob {
         checkpoint_ns: get_str(d, "checkpoint_ns")?,
@@ -373,10 +400,10 @@ pub fn blob_from_doc(d: &Document) -> StoreResult<StoredBlob> {
             channel: get_str(d, "channel")?,
             version: get_str(d, "version")?,
             value: typed(d)?,
-            extends: bases.last().cloned(),
+            extends: d.get_str("extends").ok().map(str::to_string),
         },
         version: get_u64(d, "thread_version")?,
-        bases,
+        root,
     })
 }
 

@@ -16,7 +16,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 mod threads;
 
-use super::{cutoff, Retained, StoreError, StoreResult, ThreadQuery};
+use super::{cutoff, BlobRange, Retained, StoreError, StoreResult, ThreadQuery};
 use crate::backlog::{FlushBatch, FlushItem};
 use crate::config::RetentionPolicy;
 use crate::model::{
@@ -399,6 +399,16 @@ impl SqliteStore {
     ) -> StoreResult<Vec<StoredBlob>> {
         let thread = thread.to_string();
         self.with_conn(move |c| threads::blobs(c, &thread, &keys))
+            .await
+    }
+
+    pub async fn thread_blob_range(
+        &self,
+        thread: &str,
+        range: BlobRange,
+    ) -> StoreResult<Vec<StoredBlob>> {
+        let thread = thread.to_string();
+        self.with_conn(move |c| threads::blob_range(c, &thread, &range))
             .await
     }
 

@@ -9,8 +9,8 @@ use rusqlite::{params, params_from_iter, types::Value as SqlValue, Connection, T
 
 use super::{parse_json, parse_ts, to_json, ts};
 use crate::backlog::ThreadDirt;
-use crate::model::{BlobKey, CheckpointKey, StoredBlob, StoredWrite, ThreadCheckpoint};
-use crate::store::ThreadQuery;
+use crate::model::{BlobKey, CheckpointKey, DeltaRoot, StoredBlob, StoredWrite, ThreadCheckpoint};
+use crate::store::{BlobRange, ThreadQuery};
 
 pub(super) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS thread_checkpoints (
@@ -25,7 +25,7 @@ CREATE TABLE IF NOT EXISTS thread_checkpoints (
     run_id TEXT,
     thread_version INTEGER NOT NULL,
     created_at TEXT NOT NULL DEFAULT '1970-01-01T00:00:00.000Z',
-    delta_bases TEXT NOT NULL DEFAULT '{}',
+    delta_roots TEXT NOT NULL DEFAULT '{}',
     PRIMARY KEY (thread_id, checkpoint_ns, checkpoint_id)
 );
 CREATE INDEX IF NOT EXISTS thread_checkpoints_id ON thread_checkpoints (checkpoint_id);
@@ -38,7 +38,9 @@ CREATE TABLE IF NOT EXISTS thread_blobs (
     type TEXT NOT NULL,
     data BLOB NOT NULL,
     thread_version INTEGER NOT NULL,
-    bases TEXT,
+    extends TEXT,
+    root TEXT,
+    depth INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (thread_id, checkpoint_ns, channel, version)
 );
 CREATE TABLE IF NOT EXISTS thread_writes (
@@ -66,10 +68,12 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ),
     (
         "thread_checkpoints",
-        "delta_bases",
+        "delta_roots",
         "TEXT NOT NULL DEFAULT '{}'",
     ),
-    ("thread_blobs", "bases", "TEXT"),
+    ("thread_blobs", "extends", "TEXT"),
+    ("thread_blobs", "root", "TEXT"),
+    ("thread_blobs", "depth", "INTEGER NOT NULL DEFAULT 0"),
 ];
 
 /// Brings tables made by an older version up to `SCHEMA`.
@@ -143,7 +147,7 @@ pub(super) fn write(tx: &Transaction<'_>, thread: &str, dirt: &ThreadDirt) -> ru
         tx.prepare_cached(
             "INSERT OR REPLACE INTO thread_checkpoints (thread_id, checkpoint_ns, checkpoint_id,
                  parent_checkpoint_id, type, data, metadata, channel_versions, run_id, thread_version,
-                 created_at, delta_bases)
+                 created_at, delta_roots)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         )?
         .execute(params![
@@ -158,14 +162,14 @@ pub(super) fn write(tx: &Transaction<'_>, thread: &str, dirt: &ThreadDirt) -> ru
             run_id,
             c.version,
             ts(&c.created_at),
-            to_json(&c.delta_bases)?,
+            to_json(&c.delta_roots)?,
         ])?;
     }
     for (_, b) in dirt.blobs.values() {
         tx.prepare_cached(
             "INSERT OR REPLACE INTO thread_blobs (thread_id, checkpoint_ns, channel, version, type, data,
-                 thread_version, bases)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                 thread_version, extends, root, depth)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )?
         .execute(params![
             thread,
@@ -175,7 +179,9 @@ pub(super) fn write(tx: &Transaction<'_>, thread: &str, dirt: &ThreadDirt) -> ru
             b.blob.value.type_,
             &b.blob.value.data.0[..],
             b.version,
-            (!b.bases.is_empty()).then(|| to_json(&b.bases)).transpose()?,
+            b.blob.extends,
+            b.root.as_ref().map(|r| &r.root),
+            b.root.as_ref().map_or(0, |r| r.depth),
         ])?;
     }
     for (_, w) in dirt.writes.values() {
@@ -221,7 +227,7 @@ pub(super) fn checkpoints(
 ) -> rusqlite::Result<Vec<ThreadCheckpoint>> {
     let mut sql = String::from(
         "SELECT thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, data,
-                metadata, channel_versions, thread_version, created_at, delta_bases
+                metadata, channel_versions, thread_version, created_at, delta_roots
          FROM thread_checkpoints WHERE 1 = 1",
     );
     let mut args: Vec<SqlValue> = Vec::new();
@@ -267,10 +273,36 @@ pub(super) fn checkpoints(
             channel_versions: parse_json(&r.get::<_, String>(7)?)?,
             version: r.get(8)?,
             created_at: parse_ts(&r.get::<_, String>(9)?)?,
-            delta_bases: parse_json(&r.get::<_, String>(10)?)?,
+            delta_roots: parse_json(&r.get::<_, String>(10)?)?,
         })
     })?;
     rows.collect()
+}
+
+/// Columns of a blob row after its key, in the order [`blob_row`] reads them.
+const BLOB_COLUMNS: &str = "type, data, thread_version, extends, root, depth";
+
+fn blob_row(
+    ns: &str,
+    channel: &str,
+    version: String,
+    r: &rusqlite::Row<'_>,
+) -> rusqlite::Result<StoredBlob> {
+    let root: Option<String> = r.get(4)?;
+    Ok(StoredBlob {
+        checkpoint_ns: ns.to_string(),
+        blob: ThreadBlob {
+            channel: channel.to_string(),
+            version,
+            value: typed(r.get(0)?, r.get(1)?),
+            extends: r.get(3)?,
+        },
+        version: r.get(2)?,
+        root: root.map(|root| DeltaRoot {
+            root,
+            depth: r.get(5).unwrap_or(0),
+        }),
+    })
 }
 
 pub(super) fn blobs(
@@ -278,32 +310,37 @@ pub(super) fn blobs(
     thread: &str,
     keys: &[BlobKey],
 ) -> rusqlite::Result<Vec<StoredBlob>> {
-    let mut stmt = c.prepare_cached(
-        "SELECT type, data, thread_version, bases FROM thread_blobs
-         WHERE thread_id = ?1 AND checkpoint_ns = ?2 AND channel = ?3 AND version = ?4",
-    )?;
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {BLOB_COLUMNS} FROM thread_blobs
+         WHERE thread_id = ?1 AND checkpoint_ns = ?2 AND channel = ?3 AND version = ?4"
+    ))?;
     let mut out = Vec::new();
     for k in keys {
         let mut rows = stmt.query(params![thread, k.ns, k.channel, k.version])?;
         if let Some(r) = rows.next()? {
-            let bases: Vec<String> = match r.get::<_, Option<String>>(3)? {
-                Some(text) => parse_json(&text)?,
-                None => Vec::new(),
-            };
-            out.push(StoredBlob {
-                checkpoint_ns: k.ns.clone(),
-                blob: ThreadBlob {
-                    channel: k.channel.clone(),
-                    version: k.version.clone(),
-                    value: typed(r.get(0)?, r.get(1)?),
-                    extends: bases.last().cloned(),
-                },
-                version: r.get(2)?,
-                bases,
-            });
+            out.push(blob_row(&k.ns, &k.channel, k.version.clone(), r)?);
         }
     }
     Ok(out)
+}
+
+/// A channel's blobs with versions from `from` to `to` (inclusive): where a chain of
+/// deltas lies.
+pub(super) fn blob_range(
+    c: &Connection,
+    thread: &str,
+    range: &BlobRange,
+) -> rusqlite::Result<Vec<StoredBlob>> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {BLOB_COLUMNS}, version FROM thread_blobs
+         WHERE thread_id = ?1 AND checkpoint_ns = ?2 AND channel = ?3
+           AND version >= ?4 AND version <= ?5"
+    ))?;
+    let rows = stmt.query_map(
+        params![thread, range.ns, range.channel, range.from, range.to],
+        |r| blob_row(&range.ns, &range.channel, r.get(6)?, r),
+    )?;
+    rows.collect()
 }
 
 pub(super) fn writes(
