@@ -19,9 +19,11 @@ state is meant to be updated through node returns, and a saver built with
 ``deltas=False`` sends whole values always.
 
 A whole value is sent again after ``CHAIN_MAX`` deltas in a row, or once the deltas since
-the last whole value add up to more than ``GROWTH`` times its size: stored bytes stay
-within ``GROWTH + 1`` / ``GROWTH`` + 1 times the final value's (2.5x at 2), and a read
-puts together at most ``CHAIN_MAX`` + 1 blobs.
+the last whole value add up to more than ``GROWTH`` times its size. The whole values then
+grow by a factor of at least ``GROWTH`` + 1, and every item is in one delta or in whole
+values only: the stored values stay within 1 + (``GROWTH`` + 1) / ``GROWTH`` times the
+final value (2.33 at 3; 1.5 for bench/langgraph's conversation). A read puts together
+at most ``CHAIN_MAX`` + 1 blobs.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from agentstate_client.models import Blob, Typed
 #: Deltas in a row before a whole value again.
 CHAIN_MAX = 128
 #: A whole value again once the deltas since the last exceed this many times its size.
-GROWTH = 2
+GROWTH = 3
 #: Threads (and namespaces) remembered; the least recently written is forgotten.
 THREADS_MAX = 1024
 #: The serializer's type for MessagePack: the only one a delta can extend.
