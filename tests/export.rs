@@ -3,7 +3,8 @@
 //! part of it only in the WAL of a killed sidecar, exported and imported into a fresh
 //! data dir and database, where every part reads back the same through the API; a
 //! second import changes nothing; an agent changed in the target makes the import a
-//! conflict, which `--overwrite` settles; a damaged file changes nothing.
+//! conflict, which `--overwrite` settles; a damaged file changes nothing. Threads move
+//! with their framework checkpoints, deltas as deltas (a pruned chain's bases too).
 
 #[macro_use]
 mod common;
@@ -12,9 +13,12 @@ use std::path::Path;
 use std::process::Output;
 
 use agentstate_protocol::{
-    Checkpoint, Client, Message, NewMessage, PersistedState, SaveStateRequest, StatePersistence,
-    StateTransition, Transfer, TransferRequest, TransitionRequest,
+    Checkpoint, Client, Message, NewMessage, NewThreadWrite, Payload, PersistedState,
+    PruneStrategy, PutThreadCheckpointRequest, PutThreadWritesRequest, SaveStateRequest,
+    SearchCheckpointsRequest, StatePersistence, StateTransition, ThreadBlob, ThreadCheckpointTuple,
+    Transfer, TransferRequest, TransitionRequest, Typed,
 };
+use bytes::Bytes;
 use common::{agentstate, example_config, start_with, stdout, Backend, Mongo, Sidecar};
 use serde_json::{json, Value};
 
@@ -211,14 +215,14 @@ async fn export_and_import_round_trip(backend: Backend) {
     eprintln!("export: {:?}", started.elapsed());
     let count = |f: fn(&AgentView) -> usize| before.0.iter().map(f).sum::<usize>();
     let summary = format!(
-        "exported 4 agents ({} transitions, {} messages, {} checkpoints) and 1 transfers",
+        "exported 4 agents ({} transitions, {} messages, {} checkpoints; threads: 0 checkpoints, 0 blobs, 0 writes) and 1 transfers",
         count(|a| a.transitions.len()),
         count(|a| a.messages.len()),
         count(|a| a.checkpoints.len())
     );
     assert!(stdout(&out).contains(&summary), "{}", stdout(&out));
     let text = std::fs::read_to_string(&file).unwrap();
-    assert!(text.starts_with(r#"{"type":"header","format":"agentstate-export","version":1"#));
+    assert!(text.starts_with(r#"{"type":"header","format":"agentstate-export","version":2"#));
     assert!(
         !text.contains("\"gone\""),
         "a deleted agent is not exported"
@@ -414,4 +418,156 @@ async fn a_large_agent_moves_in_several_records(backend: Backend) {
     assert_eq!(copied, messages);
     // The import's WAL segment is still there (one segment, the last one open).
     assert!(parts >= 1, "several import records: {}", stdout(&out));
+}
+
+/// A MessagePack list of the items `from..to`.
+fn items(from: usize, to: usize) -> Typed {
+    let list: Vec<String> = (from..to).map(|i| format!("m{i}")).collect();
+    Typed {
+        type_: "msgpack".into(),
+        data: Payload(Bytes::from(rmp_serde::to_vec(&list).unwrap())),
+    }
+}
+
+/// Checkpoint `id` after `parent`, `m` at `version` (a delta when it `extends`).
+fn thread_put(
+    id: &str,
+    parent: Option<&str>,
+    version: &str,
+    value: Typed,
+    extends: Option<&str>,
+) -> PutThreadCheckpointRequest {
+    PutThreadCheckpointRequest {
+        checkpoint_ns: String::new(),
+        checkpoint_id: id.into(),
+        parent_checkpoint_id: parent.map(str::to_string),
+        checkpoint: Typed {
+            type_: "json".into(),
+            data: Payload(Bytes::from(format!("{{\"id\":\"{id}\"}}"))),
+        },
+        metadata: json!({"step": id}).as_object().unwrap().clone(),
+        channel_versions: [("m".to_string(), version.to_string())].into(),
+        blobs: vec![ThreadBlob {
+            channel: "m".into(),
+            version: version.into(),
+            value,
+            extends: extends.map(str::to_string),
+        }],
+    }
+}
+
+async fn thread_view(c: &Client, thread: &str) -> Vec<ThreadCheckpointTuple> {
+    let q = SearchCheckpointsRequest {
+        thread_id: Some(thread.into()),
+        limit: Some(1000),
+        ..Default::default()
+    };
+    c.search_checkpoints(&q).await.unwrap()
+}
+
+both_backends!(threads_move_with_their_checkpoints);
+async fn threads_move_with_their_checkpoints(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut source, mongo) = start_with(
+        backend,
+        "export_threads",
+        dir.path(),
+        &["--flush-interval-ms", "600000"],
+    )
+    .await;
+    let c = source.client();
+    let t = "chat";
+    c.put_thread_checkpoint(t, &thread_put("01", None, "v1", items(0, 3), None))
+        .await
+        .unwrap();
+    c.put_thread_checkpoint(
+        t,
+        &thread_put("02", Some("01"), "v2", items(3, 5), Some("v1")),
+    )
+    .await
+    .unwrap();
+    c.put_thread_checkpoint(
+        t,
+        &thread_put("03", Some("02"), "v3", items(5, 6), Some("v2")),
+    )
+    .await
+    .unwrap();
+    let writes = PutThreadWritesRequest {
+        checkpoint_ns: String::new(),
+        checkpoint_id: "03".into(),
+        task_id: "task".into(),
+        task_path: String::new(),
+        writes: vec![NewThreadWrite {
+            idx: 0,
+            channel: "m".into(),
+            value: items(6, 7),
+        }],
+    };
+    c.put_thread_writes(t, &writes).await.unwrap();
+    // Pruned to the latest: its chain's bases stay, named by no checkpoint left.
+    c.prune_threads(vec![t.into()], PruneStrategy::KeepLatest)
+        .await
+        .unwrap();
+    assert!(source.terminate().success(), "SIGTERM flushes");
+    // After the restart, only in the WAL when the sidecar is killed.
+    source.restart().await;
+    let c = source.client();
+    c.put_thread_checkpoint(
+        t,
+        &thread_put("04", Some("03"), "v4", items(6, 8), Some("v3")),
+    )
+    .await
+    .unwrap();
+    c.put_thread_checkpoint("plain", &thread_put("01", None, "p1", items(0, 1), None))
+        .await
+        .unwrap();
+    let before = (thread_view(&c, t).await, thread_view(&c, "plain").await);
+    assert_eq!(before.0.len(), 2);
+    source.kill9();
+
+    let data_a = dir.path().join("data");
+    let args_a = backend_args(mongo.as_ref(), "");
+    let file = dir.path().join("threads.jsonl");
+    let out = agentstate(&["export", file.to_str().unwrap()], &data_a, &args_a);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("threads: 3 checkpoints, 5 blobs, 1 writes"),
+        "{}",
+        stdout(&out)
+    );
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains(r#""extends":"v3""#), "a delta stays a delta");
+
+    let data_b = dir.path().join("copy");
+    let args_b = backend_args(mongo.as_ref(), "_threads_copy");
+    for round in ["first", "again"] {
+        let out = import(&file, &data_b, &args_b, &[]);
+        assert!(out.status.success(), "{round}: {}", stderr(&out));
+        let mut target = start_on(&data_b, &args_b).await;
+        let tc = target.client();
+        let after = (thread_view(&tc, t).await, thread_view(&tc, "plain").await);
+        assert_eq!(
+            after, before,
+            "{round}: every checkpoint whole, with its writes"
+        );
+        // The thread goes on from what was imported: a delta on the imported value.
+        if round == "first" {
+            assert!(stdout(&out).contains("agents: 2 added"), "{}", stdout(&out));
+        } else {
+            assert!(stdout(&out).contains("2 unchanged"), "{}", stdout(&out));
+        }
+        target.kill9();
+    }
+    let mut target = start_on(&data_b, &args_b).await;
+    let tc = target.client();
+    tc.put_thread_checkpoint(
+        t,
+        &thread_put("05", Some("04"), "v5", items(8, 9), Some("v4")),
+    )
+    .await
+    .unwrap();
+    let latest = tc.thread_checkpoint(t, "", None).await.unwrap().unwrap();
+    let whole: Vec<String> = rmp_serde::from_slice(&latest.blobs[0].value.data.0).unwrap();
+    assert_eq!(whole, (0..9).map(|i| format!("m{i}")).collect::<Vec<_>>());
+    target.kill9();
 }

@@ -124,9 +124,10 @@ fn describe(op: &Op) -> String {
             transitions,
             messages,
             checkpoints,
+            threads,
             record,
         } => format!(
-            "import {agent_id}{}{}: {} transitions, {} messages, {} checkpoints{}",
+            "import {agent_id}{}{}: {} transitions, {} messages, {} checkpoints, {} thread changes{}",
             record
                 .as_ref()
                 .map_or(String::new(), |r| format!(" v{}", r.state.version)),
@@ -134,6 +135,7 @@ fn describe(op: &Op) -> String {
             transitions.len(),
             messages.len(),
             checkpoints.len(),
+            threads.len(),
             if record.is_none() {
                 " (part; the record follows)"
             } else {

@@ -2,12 +2,16 @@
 //! and read by `agentstate import`.
 //!
 //! Every line is one JSON object whose `type` says what it is, in this order:
-//! 1. `header`: `{"type": "header", "format": "agentstate-export", "version": 1,
+//! 1. `header`: `{"type": "header", "format": "agentstate-export", "version": 2,
 //!    "created_at", "backend", "agentstate_version"}`;
 //! 2. per agent, an `agent` line (`{"type": "agent", "state": {...}, "transition_seq",
 //!    "message_seq"}`, the state as `GET /v1/agents/{id}` shows it), then its
 //!    `transition`, `message` and `checkpoint` lines, each in `seq` (or age) order and
 //!    each naming its `agent_id`; the entries are as the API shows them;
+//!    A thread (an agent holding framework checkpoints) has, after those, its
+//!    `thread_checkpoint` lines (oldest first), `thread_blob` lines (channel values as
+//!    stored: a delta stays a delta, with `extends` and `root`) and `thread_write`
+//!    lines, payloads in base64 (format version 2);
 //! 3. `transfer` lines, as `GET /v1/transfers/{id}` shows them;
 //! 4. `end`, with the counts of what came before: a file without it was cut short.
 //!
@@ -25,13 +29,15 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    AgentRecord, Checkpoint, ExportedAgent, Message, PersistedState, StateTransition, Transfer,
+    AgentRecord, Checkpoint, ExportedAgent, Message, PersistedState, StateTransition, StoredBlob,
+    StoredWrite, ThreadCheckpoint, Transfer,
 };
 
 /// The `format` of the header line.
 pub const FORMAT: &str = "agentstate-export";
-/// The format version this build writes and the newest it reads.
-pub const VERSION: u32 = 1;
+/// The format version this build writes and the newest it reads (2: threads' framework
+/// checkpoints).
+pub const VERSION: u32 = 2;
 /// Longest line read: a checkpoint line holds a whole state, which a request of the
 /// largest body allowed (`--body-bytes-max`, 64 MiB at most) can make.
 pub const LINE_BYTES_MAX: usize = 80 * 1024 * 1024;
@@ -70,6 +76,24 @@ pub struct Counts {
     pub messages: u64,
     pub checkpoints: u64,
     pub transfers: u64,
+    #[serde(default)]
+    pub thread_checkpoints: u64,
+    #[serde(default)]
+    pub thread_blobs: u64,
+    #[serde(default)]
+    pub thread_writes: u64,
+}
+
+impl Counts {
+    fn add(&mut self, a: &ExportedAgent) {
+        self.agents += 1;
+        self.transitions += a.transitions.len() as u64;
+        self.messages += a.messages.len() as u64;
+        self.checkpoints += a.checkpoints.len() as u64;
+        self.thread_checkpoints += a.thread.checkpoints.len() as u64;
+        self.thread_blobs += a.thread.blobs.len() as u64;
+        self.thread_writes += a.thread.writes.len() as u64;
+    }
 }
 
 /// An `agent` line: the record without its history.
@@ -95,6 +119,15 @@ struct MessageLine<'a> {
     agent_id: &'a str,
     #[serde(flatten)]
     message: &'a Message,
+}
+
+/// A `thread_blob` or `thread_write` line's body: neither names its thread, the line
+/// does.
+#[derive(Serialize, Deserialize)]
+struct ThreadLine<T> {
+    agent_id: String,
+    #[serde(flatten)]
+    item: T,
 }
 
 /// Writes an export file, line by line.
@@ -146,11 +179,26 @@ impl<W: Write> Writer<W> {
         for c in &a.checkpoints {
             self.line("checkpoint", c)?;
         }
-        let c = &mut self.counts;
-        c.agents += 1;
-        c.transitions += a.transitions.len() as u64;
-        c.messages += a.messages.len() as u64;
-        c.checkpoints += a.checkpoints.len() as u64;
+        let t = &a.thread;
+        for c in &t.checkpoints {
+            self.line("thread_checkpoint", c)?;
+        }
+        let agent_id = &r.state.agent_id;
+        for b in &t.blobs {
+            let item = ThreadLine {
+                agent_id: agent_id.clone(),
+                item: b,
+            };
+            self.line("thread_blob", &item)?;
+        }
+        for w in &t.writes {
+            let item = ThreadLine {
+                agent_id: agent_id.clone(),
+                item: w,
+            };
+            self.line("thread_write", &item)?;
+        }
+        self.counts.add(a);
         Ok(())
     }
 
@@ -198,6 +246,9 @@ enum Line {
     Transition(StateTransition),
     Message(String, Message),
     Checkpoint(Box<Checkpoint>),
+    ThreadCheckpoint(Box<ThreadCheckpoint>),
+    ThreadBlob(String, Box<StoredBlob>),
+    ThreadWrite(String, Box<StoredWrite>),
     Transfer(Transfer),
     End(Counts),
 }
@@ -236,6 +287,15 @@ impl Line {
                 Line::Message(agent, serde_json::from_str(text).map_err(bad)?)
             }
             "checkpoint" => Line::Checkpoint(serde_json::from_str(text).map_err(bad)?),
+            "thread_checkpoint" => Line::ThreadCheckpoint(serde_json::from_str(text).map_err(bad)?),
+            "thread_blob" => {
+                let l: ThreadLine<StoredBlob> = serde_json::from_str(text).map_err(bad)?;
+                Line::ThreadBlob(l.agent_id, Box::new(l.item))
+            }
+            "thread_write" => {
+                let l: ThreadLine<StoredWrite> = serde_json::from_str(text).map_err(bad)?;
+                Line::ThreadWrite(l.agent_id, Box::new(l.item))
+            }
             "transfer" => Line::Transfer(serde_json::from_str(text).map_err(bad)?),
             "end" => Line::End(serde_json::from_str(text).map_err(bad)?),
             other => return Err(format!("unknown line type {other:?}")),
@@ -388,6 +448,17 @@ impl<R: BufRead> Reader<R> {
                 n,
                 format!("checkpoint of {} outside its agent's lines", c.agent_id),
             )),
+            Line::ThreadCheckpoint(c) => Err(err(
+                n,
+                format!(
+                    "thread checkpoint of {} outside its agent's lines",
+                    c.thread_id
+                ),
+            )),
+            Line::ThreadBlob(a, _) | Line::ThreadWrite(a, _) => Err(err(
+                n,
+                format!("thread blob or write of {a} outside its agent's lines"),
+            )),
         }
     }
 
@@ -402,6 +473,7 @@ impl<R: BufRead> Reader<R> {
             transitions: Vec::new(),
             messages: Vec::new(),
             checkpoints: Vec::new(),
+            thread: Default::default(),
         };
         let other = |n, what: &str, of: &str| {
             err(
@@ -438,17 +510,31 @@ impl<R: BufRead> Reader<R> {
                     }
                     a.checkpoints.push(*c);
                 }
+                Line::ThreadCheckpoint(c) => {
+                    if c.thread_id != id {
+                        return Err(other(m, "thread checkpoint", &c.thread_id));
+                    }
+                    a.thread.checkpoints.push(*c);
+                }
+                Line::ThreadBlob(of, b) => {
+                    if of != id {
+                        return Err(other(m, "thread blob", &of));
+                    }
+                    a.thread.blobs.push(*b);
+                }
+                Line::ThreadWrite(of, w) => {
+                    if of != id {
+                        return Err(other(m, "thread write", &of));
+                    }
+                    a.thread.writes.push(*w);
+                }
                 line => {
                     self.peeked = Some((m, line));
                     break;
                 }
             }
         }
-        let c = &mut self.counts;
-        c.agents += 1;
-        c.transitions += a.transitions.len() as u64;
-        c.messages += a.messages.len() as u64;
-        c.checkpoints += a.checkpoints.len() as u64;
+        self.counts.add(&a);
         Ok(Item::Agent {
             line: n,
             agent: Box::new(a),
@@ -508,6 +594,7 @@ mod tests {
                 label: Some("before".into()),
             }],
             record,
+            thread: Default::default(),
         }
     }
 
@@ -539,7 +626,8 @@ mod tests {
                 transitions: 4,
                 messages: 2,
                 checkpoints: 2,
-                transfers: 1
+                transfers: 1,
+                ..Counts::default()
             }
         );
         bytes
@@ -560,7 +648,7 @@ mod tests {
         let bytes = file(&a, &b, &t);
         let text = String::from_utf8(bytes.clone()).unwrap();
         assert_eq!(text.lines().count(), 1 + 2 * 5 + 1 + 1, "{text}");
-        assert!(text.starts_with(r#"{"type":"header","format":"agentstate-export","version":1"#));
+        assert!(text.starts_with(r#"{"type":"header","format":"agentstate-export","version":2"#));
         let items = read_all(&bytes).unwrap();
         match &items[..] {
             [Item::Agent { line: 2, agent: ra }, Item::Agent { line: 7, agent: rb }, Item::Transfer {
@@ -622,10 +710,17 @@ mod tests {
             .unwrap_err()
             .message
             .contains("after the end line"));
-        let newer = text.replacen("\"version\":1", "\"version\":2", 1);
+        let newer = text.replacen("\"version\":2", "\"version\":3", 1);
         let e = read_all(newer.as_bytes()).unwrap_err();
         assert_eq!(e.line, 1);
-        assert!(e.message.contains("format version 2"), "{e}");
+        assert!(e.message.contains("format version 3"), "{e}");
+        // A file of format version 1 (before threads) still reads: its end line has
+        // no thread counts.
+        let older = text
+            .replacen("\"version\":2", "\"version\":1", 1)
+            .replace(",\"thread_checkpoints\":0,\"thread_blobs\":0,\"thread_writes\":0", "");
+        assert_ne!(older, text);
+        assert_eq!(read_all(older.as_bytes()).unwrap().len(), 3);
         let twice = format!(
             "{}\n{}\n{}",
             lines[..7].join("\n"),

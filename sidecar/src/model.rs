@@ -239,6 +239,9 @@ pub enum Op {
         messages: Vec<Message>,
         #[serde(default)]
         checkpoints: Vec<Checkpoint>,
+        /// A thread's framework checkpoints, blobs and writes, as they were stored.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        threads: Vec<ThreadChange>,
         /// In the last record of an import only.
         #[serde(default)]
         record: Option<Arc<AgentRecord>>,
@@ -255,6 +258,17 @@ pub struct ExportedAgent {
     pub messages: Vec<Message>,
     /// Oldest first.
     pub checkpoints: Vec<Checkpoint>,
+    /// Its framework checkpoints if it is a thread (empty otherwise).
+    pub thread: ExportedThread,
+}
+
+/// A thread's framework checkpoints as stored: deltas stay deltas, each blob once.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExportedThread {
+    /// Oldest first.
+    pub checkpoints: Vec<ThreadCheckpoint>,
+    pub blobs: Vec<StoredBlob>,
+    pub writes: Vec<StoredWrite>,
 }
 
 /// A framework checkpoint of a thread, as stored.
@@ -484,6 +498,7 @@ impl Op {
                 transitions,
                 messages,
                 checkpoints,
+                threads,
                 record,
             } => {
                 if let Some(t) = replaces {
@@ -497,6 +512,9 @@ impl Op {
                 }
                 for c in checkpoints {
                     f(Effect::Checkpoint(c));
+                }
+                for change in threads {
+                    f(Effect::Thread(agent_id, change));
                 }
                 if let Some(r) = record {
                     f(Effect::Record(r));
@@ -664,6 +682,7 @@ pub(crate) mod tests {
                 transitions: vec![transition.clone()],
                 messages: vec![message.clone()],
                 checkpoints: Vec::new(),
+                threads: Vec::new(),
                 record: Some(rec.clone().into()),
             },
         ];

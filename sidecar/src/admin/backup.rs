@@ -71,11 +71,14 @@ pub async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
     crate::durable::rename(&partial, &args.file)
         .with_context(|| format!("rename {} to {}", partial.display(), args.file.display()))?;
     println!(
-        "exported {} agents ({} transitions, {} messages, {} checkpoints) and {} transfers from the {backend} backend to {}",
+        "exported {} agents ({} transitions, {} messages, {} checkpoints; threads: {} checkpoints, {} blobs, {} writes) and {} transfers from the {backend} backend to {}",
         counts.agents,
         counts.transitions,
         counts.messages,
         counts.checkpoints,
+        counts.thread_checkpoints,
+        counts.thread_blobs,
+        counts.thread_writes,
         counts.transfers,
         args.file.display()
     );

@@ -19,6 +19,7 @@
 //! - Imported transfers are records only: what they did is in their agents' history.
 //!   A transfer record is never replaced, not even with `overwrite`.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,8 +29,8 @@ use serde::Serialize;
 
 use super::{Engine, EngineError, EngineResult, PAGE_LIMIT_MAX, SEQ_MAX};
 use crate::model::{
-    AgentRecord, Checkpoint, Current, ExportedAgent, Message, Op, StateTransition, Tombstone,
-    Transfer,
+    AgentRecord, BlobKey, Checkpoint, Current, ExportedAgent, Message, Op, StateTransition,
+    StoredBlob, ThreadChange, Tombstone, Transfer,
 };
 use crate::validate::{self, AgentTypes};
 
@@ -120,6 +121,9 @@ impl Engine {
             .into_iter()
             .filter(|c| c.version <= record.state.version)
             .collect();
+        let thread = self
+            .thread_as_stored(agent_id, record.state.version)
+            .await?;
         let mut record = (*record).clone();
         // A lease epoch means something only in the database it was taken in.
         record.lease_epoch = 0;
@@ -128,6 +132,7 @@ impl Engine {
             transitions,
             messages,
             checkpoints,
+            thread,
         })
     }
 
@@ -246,6 +251,9 @@ fn normalize(agent: &mut ExportedAgent) {
         c.created_at = c.created_at.trunc_subsecs(3);
         c.state.created_at = c.state.created_at.trunc_subsecs(3);
         c.state.updated_at = c.state.updated_at.trunc_subsecs(3);
+    }
+    for c in &mut agent.thread.checkpoints {
+        c.created_at = c.created_at.trunc_subsecs(3);
     }
 }
 
@@ -382,6 +390,49 @@ fn check_agent(types: &AgentTypes, a: &ExportedAgent) -> EngineResult<()> {
             .map_err(at)?;
         validate::document("state.metadata", c.state.metadata.doc()).map_err(at)?;
     }
+    check_thread(a).map_err(bad)
+}
+
+/// A thread's rows must be the agent's, within its versions, with valid names.
+fn check_thread(a: &ExportedAgent) -> Result<(), String> {
+    let s = &a.record.state;
+    let within = |what: String, v: u64| {
+        if v == 0 || v > s.version {
+            return Err(format!(
+                "{what}: version {v} is not one the thread had (1 to {})",
+                s.version
+            ));
+        }
+        Ok(())
+    };
+    for c in &a.thread.checkpoints {
+        let what = format!(
+            "thread checkpoint {:?}/{}",
+            c.checkpoint_ns, c.checkpoint_id
+        );
+        if c.thread_id != s.agent_id {
+            return Err(format!("{what} is of thread {}", c.thread_id));
+        }
+        within(what.clone(), c.version)?;
+        let at = |m: String| format!("{what}: {m}");
+        validate::name("checkpoint_id", &c.checkpoint_id).map_err(at)?;
+        for (channel, version) in &c.channel_versions {
+            validate::name("channel", channel).map_err(at)?;
+            validate::name("channel version", version).map_err(at)?;
+        }
+    }
+    for b in &a.thread.blobs {
+        let what = format!("thread blob {}@{}", b.blob.channel, b.blob.version);
+        within(what.clone(), b.version)?;
+        validate::name("channel", &b.blob.channel).map_err(|m| format!("{what}: {m}"))?;
+        validate::name("version", &b.blob.version).map_err(|m| format!("{what}: {m}"))?;
+        if b.blob.extends.is_some() != b.root.is_some() {
+            return Err(format!("{what}: a delta needs both extends and root"));
+        }
+    }
+    for w in &a.thread.writes {
+        within(format!("thread write of {}", w.checkpoint_id), w.version)?;
+    }
     Ok(())
 }
 
@@ -427,6 +478,7 @@ fn parts(
         transitions: Vec<StateTransition>,
         messages: Vec<Message>,
         checkpoints: Vec<Checkpoint>,
+        threads: Vec<ThreadChange>,
         bytes: usize,
     }
     let id = agent.record.state.agent_id.clone();
@@ -440,6 +492,7 @@ fn parts(
                 transitions: part.transitions,
                 messages: part.messages,
                 checkpoints: part.checkpoints,
+                threads: part.threads,
                 record: record.map(Arc::new),
             },
             part.bytes as u64,
@@ -466,6 +519,44 @@ fn parts(
     for c in agent.checkpoints {
         room!(encoded_len(&c)?);
         part.checkpoints.push(c);
+    }
+    // A thread's checkpoints, oldest first, each with the blobs it names; blobs only a
+    // chain stands on (their checkpoints pruned) go with the first.
+    let thread = agent.thread;
+    let named: BTreeSet<BlobKey> = thread
+        .checkpoints
+        .iter()
+        .flat_map(|c| c.blob_keys())
+        .collect();
+    let mut blobs: BTreeMap<BlobKey, StoredBlob> =
+        thread.blobs.into_iter().map(|b| (b.key(), b)).collect();
+    let mut bases: Vec<StoredBlob> = Vec::new();
+    blobs.retain(|k, b| {
+        if named.contains(k) {
+            return true;
+        }
+        bases.push(b.clone());
+        false
+    });
+    for c in thread.checkpoints {
+        let mut own: Vec<StoredBlob> = std::mem::take(&mut bases);
+        own.extend(c.blob_keys().filter_map(|k| blobs.remove(&k)));
+        let mut size = encoded_len(&c)?;
+        for b in &own {
+            size += encoded_len(b)?;
+        }
+        room!(size);
+        part.threads.push(ThreadChange::Put {
+            checkpoint: Box::new(c),
+            blobs: own,
+        });
+    }
+    for w in thread.writes {
+        room!(encoded_len(&w)?);
+        match part.threads.last_mut() {
+            Some(ThreadChange::Writes { writes }) => writes.push(w),
+            _ => part.threads.push(ThreadChange::Writes { writes: vec![w] }),
+        }
     }
     room!(encoded_len(&agent.record)?);
     close(part, Some(agent.record), &mut out);
@@ -518,6 +609,7 @@ mod tests {
                 .collect(),
             checkpoints: Vec::new(),
             record,
+            thread: Default::default(),
         }
     }
 

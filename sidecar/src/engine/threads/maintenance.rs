@@ -16,7 +16,8 @@ use super::{thread_record, RETENTION_THREADS_MAX, THREAD_CHECKPOINTS_MAX};
 use crate::config::RetentionPolicy;
 use crate::engine::{now, Engine, EngineError, EngineResult, PAGE_LIMIT_MAX};
 use crate::model::{
-    BlobKey, CheckpointKey, Op, StoredBlob, StoredWrite, ThreadChange, ThreadCheckpoint,
+    BlobKey, CheckpointKey, ExportedThread, Op, StoredBlob, StoredWrite, ThreadChange,
+    ThreadCheckpoint,
 };
 use crate::store::{cutoff, ThreadQuery};
 use crate::validate;
@@ -47,6 +48,47 @@ pub(super) fn beyond_retention(
 }
 
 impl Engine {
+    /// A thread's checkpoints up to its version `up_to`, oldest first, with the blobs
+    /// they are made of as stored (deltas as deltas) and their pending writes: what an
+    /// export holds of it.
+    pub(in crate::engine) async fn thread_as_stored(
+        &self,
+        thread: &str,
+        up_to: u64,
+    ) -> EngineResult<ExportedThread> {
+        let mut rows = self.all_rows(thread).await?;
+        rows.retain(|c| c.version <= up_to);
+        if rows.is_empty() {
+            return Ok(ExportedThread::default());
+        }
+        rows.reverse();
+        let pending = self.pending_threads(Some(thread));
+        let (held, mut writes) = self.parts(&rows, &pending).await?;
+        let mut out = ExportedThread::default();
+        let mut seen = BTreeSet::new();
+        for c in &rows {
+            for key in used_keys(c, &held) {
+                let Some(b) = held.get(&(thread.to_string(), key.clone())) else {
+                    continue;
+                };
+                if b.version <= up_to && seen.insert(key) {
+                    out.blobs.push((**b).clone());
+                }
+            }
+            let of = writes
+                .remove(&(thread.to_string(), c.key()))
+                .unwrap_or_default();
+            out.writes.extend(of.into_iter().map(|write| StoredWrite {
+                checkpoint_ns: c.checkpoint_ns.clone(),
+                checkpoint_id: c.checkpoint_id.clone(),
+                write,
+                version: up_to,
+            }));
+        }
+        out.checkpoints = rows.into_iter().map(Arc::unwrap_or_clone).collect();
+        Ok(out)
+    }
+
     /// `POST /v1/threads/{id}/copy`: every checkpoint of `source`, with its blobs and
     /// writes, into `target`, as one change.
     pub async fn copy_thread(
