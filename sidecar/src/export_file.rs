@@ -716,9 +716,10 @@ mod tests {
         assert!(e.message.contains("format version 3"), "{e}");
         // A file of format version 1 (before threads) still reads: its end line has
         // no thread counts.
-        let older = text
-            .replacen("\"version\":2", "\"version\":1", 1)
-            .replace(",\"thread_checkpoints\":0,\"thread_blobs\":0,\"thread_writes\":0", "");
+        let older = text.replacen("\"version\":2", "\"version\":1", 1).replace(
+            ",\"thread_checkpoints\":0,\"thread_blobs\":0,\"thread_writes\":0",
+            "",
+        );
         assert_ne!(older, text);
         assert_eq!(read_all(older.as_bytes()).unwrap().len(), 3);
         let twice = format!(

@@ -46,6 +46,9 @@ pub struct BlobRange {
     pub channel: String,
     pub from: String,
     pub to: String,
+    /// Read the values too; without, each blob's value is empty (enough to walk a
+    /// chain by `extends`, as a prune does).
+    pub values: bool,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -218,7 +218,9 @@ impl Engine {
     }
 
     /// The blobs checkpoints' values are made of, as stored: the chains under deltas
-    /// (one range of versions per chain), and with `whole_values` the rest too.
+    /// (one range of versions per chain), and with `whole_values` the rest too and
+    /// every value; without, the chains' blobs only, their values empty (enough to walk
+    /// them, as a prune does).
     pub(super) async fn blobs_of(
         &self,
         rows: &[Arc<ThreadCheckpoint>],
@@ -259,6 +261,7 @@ impl Engine {
                     channel,
                     from,
                     to,
+                    values: whole_values,
                 };
                 self.fetch_range(thread, range, p, &mut blobs).await?;
             }

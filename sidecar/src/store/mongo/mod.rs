@@ -1178,16 +1178,24 @@ impl MongoStore {
         thread: &str,
         range: BlobRange,
     ) -> StoreResult<Vec<StoredBlob>> {
-        self.find_many(
-            THREAD_BLOBS,
-            threads::blob_range_filter(thread, &range),
-            doc! {},
-            None,
-        )
-        .await?
-        .iter()
-        .map(threads::blob_from_doc)
-        .collect()
+        let coll = self.db.collection::<Document>(THREAD_BLOBS);
+        let mut find = coll.find(threads::blob_range_filter(thread, &range));
+        if !range.values {
+            find = find.projection(doc! { "data": 0 });
+        }
+        let mut cursor = find.await.map_err(driver_err)?;
+        let mut out = Vec::new();
+        while cursor.advance().await.map_err(driver_err)? {
+            let mut d: Document = cursor.deserialize_current().map_err(driver_err)?;
+            if !range.values {
+                d.insert(
+                    "data",
+                    threads::binary(&agentstate_protocol::Payload::default()),
+                );
+            }
+            out.push(threads::blob_from_doc(&d)?);
+        }
+        Ok(out)
     }
 
     pub async fn thread_writes(

@@ -66,7 +66,7 @@ pub struct ThreadWrites {
     pub upsert_writes: Vec<Document>,
 }
 
-fn binary(p: &Payload) -> Binary {
+pub fn binary(p: &Payload) -> Binary {
     Binary {
         subtype: BinarySubtype::Generic,
         bytes: p.0.to_vec(),

@@ -331,13 +331,22 @@ pub(super) fn blob_range(
     thread: &str,
     range: &BlobRange,
 ) -> rusqlite::Result<Vec<StoredBlob>> {
-    let mut stmt = c.prepare_cached(&format!(
-        "SELECT {BLOB_COLUMNS}, version FROM thread_blobs
+    let mut stmt = c.prepare_cached(
+        "SELECT type, CASE WHEN ?6 THEN data ELSE x'' END, thread_version, extends, root, depth,
+                version
+         FROM thread_blobs
          WHERE thread_id = ?1 AND checkpoint_ns = ?2 AND channel = ?3
-           AND version >= ?4 AND version <= ?5"
-    ))?;
+           AND version >= ?4 AND version <= ?5",
+    )?;
     let rows = stmt.query_map(
-        params![thread, range.ns, range.channel, range.from, range.to],
+        params![
+            thread,
+            range.ns,
+            range.channel,
+            range.from,
+            range.to,
+            range.values
+        ],
         |r| blob_row(&range.ns, &range.channel, r.get(6)?, r),
     )?;
     rows.collect()
