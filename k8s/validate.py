@@ -104,6 +104,7 @@ CONTRACT_METRICS = {
     "agentstate_transitions_total": "counter",
     "agentstate_validation_failures_total": "counter",
     "agentstate_cache_entries": "gauge",
+    "agentstate_storage_bytes": "gauge",
 }
 # Metrics from elsewhere that the alerts may use.
 EXTERNAL_METRICS = {"kube_pod_init_container_status_restarts_total": "kube-state-metrics"}

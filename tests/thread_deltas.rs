@@ -12,7 +12,7 @@ use agentstate_protocol::{
     SearchCheckpointsRequest, ThreadBlob, ThreadCheckpointTuple, Typed,
 };
 use bytes::Bytes;
-use common::{eventually, start_with, Backend};
+use common::{drained, start_with, Backend};
 
 /// A MessagePack list of the items `from..to` of branch `b`.
 fn list(b: &str, from: usize, to: usize) -> Typed {
@@ -98,18 +98,6 @@ async fn by_id(c: &Client, thread: &str, id: &str) -> String {
             .unwrap()
             .unwrap(),
     )
-}
-
-async fn drained(c: &Client) {
-    eventually(
-        std::time::Duration::from_secs(10),
-        "backlog drained",
-        || {
-            let c = c.clone();
-            async move { (c.status().await.unwrap().backlog_agents == 0).then_some(()) }
-        },
-    )
-    .await;
 }
 
 fn code(e: ClientError) -> (u16, String) {

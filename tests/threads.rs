@@ -15,7 +15,7 @@ use agentstate_protocol::{
     StatePersistence, ThreadBlob, Typed,
 };
 use bytes::Bytes;
-use common::{eventually, raw, start_with, Backend};
+use common::{drained, eventually, raw, start_with, Backend};
 use mongodb::bson::{doc, Document};
 use serde_json::{json, Map, Value};
 
@@ -801,18 +801,6 @@ async fn put_chain(c: &Client, t: &str, ns: &str, ids: std::ops::RangeInclusive<
         );
         c.put_thread_checkpoint(t, &req).await.unwrap();
     }
-}
-
-async fn drained(c: &Client) {
-    eventually(
-        std::time::Duration::from_secs(10),
-        "backlog drained",
-        || {
-            let c = c.clone();
-            async move { (c.status().await.unwrap().backlog_agents == 0).then_some(()) }
-        },
-    )
-    .await;
 }
 
 both_backends!(retention_thins_threads_through_the_wal);

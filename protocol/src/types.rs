@@ -547,6 +547,38 @@ pub struct StatusResponse {
     pub cache_entries: u64,
 }
 
+/// What one table (SQLite) or collection (MongoDB) of the backend holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TableUsage {
+    pub name: String,
+    /// Rows, or documents.
+    pub rows: u64,
+    /// The bytes of the rows themselves (SQLite: their payload; MongoDB: `size`).
+    pub data_bytes: u64,
+    /// The bytes the table takes on disk, free space in its pages included.
+    pub storage_bytes: u64,
+    /// The bytes its indexes take.
+    pub index_bytes: u64,
+}
+
+/// An agent (or thread) and the bytes the backend holds of it, in every table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentUsage {
+    pub agent_id: String,
+    pub bytes: u64,
+}
+
+/// Body of `GET /v1/usage`: what the backend holds, as it holds it (changes not yet
+/// flushed are not counted).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UsageResponse {
+    /// `"mongodb"` or `"sqlite"`.
+    pub backend: String,
+    pub tables: Vec<TableUsage>,
+    /// The agents holding the most bytes, most first.
+    pub largest: Vec<AgentUsage>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,7 +17,7 @@ use agentstate_protocol::Client;
 use anyhow::Context;
 
 use crate::backlog::Backlog;
-use crate::config::{CheckArgs, CleanupArgs, Config, DumpArgs, RecoverArgs};
+use crate::config::{CheckArgs, CleanupArgs, Config, DumpArgs, RecoverArgs, UsageArgs};
 use crate::engine::Engine;
 use crate::model::{Current, Op, ThreadChange};
 use crate::wal::{self, WalError};
@@ -438,6 +438,35 @@ fn quarantine_corruption(wal_dir: &Path) -> anyhow::Result<ExitCode> {
 const CLEANUP_WAIT: Duration = Duration::from_secs(60);
 
 /// `agentstate cleanup`.
+/// `agentstate usage`.
+pub async fn usage(args: UsageArgs) -> anyhow::Result<ExitCode> {
+    let config = Config::from_args(args.serve)?;
+    let store = server::open_store(&config, false).await?;
+    let tables = store.usage().await.context("read the backend's usage")?;
+    let largest = store
+        .largest_agents(args.top)
+        .await
+        .context("read the largest agents")?;
+    println!("the {} backend holds:", store.kind());
+    println!(
+        "{:<22} {:>12} {:>14} {:>14} {:>14}",
+        "table", "rows", "data bytes", "storage bytes", "index bytes"
+    );
+    for t in &tables {
+        println!(
+            "{:<22} {:>12} {:>14} {:>14} {:>14}",
+            t.name, t.rows, t.data_bytes, t.storage_bytes, t.index_bytes
+        );
+    }
+    if !largest.is_empty() {
+        println!("largest agents (bytes in every table):");
+        for a in &largest {
+            println!("{:>14}  {}", a.bytes, a.agent_id);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub async fn cleanup(args: CleanupArgs) -> anyhow::Result<ExitCode> {
     let config = Config::from_args(args.serve)?;
     let policy = config.retention.overridden_by(&args.retention);

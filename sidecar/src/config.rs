@@ -49,6 +49,18 @@ pub enum Command {
     /// (versions, sequence numbers, timestamps). An agent here that is the same is left
     /// alone; one that differs is refused, unless --overwrite.
     Import(ImportArgs),
+    /// Print what the backend holds: per table (collection) its rows and bytes, and the
+    /// agents holding the most bytes. Reads only: safe beside a running sidecar.
+    Usage(UsageArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct UsageArgs {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    /// How many of the largest agents to name.
+    #[arg(long, default_value_t = 10)]
+    pub top: u32,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -133,6 +145,7 @@ pub mod env {
     pub const DATABASE: &str = "AGENTSTATE_DATABASE";
     pub const CONFIG: &str = "AGENTSTATE_CONFIG";
     pub const FLUSH_INTERVAL_MS: &str = "AGENTSTATE_FLUSH_INTERVAL_MS";
+    pub const USAGE_INTERVAL_SECS: &str = "AGENTSTATE_USAGE_INTERVAL_SECS";
     pub const FLUSH_BATCH_MAX: &str = "AGENTSTATE_FLUSH_BATCH_MAX";
     pub const MEMORY_LIMIT_BYTES: &str = "AGENTSTATE_MEMORY_LIMIT_BYTES";
     pub const BACKLOG_BYTES_MAX: &str = "AGENTSTATE_BACKLOG_BYTES_MAX";
@@ -176,6 +189,10 @@ pub struct ServeArgs {
     /// Flush the backlog to the backend at least this often.
     #[arg(long, env = env::FLUSH_INTERVAL_MS, default_value_t = 100)]
     pub flush_interval_ms: u64,
+    /// Read the backend's storage usage (the agentstate_storage_* gauges) this often; 0:
+    /// never.
+    #[arg(long, env = env::USAGE_INTERVAL_SECS, default_value_t = 60)]
+    pub usage_interval_secs: u64,
     /// Most agents in one flush batch; a full batch is flushed at once.
     #[arg(long, env = env::FLUSH_BATCH_MAX, default_value_t = 1000)]
     pub flush_batch_max: usize,
@@ -277,6 +294,8 @@ pub struct Config {
     pub limits: Limits,
     pub flush_interval: Duration,
     pub flush_batch_max: usize,
+    /// How often the storage usage gauges are read (`None`: never).
+    pub usage_interval: Option<Duration>,
     /// The memory limit and the bounds fitted to it: the backlog's, the cache's and the
     /// thread cache's bytes.
     pub memory: Budget,
@@ -409,6 +428,8 @@ impl Config {
             limits,
             flush_interval: Duration::from_millis(a.flush_interval_ms),
             flush_batch_max: a.flush_batch_max,
+            usage_interval: (a.usage_interval_secs > 0)
+                .then(|| Duration::from_secs(a.usage_interval_secs)),
             memory,
             cache_entries_max: a.cache_entries_max,
             wal_segment_bytes_max: a.wal_segment_bytes_max,

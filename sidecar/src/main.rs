@@ -51,6 +51,7 @@ fn main() -> ExitCode {
         Command::Recover(args) => finish(runtime.block_on(admin::recover(args))),
         Command::Cleanup(args) => finish(runtime.block_on(admin::cleanup(args))),
         Command::Export(args) => finish(runtime.block_on(admin::export(args))),
+        Command::Usage(args) => finish(runtime.block_on(admin::usage(args))),
         Command::Import(args) => finish(runtime.block_on(admin::import(args))),
     }
 }

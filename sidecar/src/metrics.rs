@@ -39,6 +39,10 @@ pub const RECOVERY_RUNS_TOTAL: &str = "agentstate_recovery_runs_total";
 pub const RECOVERY_RECORDS_TOTAL: &str = "agentstate_recovery_records_replayed_total";
 pub const RECOVERY_DURATION: &str = "agentstate_recovery_duration_seconds";
 pub const READY: &str = "agentstate_ready";
+pub const STORAGE_ROWS: &str = "agentstate_storage_rows";
+pub const STORAGE_DATA_BYTES: &str = "agentstate_storage_data_bytes";
+pub const STORAGE_BYTES: &str = "agentstate_storage_bytes";
+pub const STORAGE_INDEX_BYTES: &str = "agentstate_storage_index_bytes";
 
 /// Latency buckets: 50 µs to 10 s, covering a memory write to a slow MongoDB.
 const SECONDS_BUCKETS: &[f64] = &[
@@ -169,6 +173,36 @@ fn describe() {
         READY,
         "1 when the sidecar serves (WAL replayed and open), else 0"
     );
+    describe_gauge!(
+        STORAGE_ROWS,
+        "rows (documents) in the backend, by table (collection); refreshed every --usage-interval-secs"
+    );
+    describe_gauge!(
+        STORAGE_DATA_BYTES,
+        Unit::Bytes,
+        "bytes of the rows themselves in the backend, by table"
+    );
+    describe_gauge!(
+        STORAGE_BYTES,
+        Unit::Bytes,
+        "bytes a table takes on disk in the backend (free space in its pages included)"
+    );
+    describe_gauge!(
+        STORAGE_INDEX_BYTES,
+        Unit::Bytes,
+        "bytes of a table's indexes in the backend"
+    );
+}
+
+/// Sets the storage gauges from a reading of the backend's usage.
+pub fn set_storage(tables: &[agentstate_protocol::TableUsage]) {
+    for t in tables {
+        let table = t.name.clone();
+        metrics::gauge!(STORAGE_ROWS, "table" => table.clone()).set(t.rows as f64);
+        metrics::gauge!(STORAGE_DATA_BYTES, "table" => table.clone()).set(t.data_bytes as f64);
+        metrics::gauge!(STORAGE_BYTES, "table" => table.clone()).set(t.storage_bytes as f64);
+        metrics::gauge!(STORAGE_INDEX_BYTES, "table" => table).set(t.index_bytes as f64);
+    }
 }
 
 /// The Prometheus text of every metric (the caller sets the gauges first).

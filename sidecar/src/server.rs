@@ -199,6 +199,9 @@ async fn serve_with(
         config.flush_batch_max,
         stop_rx.clone(),
     ));
+    if let Some(every) = config.usage_interval {
+        tokio::spawn(storage_usage(engine.clone(), every, stop_rx.clone()));
+    }
     if !config.retention.is_empty() {
         tokio::spawn(retention(engine.clone(), config.retention.clone(), stop_rx));
     }
@@ -359,6 +362,23 @@ pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
 }
 
 /// Applies the retention policy every `interval_minutes` (default 60) until shutdown.
+/// Reads the backend's storage usage into the `agentstate_storage_*` gauges: at start,
+/// then every `every`.
+async fn storage_usage(engine: Arc<Engine>, every: Duration, mut stop: watch::Receiver<bool>) {
+    loop {
+        match engine.store.usage().await {
+            Ok(tables) => crate::metrics::set_storage(&tables),
+            Err(e) => {
+                tracing::warn!(error = %e, "storage usage not read; next try at the next interval")
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stopped(&mut stop) => return,
+        }
+    }
+}
+
 async fn retention(engine: Arc<Engine>, policy: RetentionPolicy, mut stop: watch::Receiver<bool>) {
     let every = Duration::from_secs(60 * policy.interval_minutes.unwrap_or(60).max(1));
     loop {

@@ -536,6 +536,17 @@ pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
+/// Waits (10 s at most) until the sidecar's backlog is empty: everything is in the
+/// backend.
+#[allow(dead_code)]
+pub async fn drained(c: &Client) {
+    eventually(Duration::from_secs(10), "backlog drained", || {
+        let c = c.clone();
+        async move { c.status().await.ok().filter(|s| s.backlog_agents == 0) }
+    })
+    .await;
+}
+
 /// Polls `check` until it returns `Some`, or panics after `timeout` with `what`.
 pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
 where

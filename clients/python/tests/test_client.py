@@ -170,6 +170,12 @@ def test_sync_client_round_trips_every_endpoint_family(sidecar: Sidecar, codec: 
         assert status.ready
         assert status.backend in ("sqlite", "mongodb")
         assert "agentstate_requests_total" in c.metrics()
+        usage = c.usage(top=1)
+        assert usage.backend == status.backend
+        assert "agent_states" in [t.name for t in usage.tables]
+        assert len(usage.largest) <= 1
+        with pytest.raises(Malformed):
+            c.usage(top=5000)
 
         c.delete_agent(a)
         with pytest.raises(NotFound):

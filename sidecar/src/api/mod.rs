@@ -20,7 +20,7 @@ use crate::model::{
 };
 use agentstate_protocol::{
     CheckpointRequest, Codec, Durability, ErrorCode, ReplayRequest, RollbackRequest,
-    StatusResponse, VersionResponse,
+    StatusResponse, UsageResponse, VersionResponse,
 };
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
@@ -32,7 +32,7 @@ use tracing::Instrument;
 pub use error::ApiError;
 pub use guard::{AllowedHosts, Transport};
 
-use crate::engine::{Engine, Precondition, PAGE_LIMIT_MAX};
+use crate::engine::{Engine, EngineError, Precondition, PAGE_LIMIT_MAX};
 use crate::metrics as m;
 use crate::validate;
 use routes::{Resolved, RouteId};
@@ -126,6 +126,20 @@ async fn route(app: &App, req: Request<Incoming>, codec: Codec) -> Result<HttpRe
             ),
         }),
         RouteId::Status => status(app, codec),
+        RouteId::Usage => {
+            let top = usage_top(req.uri().query())?;
+            let engine = engine(app)?;
+            let body = UsageResponse {
+                backend: engine.store_kind().to_string(),
+                tables: engine.store.usage().await.map_err(EngineError::from)?,
+                largest: engine
+                    .store
+                    .largest_agents(top)
+                    .await
+                    .map_err(EngineError::from)?,
+            };
+            encode(StatusCode::OK, codec, &body)
+        }
         RouteId::Metrics => {
             match app.engine.get() {
                 Some(e) => e.set_gauges(),
@@ -578,6 +592,29 @@ fn durability<B>(req: &Request<B>) -> Result<Durability, ApiError> {
         .map(|v| parse(v.to_str().unwrap_or("?")))
         .transpose()?;
     Ok(from_query.or(from_header).unwrap_or_default())
+}
+
+/// Largest agents a usage reading names by default, and at most.
+const USAGE_TOP_DEFAULT: u32 = 10;
+const USAGE_TOP_MAX: u32 = 1000;
+
+/// `?top=` of `GET /v1/usage`.
+fn usage_top(query: Option<&str>) -> Result<u32, ApiError> {
+    let Some(v) = query
+        .unwrap_or("")
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("top="))
+    else {
+        return Ok(USAGE_TOP_DEFAULT);
+    };
+    v.parse()
+        .ok()
+        .filter(|n| *n <= USAGE_TOP_MAX)
+        .ok_or_else(|| {
+            ApiError::malformed(format!(
+                "top must be an integer from 0 to {USAGE_TOP_MAX}, got {v:?}"
+            ))
+        })
 }
 
 /// Paging parameters of log reads.

@@ -14,6 +14,7 @@ pub mod sqlite;
 use std::future::Future;
 use std::time::Duration;
 
+use agentstate_protocol::{AgentUsage, TableUsage};
 use chrono::{DateTime, Utc};
 
 use crate::backlog::FlushBatch;
@@ -294,6 +295,31 @@ impl Store {
             match &self.backend {
                 Backend::Mongo(s) => s.thread_blobs(thread, keys).await,
                 Backend::Sqlite(s) => s.thread_blobs(thread, keys).await,
+            }
+        })
+        .await
+    }
+
+    /// Per table (collection), what the backend holds.
+    pub async fn usage(&self) -> StoreResult<Vec<TableUsage>> {
+        self.timed("read storage usage", async {
+            match &self.backend {
+                Backend::Mongo(s) => s.usage().await,
+                Backend::Sqlite(s) => s.usage().await,
+            }
+        })
+        .await
+    }
+
+    /// The `top` agents (and threads) holding the most bytes in the backend.
+    pub async fn largest_agents(&self, top: u32) -> StoreResult<Vec<AgentUsage>> {
+        if top == 0 {
+            return Ok(Vec::new());
+        }
+        self.timed("read storage usage", async {
+            match &self.backend {
+                Backend::Mongo(s) => s.largest_agents(top).await,
+                Backend::Sqlite(s) => s.largest_agents(top).await,
             }
         })
         .await

@@ -35,6 +35,7 @@ from agentstate_client.models import (
     Transition,
     TransitionResult,
     Typed,
+    Usage,
 )
 
 T = TypeVar("T", covariant=True)
@@ -481,6 +482,10 @@ def ready() -> Call[bool]:
 
 def status() -> Call[Status]:
     return Call("GET", "/v1/status", lambda r: Status.from_wire(r.body))
+
+
+def usage(top: int = 10) -> Call[Usage]:
+    return Call("GET", f"/v1/usage?top={int(top)}", lambda r: Usage.from_wire(r.body))
 
 
 def metrics() -> Call[str]:

@@ -38,6 +38,7 @@ from agentstate_client.models import (
     Transition,
     TransitionResult,
     Typed,
+    Usage,
 )
 
 if TYPE_CHECKING:
@@ -401,6 +402,11 @@ class AsyncClient:
 
     async def status(self) -> Status:
         return await self._send(_api.status())
+
+    async def usage(self, top: int = 10) -> Usage:
+        """What the backend holds per table, and the ``top`` agents holding the most bytes
+        (0 to 1000)."""
+        return await self._send(_api.usage(top))
 
     async def metrics(self) -> str:
         """Prometheus text."""

@@ -38,6 +38,7 @@ from agentstate_client.models import (
     Transition,
     TransitionResult,
     Typed,
+    Usage,
 )
 
 if TYPE_CHECKING:
@@ -391,6 +392,11 @@ class Client:
 
     def status(self) -> Status:
         return self._send(_api.status())
+
+    def usage(self, top: int = 10) -> Usage:
+        """What the backend holds per table, and the ``top`` agents holding the most bytes
+        (0 to 1000)."""
+        return self._send(_api.usage(top))
 
     def metrics(self) -> str:
         """Prometheus text."""

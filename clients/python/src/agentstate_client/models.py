@@ -372,6 +372,45 @@ class Status:
         )
 
 
+@dataclass(frozen=True)
+class TableUsage:
+    """What one table (SQLite) or collection (MongoDB) of the backend holds."""
+
+    name: str
+    rows: int
+    data_bytes: int
+    storage_bytes: int
+    index_bytes: int
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> TableUsage:
+        return cls(
+            name=d["name"],
+            rows=int(d["rows"]),
+            data_bytes=int(d["data_bytes"]),
+            storage_bytes=int(d["storage_bytes"]),
+            index_bytes=int(d["index_bytes"]),
+        )
+
+
+@dataclass(frozen=True)
+class Usage:
+    """``GET /v1/usage``: what the backend holds per table, and the agents holding the
+    most bytes (``(agent_id, bytes)``, most first)."""
+
+    backend: str
+    tables: list[TableUsage]
+    largest: list[tuple[str, int]]
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> Usage:
+        return cls(
+            backend=d["backend"],
+            tables=[TableUsage.from_wire(t) for t in d.get("tables") or []],
+            largest=[(a["agent_id"], int(a["bytes"])) for a in d.get("largest") or []],
+        )
+
+
 # --- threads (graph checkpoints) --------------------------------------------------------
 
 

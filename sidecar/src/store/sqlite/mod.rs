@@ -11,10 +11,12 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use agentstate_protocol::{AgentUsage, TableUsage};
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 mod threads;
+mod usage;
 
 use super::{cutoff, BlobRange, Retained, StoreError, StoreResult, ThreadQuery};
 use crate::backlog::{FlushBatch, FlushItem};
@@ -400,6 +402,14 @@ impl SqliteStore {
         let thread = thread.to_string();
         self.with_conn(move |c| threads::blobs(c, &thread, &keys))
             .await
+    }
+
+    pub async fn usage(&self) -> StoreResult<Vec<TableUsage>> {
+        self.with_conn(|c| usage::tables(c)).await
+    }
+
+    pub async fn largest_agents(&self, top: u32) -> StoreResult<Vec<AgentUsage>> {
+        self.with_conn(move |c| usage::largest(c, top)).await
     }
 
     pub async fn thread_blob_range(
