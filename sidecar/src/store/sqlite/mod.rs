@@ -28,6 +28,9 @@ use crate::model::{
 
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
+    /// The database file, for readers of their own (usage scans every page: on the
+    /// write path's connection it would hold flushes back).
+    path: std::path::PathBuf,
 }
 
 const SCHEMA: &str = "
@@ -136,6 +139,7 @@ impl SqliteStore {
         conn.set_prepared_statement_cache_capacity(64);
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
+            path: path.to_path_buf(),
         })
     }
 
@@ -405,11 +409,32 @@ impl SqliteStore {
     }
 
     pub async fn usage(&self) -> StoreResult<Vec<TableUsage>> {
-        self.with_conn(|c| usage::tables(c)).await
+        self.with_reader(usage::tables).await
     }
 
     pub async fn largest_agents(&self, top: u32) -> StoreResult<Vec<AgentUsage>> {
-        self.with_conn(move |c| usage::largest(c, top)).await
+        self.with_reader(move |c| usage::largest(c, top)).await
+    }
+
+    /// Runs `f` on a read-only connection of its own (WAL mode: it never blocks the
+    /// writer, nor the writer it).
+    async fn with_reader<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let c = Connection::open_with_flags(
+                &path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            c.busy_timeout(std::time::Duration::from_secs(5))?;
+            f(&c)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("usage reader failed: {e}")))?
+        .map_err(sql_err)
     }
 
     pub async fn thread_blob_range(
