@@ -12,8 +12,10 @@ value against ``InMemorySaver`` by hypothesis.
 from __future__ import annotations
 
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, RemoveMessage
@@ -24,7 +26,7 @@ from langgraph.graph.message import REMOVE_ALL_MESSAGES, add_messages
 from typing_extensions import TypedDict
 
 from _procs import Sidecar
-from agentstate_client.langgraph import AgentstateSaver
+from agentstate_client.langgraph import AgentstateSaver, _delta
 
 
 class State(TypedDict, total=False):
@@ -256,3 +258,30 @@ def test_random_operations_match_in_memory_saver(
             sidecar.kill9()
             sidecar.restart()
         assert view(g, cfg) == view(ref, rcfg), f"after {ops[: i + 1]}"
+
+
+def test_one_saver_shared_by_worker_threads(
+    sidecar: Sidecar, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Blocking graphs on many threads through one saver, with the table of remembered
+    threads small enough that they keep evicting each other: every history is right."""
+    monkeypatch.setattr(_delta, "THREADS_MAX", 3)
+    saver = AgentstateSaver(sidecar.url)
+    g = graph(saver)
+
+    def run(i: int) -> list[str]:
+        cfg = thread()
+        for k in range(6):
+            g.invoke({"messages": [HumanMessage(f"{i}-{k}")]}, cfg, durability="sync")
+        if i % 2:
+            saver.delete_thread(cfg["configurable"]["thread_id"])
+            g.invoke({"messages": [HumanMessage(f"{i}-again")]}, cfg, durability="sync")
+        return [m.content for m in g.get_state(cfg).values["messages"]]
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(run, range(16)))
+    for i, got in enumerate(results):
+        if i % 2:
+            assert got == [f"{i}-again", "re 1"]
+        else:
+            assert got == [x for k in range(6) for x in (f"{i}-{k}", f"re {2 * k + 1}")]

@@ -29,6 +29,7 @@ at most ``CHAIN_MAX`` + 1 blobs.
 from __future__ import annotations
 
 import operator
+import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -144,6 +145,9 @@ class DeltaMemory:
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
         self._heads: OrderedDict[tuple[str, str], _Head] = OrderedDict()
+        # LangGraph's blocking graphs put from worker threads: changes to the table are
+        # made under this lock (lookups need none).
+        self._lock = threading.Lock()
 
     def plan(
         self,
@@ -225,10 +229,11 @@ class DeltaMemory:
                 channels.pop(channel, None)
             else:
                 channels[channel] = kept
-        self._heads[plan.key] = _Head(plan.checkpoint_id, channels)
-        self._heads.move_to_end(plan.key)
-        while len(self._heads) > THREADS_MAX:
-            self._heads.popitem(last=False)
+        with self._lock:
+            self._heads[plan.key] = _Head(plan.checkpoint_id, channels)
+            self._heads.move_to_end(plan.key)
+            while len(self._heads) > THREADS_MAX:
+                self._heads.popitem(last=False)
 
     def read(
         self,
@@ -249,5 +254,6 @@ class DeltaMemory:
 
     def forget(self, thread_id: str) -> None:
         """Forgets a thread in every namespace (it was deleted, copied onto or pruned)."""
-        for key in [k for k in self._heads if k[0] == thread_id]:
-            del self._heads[key]
+        with self._lock:
+            for key in [k for k in self._heads if k[0] == thread_id]:
+                del self._heads[key]
