@@ -13,12 +13,11 @@ use std::path::Path;
 use std::process::Output;
 
 use agentstate_protocol::{
-    Checkpoint, Client, Message, NewMessage, NewThreadWrite, Payload, PersistedState,
-    PruneStrategy, PutThreadCheckpointRequest, PutThreadWritesRequest, SaveStateRequest,
-    SearchCheckpointsRequest, StatePersistence, StateTransition, ThreadBlob, ThreadCheckpointTuple,
-    Transfer, TransferRequest, TransitionRequest, Typed,
+    Checkpoint, Client, Message, NewMessage, NewThreadWrite, PersistedState, PruneStrategy,
+    PutThreadCheckpointRequest, PutThreadWritesRequest, SaveStateRequest, SearchCheckpointsRequest,
+    StatePersistence, StateTransition, ThreadCheckpointTuple, Transfer, TransferRequest,
+    TransitionRequest, Typed,
 };
-use bytes::Bytes;
 use common::{agentstate, example_config, start_with, stdout, Backend, Mongo, Sidecar};
 use serde_json::{json, Value};
 
@@ -420,16 +419,12 @@ async fn a_large_agent_moves_in_several_records(backend: Backend) {
     assert!(parts >= 1, "several import records: {}", stdout(&out));
 }
 
-/// A MessagePack list of the items `from..to`.
 fn items(from: usize, to: usize) -> Typed {
-    let list: Vec<String> = (from..to).map(|i| format!("m{i}")).collect();
-    Typed {
-        type_: "msgpack".into(),
-        data: Payload(Bytes::from(rmp_serde::to_vec(&list).unwrap())),
-    }
+    common::msgpack_list("m", from, to)
 }
 
-/// Checkpoint `id` after `parent`, `m` at `version` (a delta when it `extends`).
+/// Checkpoint `id` after `parent`, `m` at `version` (a delta when it `extends`), with
+/// metadata to carry.
 fn thread_put(
     id: &str,
     parent: Option<&str>,
@@ -437,23 +432,10 @@ fn thread_put(
     value: Typed,
     extends: Option<&str>,
 ) -> PutThreadCheckpointRequest {
-    PutThreadCheckpointRequest {
-        checkpoint_ns: String::new(),
-        checkpoint_id: id.into(),
-        parent_checkpoint_id: parent.map(str::to_string),
-        checkpoint: Typed {
-            type_: "json".into(),
-            data: Payload(Bytes::from(format!("{{\"id\":\"{id}\"}}"))),
-        },
-        metadata: json!({"step": id}).as_object().unwrap().clone(),
-        channel_versions: [("m".to_string(), version.to_string())].into(),
-        blobs: vec![ThreadBlob {
-            channel: "m".into(),
-            version: version.into(),
-            value,
-            extends: extends.map(str::to_string),
-        }],
-    }
+    let blob = common::thread_blob("m", version, value, extends);
+    let mut put = common::thread_put(id, parent, &[("m", version)], vec![blob]);
+    put.metadata = json!({"step": id}).as_object().unwrap().clone();
+    put
 }
 
 async fn thread_view(c: &Client, thread: &str) -> Vec<ThreadCheckpointTuple> {

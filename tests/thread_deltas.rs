@@ -8,51 +8,12 @@
 mod common;
 
 use agentstate_protocol::{
-    Client, ClientError, Payload, PruneStrategy, PutThreadCheckpointRequest,
-    SearchCheckpointsRequest, ThreadBlob, ThreadCheckpointTuple, Typed,
+    Client, ClientError, PruneStrategy, SearchCheckpointsRequest, ThreadCheckpointTuple, Typed,
 };
-use bytes::Bytes;
-use common::{drained, start_with, Backend};
+use common::{drained, msgpack_list, start_with, thread_blob as blob, thread_put as put, Backend};
 
-/// A MessagePack list of the items `from..to` of branch `b`.
 fn list(b: &str, from: usize, to: usize) -> Typed {
-    let items: Vec<String> = (from..to).map(|i| format!("{b}{i}")).collect();
-    Typed {
-        type_: "msgpack".into(),
-        data: Payload(Bytes::from(rmp_serde::to_vec(&items).unwrap())),
-    }
-}
-
-fn blob(channel: &str, version: &str, value: Typed, extends: Option<&str>) -> ThreadBlob {
-    ThreadBlob {
-        channel: channel.into(),
-        version: version.into(),
-        value,
-        extends: extends.map(str::to_string),
-    }
-}
-
-fn put(
-    id: &str,
-    parent: Option<&str>,
-    versions: &[(&str, &str)],
-    blobs: Vec<ThreadBlob>,
-) -> PutThreadCheckpointRequest {
-    PutThreadCheckpointRequest {
-        checkpoint_ns: String::new(),
-        checkpoint_id: id.into(),
-        parent_checkpoint_id: parent.map(str::to_string),
-        checkpoint: Typed {
-            type_: "json".into(),
-            data: Payload(Bytes::from(format!("{{\"id\":\"{id}\"}}"))),
-        },
-        metadata: Default::default(),
-        channel_versions: versions
-            .iter()
-            .map(|(c, v)| (c.to_string(), v.to_string()))
-            .collect(),
-        blobs,
-    }
+    msgpack_list(b, from, to)
 }
 
 /// Each checkpoint as `id: channel@version=value` with values decoded, greatest id

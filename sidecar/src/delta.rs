@@ -77,7 +77,9 @@ pub fn materialize(parts: &[&Typed]) -> Result<Typed, DeltaError> {
     let mut count = 0u64;
     let mut bodies = Vec::with_capacity(parts.len());
     for p in parts {
-        check(p)?;
+        if p.type_ != DELTA_TYPE {
+            return Err(DeltaError::Type(p.type_.clone()));
+        }
         let (n, start) = array_header(&p.data.0).ok_or(DeltaError::NotArray)?;
         count += n;
         bodies.push(&p.data.0[start..]);

@@ -720,3 +720,56 @@ pub async fn start_with(
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     (Sidecar::start(&dir.join("data"), &args).await, mongo)
 }
+
+/// A MessagePack list of the strings `{prefix}{i}` for `i` in `from..to`: a list channel's
+/// value, or the items a delta adds.
+#[allow(dead_code)]
+pub fn msgpack_list(prefix: &str, from: usize, to: usize) -> agentstate_protocol::Typed {
+    let items: Vec<String> = (from..to).map(|i| format!("{prefix}{i}")).collect();
+    agentstate_protocol::Typed {
+        type_: "msgpack".into(),
+        data: agentstate_protocol::Payload(rmp_serde::to_vec(&items).unwrap().into()),
+    }
+}
+
+/// A channel's blob at `version`; a delta when it `extends` another version.
+#[allow(dead_code)]
+pub fn thread_blob(
+    channel: &str,
+    version: &str,
+    value: agentstate_protocol::Typed,
+    extends: Option<&str>,
+) -> agentstate_protocol::ThreadBlob {
+    agentstate_protocol::ThreadBlob {
+        channel: channel.into(),
+        version: version.into(),
+        value,
+        extends: extends.map(str::to_string),
+    }
+}
+
+/// Checkpoint `id` (in the root namespace) after `parent`, with its channels at
+/// `versions` and the blobs of those that changed.
+#[allow(dead_code)]
+pub fn thread_put(
+    id: &str,
+    parent: Option<&str>,
+    versions: &[(&str, &str)],
+    blobs: Vec<agentstate_protocol::ThreadBlob>,
+) -> agentstate_protocol::PutThreadCheckpointRequest {
+    agentstate_protocol::PutThreadCheckpointRequest {
+        checkpoint_ns: String::new(),
+        checkpoint_id: id.into(),
+        parent_checkpoint_id: parent.map(str::to_string),
+        checkpoint: agentstate_protocol::Typed {
+            type_: "json".into(),
+            data: agentstate_protocol::Payload(format!("{{\"id\":\"{id}\"}}").into_bytes().into()),
+        },
+        metadata: Default::default(),
+        channel_versions: versions
+            .iter()
+            .map(|(c, v)| (c.to_string(), v.to_string()))
+            .collect(),
+        blobs,
+    }
+}
