@@ -16,6 +16,9 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use crate::codec::{Codec, CodecError};
 use crate::error::{ErrorBody, ErrorCode};
+use crate::inspector::{
+    AgentsPage, ThreadHistoryPage, ThreadView, ThreadsPage, TimelinePage, TransfersPage,
+};
 use crate::persistence::StatePersistence;
 use crate::threads::{
     CheckpointsDeletedResponse, CopyThreadRequest, CopyThreadResponse, DeleteForRunsRequest,
@@ -418,6 +421,115 @@ impl Client {
             .ok_or(ClientError::BadResponse { status: 200 })
     }
 
+    /// A page of agents; `query` holds the filters and the cursor of the page.
+    pub async fn list_agents(&self, query: &AgentsQuery) -> Result<AgentsPage, ClientError> {
+        let mut q = Vec::new();
+        let mut add = |k: &str, v: Option<&str>| {
+            if let Some(v) = v {
+                q.push(format!("{k}={}", encode_query(v)));
+            }
+        };
+        add("prefix", query.prefix.as_deref());
+        add("state", query.state.as_deref());
+        add("type", query.agent_type.as_deref());
+        let after = query
+            .updated_after
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+        add("updated_after", after.as_deref());
+        add("failed", query.failed.then_some("true"));
+        add("cursor", query.cursor.as_deref());
+        let limit = query.limit.map(|l| l.to_string());
+        add("limit", limit.as_deref());
+        self.call::<(), _>(
+            Method::GET,
+            &format!("/v1/agents?{}", q.join("&")),
+            None,
+            None,
+        )
+        .await
+    }
+
+    /// A page of threads with framework checkpoints, ids after `cursor`.
+    pub async fn list_threads(
+        &self,
+        prefix: &str,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<ThreadsPage, ClientError> {
+        let path = format!(
+            "/v1/threads?prefix={}&cursor={}&limit={limit}",
+            encode_query(prefix),
+            encode_query(cursor.unwrap_or(""))
+        );
+        self.call::<(), _>(Method::GET, &path, None, None).await
+    }
+
+    /// A page of transfers in order of id; with `agent`, those from or to it.
+    pub async fn list_transfers(
+        &self,
+        agent: Option<&str>,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<TransfersPage, ClientError> {
+        let mut path = format!(
+            "/v1/transfers?cursor={}&limit={limit}",
+            encode_query(cursor.unwrap_or(""))
+        );
+        if let Some(a) = agent {
+            path.push_str(&format!("&agent={}", encode_query(a)));
+        }
+        self.call::<(), _>(Method::GET, &path, None, None).await
+    }
+
+    /// A page of everything that happened to an agent, oldest first.
+    pub async fn timeline(
+        &self,
+        agent_id: &str,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<TimelinePage, ClientError> {
+        let mut path = format!("{}/timeline?limit={limit}", agent_path(agent_id)?);
+        if let Some(c) = cursor {
+            path.push_str(&format!("&cursor={}", encode_query(c)));
+        }
+        self.call::<(), _>(Method::GET, &path, None, None).await
+    }
+
+    /// A page of a thread's checkpoints without values, greatest id first.
+    pub async fn thread_history(
+        &self,
+        thread_id: &str,
+        checkpoint_ns: &str,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<ThreadHistoryPage, ClientError> {
+        let path = format!(
+            "{}/history?checkpoint_ns={}&cursor={}&limit={limit}",
+            thread_path(thread_id)?,
+            encode_query(checkpoint_ns),
+            encode_query(cursor.unwrap_or(""))
+        );
+        self.call::<(), _>(Method::GET, &path, None, None).await
+    }
+
+    /// One checkpoint of a thread (the latest without an id), decoded for reading.
+    pub async fn thread_view(
+        &self,
+        thread_id: &str,
+        checkpoint_ns: &str,
+        checkpoint_id: Option<&str>,
+    ) -> Result<Option<ThreadView>, ClientError> {
+        let mut path = format!(
+            "{}/view?checkpoint_ns={}",
+            thread_path(thread_id)?,
+            encode_query(checkpoint_ns)
+        );
+        if let Some(id) = checkpoint_id {
+            path.push_str(&format!("&checkpoint_id={}", encode_query(id)));
+        }
+        self.send::<(), _>(Method::GET, &path, None, None).await
+    }
+
     pub async fn status(&self) -> Result<StatusResponse, ClientError> {
         self.send::<(), _>(Method::GET, "/v1/status", None, None)
             .await?
@@ -512,6 +624,26 @@ impl Client {
             }),
         }
     }
+}
+
+/// A query parameter's value, percent-encoded.
+fn encode_query(v: &str) -> String {
+    use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+    utf8_percent_encode(v, NON_ALPHANUMERIC).to_string()
+}
+
+/// The filters and page of [`Client::list_agents`]; every field set narrows.
+#[derive(Debug, Clone, Default)]
+pub struct AgentsQuery {
+    pub prefix: Option<String>,
+    pub state: Option<String>,
+    pub agent_type: Option<String>,
+    pub updated_after: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only agents with a refused transition in their log.
+    pub failed: bool,
+    /// The `next_cursor` of the page before.
+    pub cursor: Option<String>,
+    pub limit: Option<u32>,
 }
 
 /// An id as a URL path segment; refuses ids the server would refuse anyway, so the

@@ -14,6 +14,9 @@ pub enum ErrorCode {
     HostNotAllowed,
     /// A browser sent a write from another site or origin.
     CrossOrigin,
+    /// An inspector write (rollback, abort, fork) to a sidecar started without
+    /// `--ui-writes`.
+    UiWritesDisabled,
     NotFound,
     MethodNotAllowed,
     VersionConflict,
@@ -32,7 +35,7 @@ impl ErrorCode {
         match self {
             ErrorCode::Malformed => 400,
             ErrorCode::Unauthorized => 401,
-            ErrorCode::HostNotAllowed | ErrorCode::CrossOrigin => 403,
+            ErrorCode::HostNotAllowed | ErrorCode::CrossOrigin | ErrorCode::UiWritesDisabled => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::VersionConflict | ErrorCode::Conflict => 409,
@@ -50,6 +53,7 @@ impl ErrorCode {
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::HostNotAllowed => "host_not_allowed",
             ErrorCode::CrossOrigin => "cross_origin",
+            ErrorCode::UiWritesDisabled => "ui_writes_disabled",
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::VersionConflict => "version_conflict",

@@ -74,6 +74,9 @@ pub struct StateTransition<D = Value> {
     /// The `state_data` the transition set, if it set one; replay re-applies it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_data: Option<D>,
+    /// Why an operator made it (a rollback or abort from the inspector).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// One message of an agent's conversation.
@@ -545,6 +548,12 @@ pub struct StatusResponse {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_flush_error: Option<String>,
     pub cache_entries: u64,
+    /// Bytes of agent states held in the cache.
+    #[serde(default)]
+    pub cache_bytes: u64,
+    /// Ownership leases this sidecar holds (MongoDB; 0 on the embedded store).
+    #[serde(default)]
+    pub leases_held: u64,
 }
 
 /// What one table (SQLite) or collection (MongoDB) of the backend holds.

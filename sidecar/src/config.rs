@@ -166,6 +166,7 @@ pub mod env {
     pub const AUTH_TOKEN_FILE: &str = "AGENTSTATE_AUTH_TOKEN_FILE";
     pub const UNIX_SOCKET: &str = "AGENTSTATE_UNIX_SOCKET";
     pub const ALLOWED_HOSTS: &str = "AGENTSTATE_ALLOWED_HOSTS";
+    pub const UI_WRITES: &str = "AGENTSTATE_UI_WRITES";
     pub const LEASE_MS: &str = "AGENTSTATE_LEASE_MS";
 }
 
@@ -260,6 +261,11 @@ pub struct ServeArgs {
     /// are refused with 403, against DNS rebinding; `*` allows any.
     #[arg(long, env = env::ALLOWED_HOSTS, value_delimiter = ',')]
     pub allowed_hosts: Vec<String>,
+    /// Let the web inspector (`/ui`) change state: roll an agent back, abort a pending
+    /// transition, fork a thread; each asks for a reason, which is logged. Off by default:
+    /// the inspector only reads.
+    #[arg(long, env = env::UI_WRITES)]
+    pub ui_writes: bool,
     /// With MongoDB: how long a sidecar's ownership of an agent lasts without a write;
     /// another sidecar may take the agent over only after that.
     #[arg(long, env = env::LEASE_MS, default_value_t = 15_000)]
@@ -311,6 +317,8 @@ pub struct Config {
     pub unix_socket: Option<PathBuf>,
     /// `--allowed-hosts`.
     pub allowed_hosts: Vec<String>,
+    /// `--ui-writes`.
+    pub ui_writes: bool,
     pub lease: Duration,
 }
 
@@ -441,6 +449,7 @@ impl Config {
             auth_token,
             unix_socket: a.unix_socket,
             allowed_hosts: a.allowed_hosts,
+            ui_writes: a.ui_writes,
             lease: Duration::from_millis(a.lease_ms),
         })
     }

@@ -574,6 +574,7 @@ mod tests {
                     success: seq == 1,
                     error: (seq == 2).then(|| "refused".into()),
                     state_data: Some(Doc::from_value(&json!({"k": seq}))),
+                    reason: (seq == 3).then(|| "restored by hand".into()),
                 })
                 .collect(),
             messages: vec![Message {

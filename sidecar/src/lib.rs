@@ -34,6 +34,7 @@ pub mod model;
 pub mod recovery;
 pub mod server;
 pub mod store;
+pub mod typed;
 pub mod validate;
 pub mod wal;
 
@@ -45,6 +46,7 @@ mod layering {
     const LAYERS: &[(&str, u32)] = &[
         ("doc", 0),
         ("delta", 0),
+        ("typed", 0),
         ("durable", 0),
         ("data_dir", 0),
         ("metrics", 0),

@@ -643,6 +643,7 @@ pub(crate) mod tests {
             success: true,
             error: None,
             state_data: Some(Doc::from_value(&json!({"k": 1}))),
+            reason: Some("why".into()),
         };
         let message = Message {
             seq: 1,

@@ -138,9 +138,9 @@ async fn serve_with(
     let app = Arc::new(App {
         engine: Default::default(),
         body_bytes_max: config.body_bytes_max,
-        backlog_bytes_max: config.memory.backlog_bytes_max,
         auth_token: config.auth_token.clone(),
         allowed_hosts: api::AllowedHosts::new(&config.allowed_hosts),
+        ui_writes: config.ui_writes,
     });
     let listener = TcpListener::bind(config.listen)
         .await

@@ -11,18 +11,38 @@
 //! description's path parameters, and the templates double as the `route` label of the
 //! request metrics (bounded: no ids).
 
-/// What a request asks for, once resolved.
+/// What a request asks for, once resolved: a group of routes (each served by its own
+/// module, `match`ing its own enum exhaustively), then the route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RouteId {
+    /// Health, status and the description of the API (`ops`).
+    Ops(OpsRoute),
+    /// Under `/v1/agents/{id}` (`agents`).
+    Agent(AgentRoute),
+    /// Under `/v1/threads/{id}` (`threads`).
+    Thread(ThreadRoute),
+    /// Calls that span agents or threads: listings, transfers, batches, searches
+    /// (`collections`).
+    Collection(CollectionRoute),
+    /// The web inspector's files and writes (`inspector`).
+    Inspector(InspectorRoute),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpsRoute {
     Healthz,
     Readyz,
     Metrics,
     Status,
     Usage,
     OpenApi,
-    GetAgent,
-    PutAgent,
-    DeleteAgent,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentRoute {
+    Get,
+    Put,
+    Delete,
     PostTransition,
     ListTransitions,
     BeginTransition,
@@ -36,18 +56,45 @@ pub enum RouteId {
     ListCheckpoints,
     Rollback,
     Replay,
+    Timeline,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThreadRoute {
+    PutCheckpoint,
+    PutWrites,
+    GetCheckpoint,
+    Delete,
+    Copy,
+    DeltaHistory,
+    History,
+    View,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CollectionRoute {
+    ListAgents,
+    ListThreads,
+    ListTransfers,
     Transfer,
     GetTransfer,
     Batch,
-    PutThreadCheckpoint,
-    PutThreadWrites,
-    GetThreadCheckpoint,
-    DeleteThread,
-    CopyThread,
-    DeltaHistory,
     SearchCheckpoints,
     PruneCheckpoints,
     DeleteForRuns,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InspectorRoute {
+    /// The page, its script and its style sheet.
+    Page,
+    Script,
+    Style,
+    /// What the inspector may do here.
+    Info,
+    Rollback,
+    Abort,
+    Fork,
 }
 
 /// One row of the table.
@@ -67,91 +114,64 @@ const fn r(method: &'static str, template: &'static str, id: RouteId) -> Route {
     }
 }
 
+use AgentRoute as A;
+use CollectionRoute as C;
+use InspectorRoute as I;
+use OpsRoute as O;
+use RouteId::{Agent, Collection, Inspector, Ops, Thread};
+use ThreadRoute as T;
+
 /// Every route the server answers. No two templates match the same path (checked by a
 /// test below), so the order does not matter.
+#[rustfmt::skip]
 pub const ROUTES: &[Route] = &[
-    r("GET", "/healthz", RouteId::Healthz),
-    r("GET", "/readyz", RouteId::Readyz),
-    r("GET", "/metrics", RouteId::Metrics),
-    r("GET", "/v1/status", RouteId::Status),
-    r("GET", "/v1/usage", RouteId::Usage),
-    r("GET", "/v1/openapi.json", RouteId::OpenApi),
-    r("GET", "/v1/agents/{id}", RouteId::GetAgent),
-    r("PUT", "/v1/agents/{id}", RouteId::PutAgent),
-    r("DELETE", "/v1/agents/{id}", RouteId::DeleteAgent),
-    r(
-        "POST",
-        "/v1/agents/{id}/transitions",
-        RouteId::PostTransition,
-    ),
-    r(
-        "GET",
-        "/v1/agents/{id}/transitions",
-        RouteId::ListTransitions,
-    ),
-    r(
-        "POST",
-        "/v1/agents/{id}/transitions/begin",
-        RouteId::BeginTransition,
-    ),
-    r(
-        "POST",
-        "/v1/agents/{id}/transitions/{tid}/complete",
-        RouteId::CompleteTransition,
-    ),
-    r(
-        "POST",
-        "/v1/agents/{id}/transitions/{tid}/abort",
-        RouteId::AbortTransition,
-    ),
-    r("POST", "/v1/agents/{id}/messages", RouteId::AppendMessages),
-    r("GET", "/v1/agents/{id}/messages", RouteId::ListMessages),
-    r("DELETE", "/v1/agents/{id}/messages", RouteId::ClearMessages),
-    r(
-        "DELETE",
-        "/v1/agents/{id}/messages/last",
-        RouteId::PopMessage,
-    ),
-    r(
-        "POST",
-        "/v1/agents/{id}/checkpoints",
-        RouteId::TakeCheckpoint,
-    ),
-    r(
-        "GET",
-        "/v1/agents/{id}/checkpoints",
-        RouteId::ListCheckpoints,
-    ),
-    r("POST", "/v1/agents/{id}/rollback", RouteId::Rollback),
-    r("POST", "/v1/agents/{id}/replay", RouteId::Replay),
-    r("POST", "/v1/transfers", RouteId::Transfer),
-    r("GET", "/v1/transfers/{id}", RouteId::GetTransfer),
-    r("POST", "/v1/batch", RouteId::Batch),
-    r(
-        "POST",
-        "/v1/threads/{id}/checkpoints",
-        RouteId::PutThreadCheckpoint,
-    ),
-    r("POST", "/v1/threads/{id}/writes", RouteId::PutThreadWrites),
-    r(
-        "GET",
-        "/v1/threads/{id}/checkpoint",
-        RouteId::GetThreadCheckpoint,
-    ),
-    r("DELETE", "/v1/threads/{id}", RouteId::DeleteThread),
-    r("POST", "/v1/threads/{id}/copy", RouteId::CopyThread),
-    r(
-        "POST",
-        "/v1/threads/{id}/delta_history",
-        RouteId::DeltaHistory,
-    ),
-    r("POST", "/v1/checkpoints/search", RouteId::SearchCheckpoints),
-    r("POST", "/v1/checkpoints/prune", RouteId::PruneCheckpoints),
-    r(
-        "POST",
-        "/v1/checkpoints/delete_for_runs",
-        RouteId::DeleteForRuns,
-    ),
+    r("GET", "/healthz", Ops(O::Healthz)),
+    r("GET", "/readyz", Ops(O::Readyz)),
+    r("GET", "/metrics", Ops(O::Metrics)),
+    r("GET", "/v1/status", Ops(O::Status)),
+    r("GET", "/v1/usage", Ops(O::Usage)),
+    r("GET", "/v1/openapi.json", Ops(O::OpenApi)),
+    r("GET", "/v1/agents", Collection(C::ListAgents)),
+    r("GET", "/v1/agents/{id}", Agent(A::Get)),
+    r("PUT", "/v1/agents/{id}", Agent(A::Put)),
+    r("DELETE", "/v1/agents/{id}", Agent(A::Delete)),
+    r("POST", "/v1/agents/{id}/transitions", Agent(A::PostTransition)),
+    r("GET", "/v1/agents/{id}/transitions", Agent(A::ListTransitions)),
+    r("POST", "/v1/agents/{id}/transitions/begin", Agent(A::BeginTransition)),
+    r("POST", "/v1/agents/{id}/transitions/{tid}/complete", Agent(A::CompleteTransition)),
+    r("POST", "/v1/agents/{id}/transitions/{tid}/abort", Agent(A::AbortTransition)),
+    r("POST", "/v1/agents/{id}/messages", Agent(A::AppendMessages)),
+    r("GET", "/v1/agents/{id}/messages", Agent(A::ListMessages)),
+    r("DELETE", "/v1/agents/{id}/messages", Agent(A::ClearMessages)),
+    r("DELETE", "/v1/agents/{id}/messages/last", Agent(A::PopMessage)),
+    r("POST", "/v1/agents/{id}/checkpoints", Agent(A::TakeCheckpoint)),
+    r("GET", "/v1/agents/{id}/checkpoints", Agent(A::ListCheckpoints)),
+    r("POST", "/v1/agents/{id}/rollback", Agent(A::Rollback)),
+    r("POST", "/v1/agents/{id}/replay", Agent(A::Replay)),
+    r("GET", "/v1/agents/{id}/timeline", Agent(A::Timeline)),
+    r("GET", "/v1/transfers", Collection(C::ListTransfers)),
+    r("POST", "/v1/transfers", Collection(C::Transfer)),
+    r("GET", "/v1/transfers/{id}", Collection(C::GetTransfer)),
+    r("POST", "/v1/batch", Collection(C::Batch)),
+    r("GET", "/v1/threads", Collection(C::ListThreads)),
+    r("POST", "/v1/threads/{id}/checkpoints", Thread(T::PutCheckpoint)),
+    r("POST", "/v1/threads/{id}/writes", Thread(T::PutWrites)),
+    r("GET", "/v1/threads/{id}/checkpoint", Thread(T::GetCheckpoint)),
+    r("DELETE", "/v1/threads/{id}", Thread(T::Delete)),
+    r("POST", "/v1/threads/{id}/copy", Thread(T::Copy)),
+    r("POST", "/v1/threads/{id}/delta_history", Thread(T::DeltaHistory)),
+    r("GET", "/v1/threads/{id}/history", Thread(T::History)),
+    r("GET", "/v1/threads/{id}/view", Thread(T::View)),
+    r("POST", "/v1/checkpoints/search", Collection(C::SearchCheckpoints)),
+    r("POST", "/v1/checkpoints/prune", Collection(C::PruneCheckpoints)),
+    r("POST", "/v1/checkpoints/delete_for_runs", Collection(C::DeleteForRuns)),
+    r("GET", "/ui", Inspector(I::Page)),
+    r("GET", "/ui/app.js", Inspector(I::Script)),
+    r("GET", "/ui/app.css", Inspector(I::Style)),
+    r("GET", "/v1/inspector", Inspector(I::Info)),
+    r("POST", "/v1/inspector/agents/{id}/rollback", Inspector(I::Rollback)),
+    r("POST", "/v1/inspector/agents/{id}/transitions/{tid}/abort", Inspector(I::Abort)),
+    r("POST", "/v1/inspector/threads/{id}/fork", Inspector(I::Fork)),
 ];
 
 /// A path's segments, as templates and paths split alike.
@@ -217,15 +237,15 @@ mod tests {
     fn requests_resolve_to_their_route_with_parameters() {
         assert_eq!(
             resolve("POST", "/v1/agents/a1/transitions/t-9/abort"),
-            Resolved::Found(RouteId::AbortTransition, vec!["a1", "t-9"])
+            Resolved::Found(Agent(A::AbortTransition), vec!["a1", "t-9"])
         );
         assert_eq!(
             resolve("POST", "/v1/agents/a1/transitions/begin"),
-            Resolved::Found(RouteId::BeginTransition, vec!["a1"])
+            Resolved::Found(Agent(A::BeginTransition), vec!["a1"])
         );
         assert_eq!(
             resolve("GET", "/v1/openapi.json"),
-            Resolved::Found(RouteId::OpenApi, vec![])
+            Resolved::Found(Ops(O::OpenApi), vec![])
         );
         assert_eq!(
             resolve("PATCH", "/v1/agents/a1"),
@@ -235,8 +255,16 @@ mod tests {
         assert_eq!(resolve("GET", "/v1/agents/a1/"), Resolved::NotFound);
         assert_eq!(resolve("GET", "/"), Resolved::NotFound);
         assert_eq!(
+            resolve("GET", "/v1/agents"),
+            Resolved::Found(Collection(C::ListAgents), vec![])
+        );
+        assert_eq!(
+            resolve("POST", "/v1/inspector/threads/t/fork"),
+            Resolved::Found(Inspector(I::Fork), vec!["t"])
+        );
+        assert_eq!(
             resolve("GET", "/v1/agents/"),
-            Resolved::Found(RouteId::GetAgent, vec![""]),
+            Resolved::Found(Agent(A::Get), vec![""]),
             "an empty id is the handler's to refuse (400), like any bad id"
         );
         assert_eq!(

@@ -565,7 +565,7 @@ fn parts(
 
 /// One page of a listing: stored entries with unflushed ones merged in by key. When
 /// the stored page is full, unflushed entries past its end belong to a later page.
-fn merge_by_key<T, K: Ord>(
+pub(super) fn merge_by_key<T, K: Ord>(
     stored: Vec<T>,
     pending: Vec<T>,
     key: impl Fn(&T) -> K,

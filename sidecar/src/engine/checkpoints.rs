@@ -100,6 +100,7 @@ impl Engine {
         checkpoint_id: String,
         cond: Precondition,
         durability: Durability,
+        reason: Option<String>,
     ) -> EngineResult<TransitionResponse> {
         let engine = self.clone();
         self.critical(durability, async move {
@@ -108,6 +109,7 @@ impl Engine {
             cond.check(Some(&Current::Live(record.clone())))?;
             let checkpoint = engine.find_checkpoint(&agent_id, &checkpoint_id).await?;
             let mut op = ops::restore(&record, &checkpoint.state, "rollback", now());
+            ops::set_reason(&mut op, reason);
             let lsn = engine.log(&mut op, durability).await?;
             Ok((ops::transition_response(&op), Some(lsn)))
         })

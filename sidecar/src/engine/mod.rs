@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use agentstate_protocol::Durability;
+use agentstate_protocol::{Durability, StatusResponse};
 use chrono::{DateTime, SubsecRound, Utc};
 use tokio::sync::{watch, Notify, OwnedMutexGuard};
 
@@ -49,6 +49,7 @@ mod backup;
 mod checkpoints;
 mod error;
 mod history;
+mod inspect;
 mod leases;
 pub mod ops;
 mod state;
@@ -57,6 +58,7 @@ mod transfers;
 
 pub use backup::{ImportOptions, Imported};
 pub use error::{EngineError, EngineResult, RETRY_AFTER_SECS};
+pub use inspect::TimelineCursor;
 pub use leases::LeaseOptions;
 pub use ops::Precondition;
 
@@ -381,18 +383,43 @@ impl Engine {
     }
 
     /// Sets the gauges `/metrics` reports from the engine's own figures.
-    pub fn set_gauges(&self) {
-        let (segments, bytes) = self.wal.size();
+    /// The engine's figures at this moment: the one source of `/v1/status`, the gauges of
+    /// `/metrics` and the inspector's durability panel.
+    pub fn status(&self) -> StatusResponse {
+        let (wal_segments, wal_bytes) = self.wal.size();
         let backlog = self.backlog.stats();
-        metrics::gauge!(m::READY).set(if self.is_ready() { 1.0 } else { 0.0 });
-        metrics::gauge!(m::WAL_SEGMENTS).set(segments as f64);
-        metrics::gauge!(m::WAL_BYTES).set(bytes as f64);
-        metrics::gauge!(m::BACKLOG_AGENTS).set(backlog.agents as f64);
-        metrics::gauge!(m::BACKLOG_BYTES).set(backlog.bytes as f64);
-        metrics::gauge!(m::BACKLOG_BYTES_MAX).set(self.backlog.bytes_max() as f64);
-        metrics::gauge!(m::BACKLOG_OLDEST_AGE).set(backlog.oldest_age.as_secs_f64());
-        metrics::gauge!(m::CACHE_ENTRIES).set(self.cache.entries() as f64);
-        metrics::gauge!(m::CACHE_BYTES).set(self.cache.bytes() as f64);
+        let flush = self.flush_status();
+        StatusResponse {
+            ready: self.is_ready(),
+            backend: self.store_kind().to_string(),
+            backend_reachable: flush.backend_reachable,
+            wal_segments,
+            wal_bytes,
+            wal_last_lsn: self.wal.last_lsn(),
+            flushed_lsn: self.flushed_lsn(),
+            backlog_agents: backlog.agents,
+            backlog_bytes: backlog.bytes,
+            backlog_bytes_max: self.backlog.bytes_max(),
+            backlog_oldest_age_ms: backlog.oldest_age.as_millis() as u64,
+            last_flush_at: flush.last_flush_at,
+            last_flush_error: flush.last_error,
+            cache_entries: self.cache.entries(),
+            cache_bytes: self.cache.bytes(),
+            leases_held: self.leases.entry_count(),
+        }
+    }
+
+    pub fn set_gauges(&self) {
+        let s = self.status();
+        metrics::gauge!(m::READY).set(if s.ready { 1.0 } else { 0.0 });
+        metrics::gauge!(m::WAL_SEGMENTS).set(s.wal_segments as f64);
+        metrics::gauge!(m::WAL_BYTES).set(s.wal_bytes as f64);
+        metrics::gauge!(m::BACKLOG_AGENTS).set(s.backlog_agents as f64);
+        metrics::gauge!(m::BACKLOG_BYTES).set(s.backlog_bytes as f64);
+        metrics::gauge!(m::BACKLOG_BYTES_MAX).set(s.backlog_bytes_max as f64);
+        metrics::gauge!(m::BACKLOG_OLDEST_AGE).set(s.backlog_oldest_age_ms as f64 / 1000.0);
+        metrics::gauge!(m::CACHE_ENTRIES).set(s.cache_entries as f64);
+        metrics::gauge!(m::CACHE_BYTES).set(s.cache_bytes as f64);
     }
 
     /// Applies a retention policy: history directly in the backend, threads'

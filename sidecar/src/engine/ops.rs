@@ -147,11 +147,14 @@ fn check_transition_request(req: &TransitionRequest) -> EngineResult<()> {
 
 /// The log entry of a refused transition, and the record whose only change is its
 /// `transition_seq`.
+/// A refused transition, logged with the rule it broke and the data it brought (the
+/// rejected payload; replay skips refused entries).
 fn refused(
     prev: &AgentRecord,
     to_state: &str,
     trigger: &str,
     error: String,
+    state_data: Option<Doc>,
     at: DateTime<Utc>,
 ) -> Op {
     let mut record = prev.clone();
@@ -167,7 +170,8 @@ fn refused(
             timestamp: at,
             success: false,
             error: Some(error),
-            state_data: None,
+            state_data,
+            reason: None,
         },
         record: record.into(),
     }
@@ -203,7 +207,14 @@ fn admit<'a>(
     ) {
         Ok(()) => Ok(Ok(prev)),
         Err(e) => {
-            let op = refused(prev, &req.to_state, &req.trigger, e.to_string(), at);
+            let op = refused(
+                prev,
+                &req.to_state,
+                &req.trigger,
+                e.to_string(),
+                req.state_data.clone(),
+                at,
+            );
             Ok(Err(Built::Refused(op, invalid(e))))
         }
     }
@@ -242,6 +253,7 @@ pub fn transition(
         success: true,
         error: None,
         state_data: req.state_data,
+        reason: None,
     };
     Ok(Built::Ok(Op::Transition {
         record: record.into(),
@@ -311,6 +323,7 @@ pub fn finish(
         success: true,
         error: None,
         state_data: None,
+        reason: None,
     };
     match how {
         Finish::Complete(data) => {
@@ -432,6 +445,7 @@ pub fn restore(
             success: true,
             error: None,
             state_data: Some(state.state_data.clone()),
+            reason: None,
         },
         record: after.into(),
     }
@@ -473,7 +487,14 @@ pub fn transfer(
     no_pending(&req.from_agent, src)?;
     let refuse = |why: String| {
         let error = format!("transfer {} refused: {why}", req.transfer_id);
-        let op = refused(src, &src.state.state_name, &req.trigger, error.clone(), at);
+        let op = refused(
+            src,
+            &src.state.state_name,
+            &req.trigger,
+            error.clone(),
+            None,
+            at,
+        );
         Ok(Built::Refused(op, EngineError::Validation(error)))
     };
 
@@ -569,6 +590,7 @@ pub fn transfer(
         success: true,
         error: None,
         state_data: None,
+        reason: None,
     });
 
     let mut tgt_after = next(&tgt_prev, at);
@@ -590,6 +612,7 @@ pub fn transfer(
             success: true,
             error: None,
             state_data: None,
+            reason: None,
         });
         tgt_after.state.state_name = to;
     }
@@ -734,6 +757,14 @@ pub fn version_of(op: &Op, agent_id: &str) -> u64 {
 }
 
 /// The answer to a call that logged a transition.
+/// Records why an operator made a logged transition (a rollback or abort from the
+/// inspector).
+pub fn set_reason(op: &mut Op, reason: Option<String>) {
+    if let Op::Transition { transition, .. } = op {
+        transition.reason = reason;
+    }
+}
+
 pub fn transition_response(op: &Op) -> TransitionResponse {
     match op {
         Op::Transition { record, transition } => TransitionResponse {

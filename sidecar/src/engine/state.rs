@@ -138,12 +138,15 @@ impl Engine {
         finish: ops::Finish,
         cond: Precondition,
         durability: Durability,
+        reason: Option<String>,
     ) -> EngineResult<TransitionResponse> {
         self.change(
             agent_id,
             durability,
             move |types, id, current| {
-                ops::finish(types, id, current, &transition_id, finish, cond, now()).map(Built::Ok)
+                let mut op = ops::finish(types, id, current, &transition_id, finish, cond, now())?;
+                ops::set_reason(&mut op, reason);
+                Ok(Built::Ok(op))
             },
             |op, _| ops::transition_response(op),
         )

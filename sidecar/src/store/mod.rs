@@ -14,7 +14,7 @@ pub mod sqlite;
 use std::future::Future;
 use std::time::Duration;
 
-use agentstate_protocol::{AgentUsage, TableUsage};
+use agentstate_protocol::{AgentSummary, AgentUsage, TableUsage, ThreadSummary};
 use chrono::{DateTime, Utc};
 
 use crate::backlog::FlushBatch;
@@ -37,6 +37,38 @@ pub struct ThreadQuery {
     /// Metadata equalities a backend may apply (the caller applies them again).
     pub filter: serde_json::Map<String, serde_json::Value>,
     pub limit: u32,
+}
+
+/// Which agents a listing keeps; every field narrows.
+#[derive(Debug, Clone, Default)]
+pub struct AgentFilter {
+    /// Ids starting with this.
+    pub prefix: String,
+    pub state: Option<String>,
+    pub agent_type: Option<String>,
+    /// Changed after this instant.
+    pub updated_after: Option<DateTime<Utc>>,
+    /// Only agents with a refused transition in their log.
+    pub failed: bool,
+}
+
+impl AgentFilter {
+    /// Whether a summary passes every field but `failed` (which needs the log).
+    pub fn admits(&self, s: &AgentSummary) -> bool {
+        s.agent_id.starts_with(&self.prefix)
+            && self.state.as_ref().is_none_or(|x| *x == s.state_name)
+            && self
+                .agent_type
+                .as_ref()
+                .is_none_or(|x| s.agent_type.as_ref() == Some(x))
+            && self.updated_after.is_none_or(|t| s.updated_at > t)
+    }
+}
+
+/// The least string greater than every string starting with `prefix` (bar ones going on
+/// with the last code point, which ids never hold): a prefix is a range of ids.
+pub fn prefix_end(prefix: &str) -> String {
+    format!("{prefix}\u{10FFFF}")
 }
 
 /// A channel's blobs in a namespace with versions from `from` to `to` (inclusive):
@@ -216,6 +248,68 @@ impl Store {
             match &self.backend {
                 Backend::Mongo(s) => s.agent_ids(after, limit).await,
                 Backend::Sqlite(s) => s.agent_ids(after, limit).await,
+            }
+        })
+        .await
+    }
+
+    /// Stored agents with ids greater than `after` that `filter` keeps, in order of id,
+    /// at most `limit`.
+    pub async fn agent_summaries(
+        &self,
+        filter: AgentFilter,
+        after: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<AgentSummary>> {
+        self.timed("list agents", async {
+            match &self.backend {
+                Backend::Mongo(s) => s.agent_summaries(&filter, after, limit).await,
+                Backend::Sqlite(s) => s.agent_summaries(filter, after, limit).await,
+            }
+        })
+        .await
+    }
+
+    /// Which of `ids` have a refused transition stored.
+    pub async fn with_failures(&self, ids: Vec<String>) -> StoreResult<Vec<String>> {
+        self.timed("find refused transitions", async {
+            match &self.backend {
+                Backend::Mongo(s) => s.with_failures(&ids).await,
+                Backend::Sqlite(s) => s.with_failures(ids).await,
+            }
+        })
+        .await
+    }
+
+    /// Stored threads with ids greater than `after` starting with `prefix`, in order of
+    /// id, at most `limit`.
+    pub async fn thread_summaries(
+        &self,
+        prefix: &str,
+        after: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<ThreadSummary>> {
+        self.timed("list threads", async {
+            match &self.backend {
+                Backend::Mongo(s) => s.thread_summaries(prefix, after, limit).await,
+                Backend::Sqlite(s) => s.thread_summaries(prefix, after, limit).await,
+            }
+        })
+        .await
+    }
+
+    /// Stored transfers from or to `agent` with ids greater than `after`, in order of id,
+    /// at most `limit`.
+    pub async fn transfers_of(
+        &self,
+        agent: &str,
+        after: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<Transfer>> {
+        self.timed("list an agent's transfers", async {
+            match &self.backend {
+                Backend::Mongo(s) => s.transfers_of(agent, after, limit).await,
+                Backend::Sqlite(s) => s.transfers_of(agent, after, limit).await,
             }
         })
         .await

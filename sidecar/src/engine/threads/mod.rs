@@ -13,7 +13,9 @@
 
 mod chains;
 mod checks;
+mod inspect;
 mod maintenance;
+pub use inspect::check_reason;
 mod reads;
 
 use std::cmp::Reverse;

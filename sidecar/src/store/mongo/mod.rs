@@ -31,6 +31,7 @@ use mongodb::options::{Acknowledgment, ClientOptions, WriteConcern};
 use mongodb::{Client, ClientSession, Database};
 use tokio::sync::OnceCell;
 
+mod listing;
 mod threads;
 
 use super::{cutoff, BlobRange, Retained, StoreError, StoreResult, ThreadQuery};
@@ -323,6 +324,18 @@ impl MongoStore {
                     (
                         CHECKPOINTS,
                         doc! { "key": { "agent_id": 1, "created_at": 1 }, "name": "agent_created" },
+                    ),
+                    (
+                        STATE_TRANSITIONS,
+                        doc! { "key": { "agent_id": 1, "success": 1 }, "name": "agent_success" },
+                    ),
+                    (
+                        TRANSFERS,
+                        doc! { "key": { "from_agent": 1, "_id": 1 }, "name": "from_agent" },
+                    ),
+                    (
+                        TRANSFERS,
+                        doc! { "key": { "to_agent": 1, "_id": 1 }, "name": "to_agent" },
                     ),
                 ]
                 .into_iter()
@@ -1417,6 +1430,7 @@ fn transition_to_doc(t: &StateTransition) -> StoreResult<Document> {
         "success": t.success,
         "error": opt_str(t.error.as_deref()),
         "state_data": t.state_data.as_ref().map_or(Ok(Bson::Null), to_bson)?,
+        "reason": opt_str(t.reason.as_deref()),
     })
 }
 
@@ -1573,6 +1587,7 @@ fn transition_from_doc(d: &Document) -> StoreResult<StateTransition> {
         success: d.get_bool("success").map_err(|e| bad_doc("success", e))?,
         error: get_opt_str(d, "error"),
         state_data: get_opt_doc(d, "state_data")?,
+        reason: get_opt_str(d, "reason"),
     })
 }
 

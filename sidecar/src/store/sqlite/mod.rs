@@ -11,14 +11,15 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use agentstate_protocol::{AgentUsage, TableUsage};
+use agentstate_protocol::{AgentSummary, AgentUsage, TableUsage, ThreadSummary};
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
+mod listing;
 mod threads;
 mod usage;
 
-use super::{cutoff, BlobRange, Retained, StoreError, StoreResult, ThreadQuery};
+use super::{cutoff, AgentFilter, BlobRange, Retained, StoreError, StoreResult, ThreadQuery};
 use crate::backlog::{FlushBatch, FlushItem};
 use crate::config::RetentionPolicy;
 use crate::model::{
@@ -59,6 +60,7 @@ CREATE TABLE IF NOT EXISTS state_transitions (
     success INTEGER NOT NULL,
     error TEXT,
     state_data TEXT,
+    reason TEXT,
     PRIMARY KEY (agent_id, seq)
 );
 CREATE TABLE IF NOT EXISTS conversation_history (
@@ -85,6 +87,9 @@ CREATE TABLE IF NOT EXISTS transfers (
     created_at TEXT NOT NULL,
     body TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS transfers_from ON transfers (from_agent, transfer_id);
+CREATE INDEX IF NOT EXISTS transfers_to ON transfers (to_agent, transfer_id);
+CREATE INDEX IF NOT EXISTS transitions_refused ON state_transitions (agent_id) WHERE success = 0;
 ";
 
 fn sql_err(e: rusqlite::Error) -> StoreError {
@@ -231,7 +236,8 @@ impl SqliteStore {
         let id = agent_id.to_string();
         self.with_conn(move |c| {
             let mut stmt = c.prepare_cached(
-                "SELECT seq, id, from_state, to_state, trigger, timestamp, success, error, state_data
+                "SELECT seq, id, from_state, to_state, trigger, timestamp, success, error, state_data,
+                        reason
                  FROM state_transitions WHERE agent_id = ?1 AND seq > ?2
                  ORDER BY seq LIMIT ?3",
             )?;
@@ -248,6 +254,7 @@ impl SqliteStore {
                     success: r.get(6)?,
                     error: r.get(7)?,
                     state_data: data.as_deref().map(parse_json).transpose()?,
+                    reason: r.get(9)?,
                 })
             })?;
             rows.collect()
@@ -405,6 +412,44 @@ impl SqliteStore {
     ) -> StoreResult<Vec<StoredBlob>> {
         let thread = thread.to_string();
         self.with_conn(move |c| threads::blobs(c, &thread, &keys))
+            .await
+    }
+
+    pub async fn agent_summaries(
+        &self,
+        filter: AgentFilter,
+        after: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<AgentSummary>> {
+        let after = after.to_string();
+        self.with_conn(move |c| listing::agents(c, &filter, &after, limit))
+            .await
+    }
+
+    pub async fn with_failures(&self, ids: Vec<String>) -> StoreResult<Vec<String>> {
+        self.with_conn(move |c| listing::with_failures(c, &ids))
+            .await
+    }
+
+    pub async fn thread_summaries(
+        &self,
+        prefix: &str,
+        after: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<ThreadSummary>> {
+        let (prefix, after) = (prefix.to_string(), after.to_string());
+        self.with_conn(move |c| listing::threads(c, &prefix, &after, limit))
+            .await
+    }
+
+    pub async fn transfers_of(
+        &self,
+        agent: &str,
+        after: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<Transfer>> {
+        let (agent, after) = (agent.to_string(), after.to_string());
+        self.with_conn(move |c| listing::transfers_of(c, &agent, &after, limit))
             .await
     }
 
@@ -610,8 +655,9 @@ fn upsert_record(tx: &Transaction<'_>, rec: &AgentRecord) -> rusqlite::Result<()
 fn insert_transition(tx: &Transaction<'_>, t: &StateTransition) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "INSERT OR IGNORE INTO state_transitions
-             (agent_id, seq, id, from_state, to_state, trigger, timestamp, success, error, state_data)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+             (agent_id, seq, id, from_state, to_state, trigger, timestamp, success, error, state_data,
+              reason)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?
     .execute(params![
             t.agent_id,
@@ -624,6 +670,7 @@ fn insert_transition(tx: &Transaction<'_>, t: &StateTransition) -> rusqlite::Res
             t.success,
             t.error,
             t.state_data.as_ref().map(to_json).transpose()?,
+            t.reason,
         ],
     )?;
     Ok(())

@@ -58,7 +58,7 @@ CREATE TABLE IF NOT EXISTS thread_writes (
 );
 ";
 
-/// Columns added after the first version of the threads tables, as `(table, column,
+/// Columns added after the first version of the tables, as `(table, column,
 /// definition)`.
 const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     (
@@ -74,11 +74,21 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("thread_blobs", "extends", "TEXT"),
     ("thread_blobs", "root", "TEXT"),
     ("thread_blobs", "depth", "INTEGER NOT NULL DEFAULT 0"),
+    ("state_transitions", "reason", "TEXT"),
 ];
 
-/// Brings tables made by an older version up to `SCHEMA`.
+/// Brings tables made by an older version up to the schema.
 pub(super) fn migrate(c: &Connection) -> rusqlite::Result<()> {
     for (table, column, definition) in ADDED_COLUMNS {
+        let table_exists: bool = c.query_row(
+            "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+            params![table],
+            |r| r.get(0),
+        )?;
+        if !table_exists {
+            // Made whole by its CREATE TABLE instead.
+            continue;
+        }
         let present: bool = c.query_row(
             "SELECT COUNT(*) > 0 FROM pragma_table_info(?1) WHERE name = ?2",
             params![table, column],
