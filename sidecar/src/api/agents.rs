@@ -148,6 +148,7 @@ pub(super) async fn agent_route(
             let mut limit = PAGE_LIMIT_DEFAULT;
             for (k, v) in query_params(req.uri().query())? {
                 match k.as_str() {
+                    "cursor" if v.is_empty() => {}
                     "cursor" => cursor = TimelineCursor::parse(&v)?,
                     "limit" => limit = page_limit(&v)?,
                     _ => return Err(unknown_parameter(&k)),

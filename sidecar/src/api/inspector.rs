@@ -31,6 +31,8 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
 
 /// A file of the inspector: its name in `sidecar/ui`, its type, its text as compiled in.
 struct File {
+    /// Read from the source tree by debug builds only.
+    #[cfg_attr(not(debug_assertions), allow(dead_code))]
     name: &'static str,
     content_type: &'static str,
     text: &'static str,

@@ -405,7 +405,11 @@ impl Engine {
             last_flush_error: flush.last_error,
             cache_entries: self.cache.entries(),
             cache_bytes: self.cache.bytes(),
-            leases_held: self.leases.entry_count(),
+            leases_held: {
+                // The count is eventually consistent until pending work is applied.
+                self.leases.run_pending_tasks();
+                self.leases.entry_count()
+            },
         }
     }
 

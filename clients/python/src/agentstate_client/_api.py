@@ -11,11 +11,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
 from agentstate_client._config import check_durability
 from agentstate_client.models import (
+    AgentsPage,
     AgentState,
     AppendResult,
     BatchResult,
@@ -30,8 +32,13 @@ from agentstate_client.models import (
     PutCheckpointResult,
     ReplayResult,
     Status,
+    ThreadHistoryPage,
+    ThreadsPage,
     ThreadTuple,
+    ThreadView,
+    TimelinePage,
     Transfer,
+    TransfersPage,
     Transition,
     TransitionResult,
     Typed,
@@ -40,7 +47,7 @@ from agentstate_client.models import (
 
 T = TypeVar("T", covariant=True)
 
-#: Largest page the sidecar serves (messages, transitions, checkpoint search).
+#: Largest page the sidecar serves (messages, transitions, checkpoint search, listings).
 PAGE_LIMIT_MAX = 1000
 
 
@@ -156,6 +163,27 @@ def _paging(after: int, limit: int) -> dict[str, str]:
     if after < 0 or not 1 <= limit <= PAGE_LIMIT_MAX:
         raise ValueError(f"after must be >= 0 and limit within 1..{PAGE_LIMIT_MAX}")
     return {"after": str(after), "limit": str(limit)}
+
+
+def _listing(params: Mapping[str, str | None], cursor: str | None, limit: int) -> dict[str, str]:
+    """The query of a listing paged by cursor: the filters that are set (an empty one is no
+    filter), the cursor unless this is the first page (a timeline refuses ``cursor=``), the
+    page size. ``request_of`` percent-encodes the values."""
+    if not 1 <= limit <= PAGE_LIMIT_MAX:
+        raise ValueError(f"limit must be within 1..{PAGE_LIMIT_MAX}")
+    query = {k: v for k, v in params.items() if v}
+    if cursor:
+        query["cursor"] = cursor
+    query["limit"] = str(limit)
+    return query
+
+
+def _rfc3339(t: datetime) -> str:
+    """``t`` in UTC as RFC 3339; a naive datetime is taken as UTC, as the sidecar's are."""
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=timezone.utc)
+    text = t.astimezone(timezone.utc).isoformat(timespec="microseconds")
+    return text.removesuffix("+00:00") + "Z"
 
 
 # --- agents ------------------------------------------------------------------------------
@@ -655,4 +683,84 @@ def delta_history(
             "checkpoint_id": checkpoint_id,
             "channels": list(channels),
         },
+    )
+
+
+# --- listings and the inspector's reads ---------------------------------------------------
+
+
+def list_agents(
+    *,
+    prefix: str | None,
+    state: str | None,
+    agent_type: str | None,
+    updated_after: datetime | None,
+    failed: bool,
+    cursor: str | None,
+    limit: int,
+) -> Call[AgentsPage]:
+    params = {
+        "prefix": prefix,
+        "state": state,
+        "type": agent_type,
+        "updated_after": _rfc3339(updated_after) if updated_after is not None else None,
+        "failed": "true" if failed else None,
+    }
+    return Call(
+        "GET",
+        "/v1/agents",
+        lambda r: AgentsPage.from_wire(r.body),
+        params=_listing(params, cursor, limit),
+    )
+
+
+def list_threads(*, prefix: str | None, cursor: str | None, limit: int) -> Call[ThreadsPage]:
+    return Call(
+        "GET",
+        "/v1/threads",
+        lambda r: ThreadsPage.from_wire(r.body),
+        params=_listing({"prefix": prefix}, cursor, limit),
+    )
+
+
+def list_transfers(*, agent: str | None, cursor: str | None, limit: int) -> Call[TransfersPage]:
+    return Call(
+        "GET",
+        "/v1/transfers",
+        lambda r: TransfersPage.from_wire(r.body),
+        params=_listing({"agent": agent}, cursor, limit),
+    )
+
+
+def timeline(agent_id: str, *, cursor: str | None, limit: int) -> Call[TimelinePage]:
+    return Call(
+        "GET",
+        _agent(agent_id, "timeline"),
+        lambda r: TimelinePage.from_wire(r.body),
+        params=_listing({}, cursor, limit),
+    )
+
+
+def thread_history(
+    thread_id: str, *, checkpoint_ns: str, cursor: str | None, limit: int
+) -> Call[ThreadHistoryPage]:
+    return Call(
+        "GET",
+        _thread(thread_id, "history"),
+        lambda r: ThreadHistoryPage.from_wire(r.body),
+        params=_listing({"checkpoint_ns": checkpoint_ns}, cursor, limit),
+    )
+
+
+def thread_view(
+    thread_id: str, *, checkpoint_ns: str, checkpoint_id: str | None
+) -> Call[ThreadView]:
+    params = {"checkpoint_ns": checkpoint_ns}
+    if checkpoint_id:
+        params["checkpoint_id"] = checkpoint_id
+    return Call(
+        "GET",
+        _thread(thread_id, "view"),
+        lambda r: ThreadView.from_wire(r.body),
+        params=params,
     )

@@ -10,7 +10,8 @@ loop (it then blocks that loop for the call's duration).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -19,7 +20,9 @@ from agentstate_client._config import Settings
 from agentstate_client._http1 import TransportError
 from agentstate_client.errors import AgentstateError
 from agentstate_client.models import (
+    AgentsPage,
     AgentState,
+    AgentSummary,
     AppendResult,
     BatchResult,
     BeginResult,
@@ -33,8 +36,13 @@ from agentstate_client.models import (
     PutCheckpointResult,
     ReplayResult,
     Status,
+    ThreadHistoryPage,
+    ThreadsPage,
     ThreadTuple,
+    ThreadView,
+    TimelinePage,
     Transfer,
+    TransfersPage,
     Transition,
     TransitionResult,
     Typed,
@@ -527,4 +535,111 @@ class Client:
             _api.delta_history(
                 thread_id, channels, checkpoint_ns=checkpoint_ns, checkpoint_id=checkpoint_id
             )
+        )
+
+    # --- listings and the inspector's reads ----------------------------------------------
+    #
+    # Paged by an opaque cursor: pass a page's ``next_cursor`` back as ``cursor`` (None on
+    # the last page). A page may be shorter than ``limit`` (1 to 1000) and not be the last.
+
+    def list_agents(
+        self,
+        *,
+        prefix: str | None = None,
+        state: str | None = None,
+        agent_type: str | None = None,
+        updated_after: datetime | None = None,
+        failed: bool = False,
+        cursor: str | None = None,
+        limit: int = 100,
+    ) -> AgentsPage:
+        """One page of agents in order of id, unflushed changes included: ids starting
+        with ``prefix``, in ``state``, of ``agent_type``, changed after ``updated_after``
+        (a naive datetime is UTC), with a refused transition in their log (``failed``)."""
+        return self._send(
+            _api.list_agents(
+                prefix=prefix,
+                state=state,
+                agent_type=agent_type,
+                updated_after=updated_after,
+                failed=failed,
+                cursor=cursor,
+                limit=limit,
+            )
+        )
+
+    def iter_agents(
+        self,
+        *,
+        prefix: str | None = None,
+        state: str | None = None,
+        agent_type: str | None = None,
+        updated_after: datetime | None = None,
+        failed: bool = False,
+        page_size: int = 100,
+    ) -> Iterator[AgentSummary]:
+        """Every agent ``list_agents`` lists with these filters, fetching page after page
+        (``page_size`` each) as the iteration goes."""
+        cursor: str | None = None
+        while True:
+            page = self.list_agents(
+                prefix=prefix,
+                state=state,
+                agent_type=agent_type,
+                updated_after=updated_after,
+                failed=failed,
+                cursor=cursor,
+                limit=page_size,
+            )
+            # In client.py, made from this, ruff would want `yield from` (UP028), which an
+            # async generator cannot use.
+            for agent in page.agents:  # noqa: RUF100, UP028
+                yield agent
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    def list_threads(
+        self, *, prefix: str | None = None, cursor: str | None = None, limit: int = 100
+    ) -> ThreadsPage:
+        """One page of threads with framework checkpoints, in order of id."""
+        return self._send(_api.list_threads(prefix=prefix, cursor=cursor, limit=limit))
+
+    def list_transfers(
+        self, *, agent: str | None = None, cursor: str | None = None, limit: int = 100
+    ) -> TransfersPage:
+        """One page of transfers in order of transfer id: all, or those from or to
+        ``agent``."""
+        return self._send(_api.list_transfers(agent=agent, cursor=cursor, limit=limit))
+
+    def timeline(
+        self, agent_id: str, *, cursor: str | None = None, limit: int = 100
+    ) -> TimelinePage:
+        """One page of everything that happened to the agent, oldest first: transitions
+        (refused and aborted ones, rollbacks and replays among them), messages,
+        checkpoints, transfers in and out. Raises ``NotFound`` if there is no agent."""
+        return self._send(_api.timeline(agent_id, cursor=cursor, limit=limit))
+
+    def thread_history(
+        self,
+        thread_id: str,
+        *,
+        checkpoint_ns: str = "",
+        cursor: str | None = None,
+        limit: int = 100,
+    ) -> ThreadHistoryPage:
+        """One page of a namespace's checkpoints without their values, greatest id first
+        (empty for a thread without any)."""
+        return self._send(
+            _api.thread_history(thread_id, checkpoint_ns=checkpoint_ns, cursor=cursor, limit=limit)
+        )
+
+    def thread_view(
+        self, thread_id: str, *, checkpoint_ns: str = "", checkpoint_id: str | None = None
+    ) -> ThreadView:
+        """A checkpoint (the namespace's latest without ``checkpoint_id``) with its channel
+        values and pending writes decoded for reading. Raises ``NotFound`` if there is
+        none."""
+        return self._send(
+            _api.thread_view(thread_id, checkpoint_ns=checkpoint_ns, checkpoint_id=checkpoint_id)
         )

@@ -61,7 +61,8 @@ class Forbidden(AgentstateError):
     """403: refused before it reached a handler: ``host_not_allowed`` (the URL's host
     is not a name of the sidecar: use a loopback address, or start the sidecar with
     ``--allowed-hosts``), or ``cross_origin`` (a browser sent a write from another
-    site)."""
+    site); or ``ui_writes_disabled`` (a write of the web inspector, which the sidecar
+    answers only when started with ``--ui-writes``)."""
 
 
 class NotFound(AgentstateError):
@@ -125,6 +126,7 @@ _BY_CODE: dict[str, type[AgentstateError]] = {
     "unauthorized": Unauthorized,
     "host_not_allowed": Forbidden,
     "cross_origin": Forbidden,
+    "ui_writes_disabled": Forbidden,
     "not_found": NotFound,
     "conflict": Conflict,
     "too_large": TooLarge,

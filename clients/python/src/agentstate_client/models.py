@@ -126,6 +126,8 @@ class Transition:
     success: bool
     error: str | None = None
     state_data: Any = None
+    #: Why an operator made it (a rollback or abort from the web inspector).
+    reason: str | None = None
 
     @classmethod
     def from_wire(cls, d: Mapping[str, Any]) -> Transition:
@@ -140,6 +142,7 @@ class Transition:
             success=bool(d["success"]),
             error=d.get("error"),
             state_data=d.get("state_data"),
+            reason=d.get("reason"),
         )
 
 
@@ -351,6 +354,10 @@ class Status:
     cache_entries: int
     last_flush_at: datetime | None = None
     last_flush_error: str | None = None
+    #: Bytes of agent states held in the cache (0 from a sidecar that does not say).
+    cache_bytes: int = 0
+    #: Ownership leases this sidecar holds (MongoDB; 0 on the embedded store).
+    leases_held: int = 0
 
     @classmethod
     def from_wire(cls, d: Mapping[str, Any]) -> Status:
@@ -369,6 +376,8 @@ class Status:
             cache_entries=int(d["cache_entries"]),
             last_flush_at=parse_timestamp(d.get("last_flush_at")),
             last_flush_error=d.get("last_flush_error"),
+            cache_bytes=int(d.get("cache_bytes") or 0),
+            leases_held=int(d.get("leases_held") or 0),
         )
 
 
@@ -547,4 +556,259 @@ class DeltaChannel:
         return cls(
             [Write.from_wire(w) for w in d.get("writes") or []],
             Typed.from_wire(seed) if seed else None,
+        )
+
+
+# --- listings and the inspector's reads ------------------------------------------------
+#
+# Lists are paged by an opaque cursor: a page's ``next_cursor`` goes back as ``cursor=``;
+# it is None on the last page. A page may hold fewer than ``limit`` items and still have
+# a ``next_cursor``.
+
+
+@dataclass(frozen=True)
+class AgentSummary:
+    """One row of ``list_agents``: an agent without its data."""
+
+    agent_id: str
+    state_name: str
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    #: A multi-step transition is begun and neither completed nor aborted.
+    pending: bool
+    agent_type: str | None = None
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> AgentSummary:
+        return cls(
+            agent_id=d["agent_id"],
+            state_name=d["state_name"],
+            version=int(d["version"]),
+            created_at=_ts(d["created_at"]),
+            updated_at=_ts(d["updated_at"]),
+            pending=bool(d["pending"]),
+            agent_type=d.get("agent_type"),
+        )
+
+
+@dataclass(frozen=True)
+class AgentsPage:
+    """``list_agents``: agents in order of id."""
+
+    agents: list[AgentSummary]
+    next_cursor: str | None = None
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> AgentsPage:
+        return cls(
+            [AgentSummary.from_wire(a) for a in d.get("agents") or []],
+            d.get("next_cursor") or None,
+        )
+
+
+@dataclass(frozen=True)
+class ThreadSummary:
+    """One row of ``list_threads``: a thread with framework checkpoints."""
+
+    thread_id: str
+    #: Checkpoints of every namespace.
+    checkpoints: int
+    #: The greatest checkpoint id (the latest, for LangGraph's time-ordered ids).
+    latest_checkpoint_id: str
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> ThreadSummary:
+        return cls(d["thread_id"], int(d["checkpoints"]), d["latest_checkpoint_id"])
+
+
+@dataclass(frozen=True)
+class ThreadsPage:
+    """``list_threads``: threads in order of id."""
+
+    threads: list[ThreadSummary]
+    next_cursor: str | None = None
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> ThreadsPage:
+        return cls(
+            [ThreadSummary.from_wire(t) for t in d.get("threads") or []],
+            d.get("next_cursor") or None,
+        )
+
+
+@dataclass(frozen=True)
+class TransfersPage:
+    """``list_transfers``: transfers in order of transfer id."""
+
+    transfers: list[Transfer]
+    next_cursor: str | None = None
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> TransfersPage:
+        return cls(
+            [Transfer.from_wire(t) for t in d.get("transfers") or []],
+            d.get("next_cursor") or None,
+        )
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    """One thing that happened to an agent. ``kind`` (``transition``, ``message``,
+    ``checkpoint`` or ``transfer``) names the one field that is set; a transition with
+    ``success`` False was refused or aborted."""
+
+    kind: str
+    at: datetime
+    transition: Transition | None = None
+    message: Message | None = None
+    checkpoint: Checkpoint | None = None
+    transfer: Transfer | None = None
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> TimelineEntry:
+        transition, message = d.get("transition"), d.get("message")
+        checkpoint, transfer = d.get("checkpoint"), d.get("transfer")
+        return cls(
+            kind=d["kind"],
+            at=_ts(d["at"]),
+            transition=Transition.from_wire(transition) if transition else None,
+            message=Message.from_wire(message) if message else None,
+            checkpoint=Checkpoint.from_wire(checkpoint) if checkpoint else None,
+            transfer=Transfer.from_wire(transfer) if transfer else None,
+        )
+
+
+@dataclass(frozen=True)
+class TimelinePage:
+    """``timeline``: an agent's transitions, messages, checkpoints and transfers in time
+    order, oldest first."""
+
+    entries: list[TimelineEntry]
+    next_cursor: str | None = None
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> TimelinePage:
+        return cls(
+            [TimelineEntry.from_wire(e) for e in d.get("entries") or []],
+            d.get("next_cursor") or None,
+        )
+
+
+@dataclass(frozen=True)
+class ThreadCheckpointSummary:
+    """One checkpoint of ``thread_history``, without its values."""
+
+    checkpoint_ns: str
+    checkpoint_id: str
+    parent_checkpoint_id: str | None
+    metadata: dict[str, Any]
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> ThreadCheckpointSummary:
+        return cls(
+            checkpoint_ns=d.get("checkpoint_ns") or "",
+            checkpoint_id=d["checkpoint_id"],
+            parent_checkpoint_id=d.get("parent_checkpoint_id") or None,
+            metadata=_map(d.get("metadata")),
+        )
+
+
+@dataclass(frozen=True)
+class ThreadHistoryPage:
+    """``thread_history``: a namespace's checkpoints, greatest id first; parents and forks
+    make the tree."""
+
+    checkpoints: list[ThreadCheckpointSummary]
+    next_cursor: str | None = None
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> ThreadHistoryPage:
+        return cls(
+            [ThreadCheckpointSummary.from_wire(c) for c in d.get("checkpoints") or []],
+            d.get("next_cursor") or None,
+        )
+
+
+@dataclass(frozen=True)
+class RenderedValue:
+    """A serialized value decoded for reading where the sidecar knows its serializer
+    (``json``, LangGraph's ``msgpack``, ``null``, ``empty``): then ``decoded`` is True and
+    ``value`` holds it; otherwise ``hex`` holds its first bytes. ``bytes`` is its size."""
+
+    type: str
+    decoded: bool
+    bytes: int
+    value: Any = None
+    hex: str | None = None
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> RenderedValue:
+        return cls(
+            type=str(d["type"]),
+            decoded=bool(d["decoded"]),
+            bytes=int(d["bytes"]),
+            value=d.get("value"),
+            hex=d.get("hex"),
+        )
+
+
+@dataclass(frozen=True)
+class ChannelView:
+    """A channel's value at the viewed checkpoint."""
+
+    version: str
+    value: RenderedValue
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> ChannelView:
+        return cls(str(d["version"]), RenderedValue.from_wire(d["value"]))
+
+
+@dataclass(frozen=True)
+class WriteView:
+    """A pending write against the viewed checkpoint, its value decoded."""
+
+    task_id: str
+    task_path: str
+    idx: int
+    channel: str
+    value: RenderedValue
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> WriteView:
+        return cls(
+            task_id=d["task_id"],
+            task_path=d.get("task_path") or "",
+            idx=int(d["idx"]),
+            channel=d["channel"],
+            value=RenderedValue.from_wire(d["value"]),
+        )
+
+
+@dataclass(frozen=True)
+class ThreadView:
+    """``thread_view``: one checkpoint with its channel values and pending writes decoded
+    for reading (``ThreadTuple`` holds them serialized)."""
+
+    thread_id: str
+    checkpoint_ns: str
+    checkpoint_id: str
+    parent_checkpoint_id: str | None
+    metadata: dict[str, Any]
+    checkpoint: RenderedValue
+    channels: dict[str, ChannelView]
+    writes: list[WriteView]
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> ThreadView:
+        return cls(
+            thread_id=d["thread_id"],
+            checkpoint_ns=d.get("checkpoint_ns") or "",
+            checkpoint_id=d["checkpoint_id"],
+            parent_checkpoint_id=d.get("parent_checkpoint_id") or None,
+            metadata=_map(d.get("metadata")),
+            checkpoint=RenderedValue.from_wire(d["checkpoint"]),
+            channels={str(k): ChannelView.from_wire(v) for k, v in _map(d.get("channels")).items()},
+            writes=[WriteView.from_wire(w) for w in d.get("writes") or []],
         )
