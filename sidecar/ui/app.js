@@ -33,7 +33,8 @@
  *   Durability #status-panel #status-ready #status-backend #status-backend-reachable #status-wal-last-lsn
  *              #status-flushed-lsn #status-unflushed #status-wal-segments #status-wal-bytes
  *              #status-backlog-agents #status-backlog #status-backlog-meter #status-backlog-oldest
- *              #status-last-flush #status-flush-error #status-cache-entries #status-leases #status-extra
+ *              #status-last-flush #status-flush-error #status-cache-entries #status-cache-bytes #status-leases
+ *              #status-extra
  *   Usage      #usage-form #usage-top #usage-backend #usage-tables #usage-largest
  *   Dialog     #confirm-dialog[data-action=rollback|abort|fork] #dialog-title #dialog-preview
  *              #reason-input #confirm-button #cancel-button #dialog-error
@@ -1267,7 +1268,7 @@
   // ───────────────────────────── views: durability, usage ─────────────────────────────
 
   const STATUS_KNOWN = new Set(['ready', 'backend', 'backend_reachable', 'wal_segments', 'wal_bytes', 'wal_last_lsn', 'flushed_lsn',
-    'backlog_agents', 'backlog_bytes', 'backlog_bytes_max', 'backlog_oldest_age_ms', 'last_flush_at', 'last_flush_error', 'cache_entries', 'leases']);
+    'backlog_agents', 'backlog_bytes', 'backlog_bytes_max', 'backlog_oldest_age_ms', 'last_flush_at', 'last_flush_error', 'cache_entries', 'cache_bytes', 'leases_held']);
 
   function StatusView() {
     const body = el('div', tid('status-panel'));
@@ -1287,7 +1288,9 @@
             fig('Ready', yes(s.ready), 'status-ready', s.ready === false ? 'bad' : ''),
             fig('Backend', scalar(s.backend), 'status-backend'),
             fig('Backend reachable', yes(s.backend_reachable), 'status-backend-reachable', s.backend_reachable === false ? 'bad' : ''),
-            fig('Cache entries', scalar(s.cache_entries), 'status-cache-entries'))),
+            fig('Cache entries', scalar(s.cache_entries), 'status-cache-entries'),
+            fig('Cache bytes', bytes(s.cache_bytes), 'status-cache-bytes'),
+            fig('Ownership leases held', scalar(s.leases_held), 'status-leases'))),
         el('section', { class: 'panel', 'aria-labelledby': 'st-h2' }, el('h2', { id: 'st-h2' }, 'Write-ahead log vs backend'),
           el('dl', { class: 'figures' },
             fig('WAL last LSN', scalar(s.wal_last_lsn), 'status-wal-last-lsn'),
@@ -1306,8 +1309,6 @@
             fig('Oldest entry age', fmtMs(s.backlog_oldest_age_ms), 'status-backlog-oldest')),
           fill == null ? null : el('div', { class: 'meter' }, el('label', { for: 'status-backlog-meter' }, 'Backlog fill'),
             el('meter', Object.assign({ min: '0', max: String(max), low: String(max * 0.5), high: String(max * 0.8), optimum: '0', value: String(s.backlog_bytes) }, tid('status-backlog-meter'))))),
-        s.leases === undefined ? null : el('section', Object.assign({ class: 'panel', 'aria-labelledby': 'st-h4' }, tid('status-leases')),
-          el('h2', { id: 'st-h4' }, 'Leases'), generic(s.leases)),
         extra.length ? el('section', Object.assign({ class: 'panel', 'aria-labelledby': 'st-h5' }, tid('status-extra')),
           el('h2', { id: 'st-h5' }, 'Other figures'), generic(Object.fromEntries(extra))) : null,
       ];
