@@ -65,10 +65,18 @@ impl AgentFilter {
     }
 }
 
-/// The least string greater than every string starting with `prefix` (bar ones going on
-/// with the last code point, which ids never hold): a prefix is a range of ids.
-pub fn prefix_end(prefix: &str) -> String {
-    format!("{prefix}\u{10FFFF}")
+/// The ids after `after` that start with `prefix`, as one range `[from, to)`, so that a
+/// backend scans its id index from the right place: `to` is the least string greater than
+/// every string starting with `prefix` (bar ones going on with the last code point, which
+/// ids never hold), `from` the greater of `prefix` and the least string after `after`
+/// (`after` and a NUL, which ids never hold).
+pub fn id_range(after: &str, prefix: &str) -> (String, String) {
+    let from = if prefix > after {
+        prefix.to_string()
+    } else {
+        format!("{after}\0")
+    };
+    (from, format!("{prefix}\u{10FFFF}"))
 }
 
 /// A channel's blobs in a namespace with versions from `from` to `to` (inclusive):
@@ -541,5 +549,28 @@ impl Store {
             }
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_id_range_holds_the_prefix_after_the_cursor() {
+        let within = |after: &str, prefix: &str, id: &str| {
+            let (from, to) = id_range(after, prefix);
+            id >= from.as_str() && id < to.as_str()
+        };
+        assert!(within("", "a-", "a-1"));
+        assert!(within("", "a-", "a-"));
+        assert!(!within("", "a-", "a"));
+        assert!(!within("", "a-", "b"));
+        assert!(!within("a-1", "a-", "a-1"), "the cursor itself is behind");
+        assert!(within("a-1", "a-", "a-10"));
+        assert!(within("a-1", "a-", "a-2"));
+        assert!(!within("a-1", "a-", "a-0"));
+        assert!(within("", "", "anything"));
+        assert!(!within("zz", "", "z"));
     }
 }

@@ -9,7 +9,7 @@ use super::{
     AGENT_STATES, STATE_TRANSITIONS, TRANSFERS,
 };
 use crate::model::Transfer;
-use crate::store::{prefix_end, AgentFilter, StoreResult};
+use crate::store::{AgentFilter, StoreResult};
 
 /// Agents read per round while looking for ones with refused transitions.
 const FAILED_SCAN_ROUND: i64 = 1000;
@@ -18,7 +18,8 @@ const FAILED_SCAN_ROUNDS: usize = 20;
 
 /// `_id` after `after` and within `prefix`.
 fn id_range(after: &str, prefix: &str) -> Document {
-    doc! { "$gt": after, "$gte": prefix, "$lt": prefix_end(prefix) }
+    let (from, to) = crate::store::id_range(after, prefix);
+    doc! { "$gte": from, "$lt": to }
 }
 
 fn summary(d: &Document) -> StoreResult<AgentSummary> {

@@ -5,7 +5,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{parse_json, parse_ts, ts};
 use crate::model::Transfer;
-use crate::store::{prefix_end, AgentFilter};
+use crate::store::{id_range, AgentFilter};
 
 pub(super) fn agents(
     c: &Connection,
@@ -17,19 +17,19 @@ pub(super) fn agents(
         "SELECT agent_id, agent_type, state_name, version, created_at, updated_at,
                 pending_transition IS NOT NULL
          FROM agent_states AS a
-         WHERE agent_id > ?1 AND agent_id >= ?2 AND agent_id < ?3
-           AND (?4 IS NULL OR state_name = ?4)
-           AND (?5 IS NULL OR agent_type = ?5)
-           AND (?6 IS NULL OR updated_at > ?6)
-           AND (NOT ?7 OR EXISTS (SELECT 1 FROM state_transitions AS t
+         WHERE agent_id >= ?1 AND agent_id < ?2
+           AND (?3 IS NULL OR state_name = ?3)
+           AND (?4 IS NULL OR agent_type = ?4)
+           AND (?5 IS NULL OR updated_at > ?5)
+           AND (NOT ?6 OR EXISTS (SELECT 1 FROM state_transitions AS t
                                   WHERE t.agent_id = a.agent_id AND t.success = 0))
-         ORDER BY agent_id LIMIT ?8",
+         ORDER BY agent_id LIMIT ?7",
     )?;
+    let (from, to) = id_range(after, &f.prefix);
     let rows = stmt.query_map(
         params![
-            after,
-            f.prefix,
-            prefix_end(&f.prefix),
+            from,
+            to,
             f.state,
             f.agent_type,
             f.updated_after.as_ref().map(ts),
@@ -77,10 +77,11 @@ pub(super) fn threads(
 ) -> rusqlite::Result<Vec<ThreadSummary>> {
     let mut stmt = c.prepare_cached(
         "SELECT thread_id, COUNT(*), MAX(checkpoint_id) FROM thread_checkpoints
-         WHERE thread_id > ?1 AND thread_id >= ?2 AND thread_id < ?3
-         GROUP BY thread_id ORDER BY thread_id LIMIT ?4",
+         WHERE thread_id >= ?1 AND thread_id < ?2
+         GROUP BY thread_id ORDER BY thread_id LIMIT ?3",
     )?;
-    let rows = stmt.query_map(params![after, prefix, prefix_end(prefix), limit], |r| {
+    let (from, to) = id_range(after, prefix);
+    let rows = stmt.query_map(params![from, to, limit], |r| {
         Ok(ThreadSummary {
             thread_id: r.get(0)?,
             checkpoints: r.get(1)?,
