@@ -126,7 +126,8 @@ def seed(api: Api, agents: int, timeline: int) -> None:
     for i in range(0, half, 100):
         msgs = [{"role": "user", "content": f"message {j}"} for j in range(i, min(i + 100, half))]
         api.ok("POST", f"/v1/agents/{long}/messages", {"messages": msgs})
-    print(f"seeded {agents} agents and a {timeline}-entry timeline in {time.perf_counter() - started:.0f} s")
+    took = time.perf_counter() - started
+    print(f"seeded {agents} agents and a {timeline}-entry timeline in {took:.0f} s")
 
 
 def drained(api: Api) -> None:
@@ -154,7 +155,9 @@ def routes(api: Api, agents: int) -> list[tuple[str, str]]:
     cursor = api.ok("GET", "/v1/agents/long-timeline/timeline?limit=100").get("next_cursor")
     while cursor:
         before = cursor
-        cursor = api.ok("GET", f"/v1/agents/long-timeline/timeline?limit=100&cursor={cursor}").get("next_cursor")
+        cursor = api.ok("GET", f"/v1/agents/long-timeline/timeline?limit=100&cursor={cursor}").get(
+            "next_cursor"
+        )
     q = urllib.parse.quote
     return [
         ("agents, first page of 100", "/v1/agents?limit=100"),
@@ -163,9 +166,15 @@ def routes(api: Api, agents: int) -> list[tuple[str, str]]:
         ("agents, state=busy", "/v1/agents?limit=100&state=busy"),
         ("agents, type=greeter", "/v1/agents?limit=100&type=greeter"),
         ("agents, refused transitions (1%)", "/v1/agents?limit=100&failed=true"),
-        ("agents, updated in the future (none)", "/v1/agents?limit=100&updated_after=" + q("2100-01-01T00:00:00Z")),
+        (
+            "agents, updated in the future (none)",
+            "/v1/agents?limit=100&updated_after=" + q("2100-01-01T00:00:00Z"),
+        ),
         ("timeline, first page of 100", "/v1/agents/long-timeline/timeline?limit=100"),
-        ("timeline, last page of 100", f"/v1/agents/long-timeline/timeline?limit=100&cursor={before}"),
+        (
+            "timeline, last page of 100",
+            f"/v1/agents/long-timeline/timeline?limit=100&cursor={before}",
+        ),
         ("agent", "/v1/agents/long-timeline"),
         ("checkpoints", "/v1/agents/long-timeline/checkpoints"),
         ("threads", "/v1/threads?limit=100"),
@@ -189,7 +198,11 @@ def browser_times(port: int, repeat: int, agents: int) -> list[tuple[str, list[f
         page = b.new_page()
         for name, hash_, selector in [
             ("browser, first load: agents list", "#/agents", "[data-testid=agent-row]"),
-            ("browser, first load: agent page", "#/agent/long-timeline", "[data-testid=timeline-entry]"),
+            (
+                "browser, first load: agent page",
+                "#/agent/long-timeline",
+                "[data-testid=timeline-entry]",
+            ),
         ]:
             times = []
             for _ in range(repeat):
@@ -224,7 +237,9 @@ def row(name: str, ms: list[float]) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--agents", type=int, default=100_000)
     ap.add_argument("--timeline", type=int, default=10_000)
     ap.add_argument("--repeat", type=int, default=30)
@@ -233,7 +248,16 @@ def main() -> None:
     port = free_port()
     with tempfile.TemporaryDirectory() as data:
         proc = subprocess.Popen(
-            [str(binary()), "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", data, "--config", str(CONFIG)],
+            [
+                str(binary()),
+                "serve",
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--data-dir",
+                data,
+                "--config",
+                str(CONFIG),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=open(Path(data) / "sidecar.log", "w"),  # noqa: SIM115
         )
