@@ -8,7 +8,6 @@
 //! past that the engine refuses writes with 503 until the backend catches up.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -90,8 +89,8 @@ pub const FLUSH_BATCH_BYTES_MAX: u64 = 4 * 1024 * 1024;
 pub const FLUSH_BATCH_BYTES_MIN: u64 = 64 * 1024;
 
 /// What the backend holds past the flushed watermark: each agent's changes up to an LSN,
-/// and transfers by LSN. Kept beside the WAL, so that a start replays only what the
-/// backend lacks. The watermark moves only once every agent changed below it is flushed:
+/// and transfers by LSN. Kept beside the WAL in the flush progress (`flush_progress`), so
+/// that a start replays only what the backend lacks. The watermark moves only once every agent changed below it is flushed:
 /// without these, a sidecar killed again and again before it has re-flushed all that its
 /// WAL replays would never get further.
 #[derive(Debug, Default, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -130,28 +129,6 @@ impl FlushedMarks {
     /// Whether the backend holds `agent_id`'s change logged at `lsn`.
     fn holds(&self, agent_id: &str, lsn: u64) -> bool {
         self.agents.get(agent_id).is_some_and(|mark| lsn <= *mark)
-    }
-
-    /// The marks kept in `dir`; none if there are none, or they cannot be read (the
-    /// start then re-flushes more, which is safe).
-    pub fn load(dir: &Path) -> FlushedMarks {
-        let path = crate::data_dir::flushed_marks(dir);
-        match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-                tracing::warn!(file = %path.display(), error = %e, "ignoring unreadable flushed marks");
-                FlushedMarks::default()
-            }),
-            Err(_) => FlushedMarks::default(),
-        }
-    }
-
-    /// Replaces the marks kept in `dir`, durably: lost marks would only mean more to
-    /// re-flush, but the LSNs they name must never be given again after a power cut.
-    pub fn save(&self, dir: &Path) -> std::io::Result<()> {
-        crate::durable::replace(
-            &crate::data_dir::flushed_marks(dir),
-            &serde_json::to_vec(self)?,
-        )
     }
 }
 
@@ -812,9 +789,8 @@ mod tests {
         let mut marks = FlushedMarks::default();
         marks.note(&written);
         marks.prune(1);
-        let dir = tempfile::tempdir().unwrap();
-        marks.save(dir.path()).unwrap();
-        let loaded = FlushedMarks::load(dir.path());
+        let loaded: FlushedMarks =
+            serde_json::from_slice(&serde_json::to_vec(&marks).unwrap()).unwrap();
         assert_eq!(loaded, marks);
         assert_eq!(loaded.agents.len(), 2, "a and c: {loaded:?}");
 
@@ -831,10 +807,6 @@ mod tests {
         // What the watermark covers is forgotten.
         marks.prune(4);
         assert!(marks.is_empty());
-        assert_eq!(
-            FlushedMarks::load(&dir.path().join("none")),
-            FlushedMarks::default()
-        );
     }
 
     #[test]

@@ -8,8 +8,8 @@
 //! | `agentstate.db` (+ `-wal`, `-shm`) | `store::sqlite` | SQLite's own journal |
 //! | `mongo-txn-session.json` | `store::mongo`, once a run | `durable::replace` |
 //! | `wal/<first LSN, 20 digits>.wal` | `wal` (the writer thread) | fdatasync per batch; a new name by syncing `wal/` |
-//! | `wal/flushed-lsn` | `wal`, for the flusher | `durable::replace` |
-//! | `wal/flushed-marks.json` | `backlog`, for the flusher | `durable::replace` |
+//! | `wal/flush-progress` | `flush_progress`, by the flusher only | `durable::replace` (checksummed) |
+//! | `wal/flushed-lsn`, `wal/flushed-marks.json` | older versions; read once if `flush-progress` is absent, then removed | |
 //! | `wal/quarantine/` | `admin recover --truncate-corrupt` | `durable::copy`, `durable::rename` |
 //!
 //! A `.tmp` beside a file is a replacement cut short; it is written over by the next one.
@@ -46,13 +46,18 @@ pub fn segment(wal_dir: &Path, first_lsn: u64) -> PathBuf {
     wal_dir.join(format!("{first_lsn:020}.wal"))
 }
 
-/// Every record through this LSN is in the backend.
-pub fn flushed_lsn(wal_dir: &Path) -> PathBuf {
+/// How far the backend has the WAL (`flush_progress`).
+pub fn flush_progress(wal_dir: &Path) -> PathBuf {
+    wal_dir.join("flush-progress")
+}
+
+/// The flushed LSN, as versions before `flush-progress` kept it.
+pub fn legacy_flushed_lsn(wal_dir: &Path) -> PathBuf {
     wal_dir.join("flushed-lsn")
 }
 
-/// What the backend holds past the flushed LSN.
-pub fn flushed_marks(wal_dir: &Path) -> PathBuf {
+/// The flushed marks, as versions before `flush-progress` kept them.
+pub fn legacy_flushed_marks(wal_dir: &Path) -> PathBuf {
     wal_dir.join("flushed-marks.json")
 }
 

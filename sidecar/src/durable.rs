@@ -4,7 +4,7 @@
 //! renamed or removed name until `fsync` of its directory.
 //!
 //! Every small file of the data dir the sidecar reads back at start (`owner-id`,
-//! `flushed-lsn`, `flushed-marks.json`), its folders, and the files `export` and
+//! `flush-progress`), its folders, and the files `export` and
 //! `recover` write go through here.
 
 use std::fs::{self, File};

@@ -96,12 +96,9 @@ pub async fn flush_through(engine: &Engine, batch_max: usize, through: u64) -> R
         }
         if !written.is_empty() {
             engine.backlog.ack(&written);
+            engine.note_flushed(&written);
             let wal_low = engine.wal.oldest_unapplied_lsn();
             advance(engine, wal_low).await;
-            if let Some(marks) = engine.note_flushed(&written) {
-                let dir = engine.wal.dir().to_path_buf();
-                off_runtime("save the flushed marks", move || marks.save(&dir)).await;
-            }
             tracing::debug!(
                 agents = written.items.len(),
                 transfers = written.transfers.len(),
@@ -189,15 +186,16 @@ async fn off_runtime<E: std::fmt::Display + Send + 'static>(
     }
 }
 
-/// Publishes the new watermark, notes it beside the WAL and releases WAL segments below
-/// it.
+/// Publishes the new watermark, saves the flush progress (the watermark and the marks)
+/// beside the WAL, then releases WAL segments below the watermark: in that order, so that
+/// a start never finds segments gone that its saved progress still needs.
 async fn advance(engine: &Engine, wal_low: u64) {
     let low = engine
         .backlog
         .oldest_lsn()
         .map_or(wal_low, |b| b.min(wal_low));
     let watermark = low.saturating_sub(1);
-    let advanced = engine.flushed_tx.send_if_modified(|w| {
+    engine.flushed_tx.send_if_modified(|w| {
         if watermark > *w {
             *w = watermark;
             true
@@ -205,13 +203,7 @@ async fn advance(engine: &Engine, wal_low: u64) {
             false
         }
     });
-    if advanced {
-        let wal = engine.wal.clone();
-        off_runtime("note the flushed LSN", move || {
-            wal.record_flushed(watermark)
-        })
-        .await;
-    }
+    off_runtime("save the flush progress", engine.flush_progress_saver()).await;
     if let Err(e) = engine.wal.release_through(watermark) {
         tracing::warn!(error = %e, "cannot delete flushed WAL segments");
     }

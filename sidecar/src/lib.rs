@@ -27,6 +27,7 @@ pub mod doc;
 pub mod durable;
 pub mod engine;
 pub mod export_file;
+pub mod flush_progress;
 pub mod flusher;
 pub mod memory_budget;
 pub mod metrics;
@@ -56,6 +57,7 @@ mod layering {
         ("memory_budget", 1),
         ("config", 2),
         ("backlog", 2),
+        ("flush_progress", 3),
         ("cache", 2),
         ("export_file", 2),
         ("store", 3),

@@ -2,7 +2,8 @@
 //! to be in the backend is dirty again and will be (re-)flushed.
 //!
 //! Records at or below the flushed watermark are skipped, and so are the changes above
-//! it that the flushed marks say the backend holds (an agent's up to an LSN, transfers
+//! it that the flushed marks say the backend holds (both read from the flush progress,
+//! `flush_progress`) (an agent's up to an LSN, transfers
 //! by LSN). Replay may still re-apply some the backend has (flushed just before a crash,
 //! the marks not yet saved). That is fine: flushes are idempotent and never move a
 //! document to an older version, so re-flushing them changes nothing.
@@ -11,26 +12,32 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-use crate::backlog::{Backlog, FlushedMarks};
+use crate::backlog::Backlog;
+use crate::flush_progress::FlushProgress;
 use crate::metrics as m;
 use crate::model::Op;
 use crate::wal::{ReplayStats, Wal, WalOptions};
 
-/// Opens the WAL, replaying it into `backlog`; returns the flushed marks it went by, for
-/// the engine to carry on.
+/// Opens the WAL, replaying it into `backlog`; returns the flush progress it went by,
+/// for the engine to carry on.
 pub fn replay(
     opts: WalOptions,
     backlog: &Backlog,
-) -> anyhow::Result<(Wal, ReplayStats, FlushedMarks)> {
+) -> anyhow::Result<(Wal, ReplayStats, FlushProgress)> {
     let started = Instant::now();
     let dir = opts.dir.clone();
-    let flushed = FlushedMarks::load(&dir);
-    // An LSN the marks name was given once, even if its record never reached the log.
-    let opened = Wal::open_above(opts, flushed.lsn_max(), |lsn, body| {
-        let op = Op::decode(body).context("decode WAL operation")?;
-        backlog.replay(lsn, &op, body.len() as u64, &flushed);
-        Ok(())
-    });
+    let progress = FlushProgress::load(&dir);
+    // An LSN the progress names was given once, even if its record never reached the log.
+    let opened = Wal::open_above(
+        opts,
+        progress.watermark,
+        progress.lsn_floor(),
+        |lsn, body| {
+            let op = Op::decode(body).context("decode WAL operation")?;
+            backlog.replay(lsn, &op, body.len() as u64, &progress.marks);
+            Ok(())
+        },
+    );
     let outcome = if opened.is_ok() { "ok" } else { "error" };
     metrics::counter!(m::RECOVERY_RUNS_TOTAL, "outcome" => outcome).increment(1);
     let (wal, stats) = opened.with_context(|| format!("open the WAL in {}", dir.display()))?;
@@ -47,7 +54,7 @@ pub fn replay(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "WAL replayed"
     );
-    Ok((wal, stats, flushed))
+    Ok((wal, stats, progress))
 }
 
 #[cfg(test)]
@@ -87,16 +94,16 @@ mod tests {
                 a.wait_durable().await.unwrap();
             }
             // M's `memory` saves 4..=61 reached the backend, never the disk.
+            let mut progress = FlushProgress::default();
             if via_marks {
-                let mut marks = FlushedMarks::default();
                 let mut batch = FlushBatch::default();
                 backlog.apply(61, &Op::decode(&put("m", 61)).unwrap(), 10, false);
                 batch.items = backlog.take_batch(10, u64::MAX).items;
-                marks.note(&batch);
-                marks.save(dir.path()).unwrap();
+                progress.marks.note(&batch);
             } else {
-                wal.record_flushed(61).unwrap();
+                progress.watermark = 61;
             }
+            progress.save(dir.path()).unwrap();
             drop(wal); // the kill: nothing more is written
 
             let backlog = Backlog::new(1 << 20);

@@ -164,9 +164,9 @@ async fn serve_with(
         fsync: config.wal_fsync,
     };
     let backlog_bytes_max = config.memory.backlog_bytes_max;
-    let (wal, backlog, flushed_marks) = tokio::task::spawn_blocking(move || {
+    let (wal, backlog, flush_progress) = tokio::task::spawn_blocking(move || {
         let backlog = Backlog::new(backlog_bytes_max);
-        recovery::replay(wal_opts, &backlog).map(|(wal, _, marks)| (wal, backlog, marks))
+        recovery::replay(wal_opts, &backlog).map(|(wal, _, progress)| (wal, backlog, progress))
     })
     .await
     .context("WAL replay task")??;
@@ -181,7 +181,7 @@ async fn serve_with(
     let engine = Arc::new(Engine::new(
         wal.clone(),
         backlog,
-        flushed_marks,
+        flush_progress,
         StateCache::new(config.cache_entries_max, config.memory.cache_bytes_max),
         store,
         config.agent_types.clone(),

@@ -38,6 +38,7 @@ use crate::backlog::Backlog;
 use crate::cache::{StateCache, ThreadHeads};
 use crate::config::Limits;
 use crate::config::RetentionPolicy;
+use crate::flush_progress::FlushProgress;
 use crate::metrics as m;
 use crate::model::{AgentRecord, Current, Effect, Op};
 use crate::store::{Retained, Store, StoreError};
@@ -88,6 +89,12 @@ pub struct FlushStatus {
     pub backend_reachable: bool,
 }
 
+/// The flushed marks the flusher keeps, and what it last saved.
+struct ProgressBook {
+    marks: crate::backlog::FlushedMarks,
+    saved: FlushProgress,
+}
+
 pub struct Engine {
     pub(crate) wal: Wal,
     pub(crate) backlog: Backlog,
@@ -108,8 +115,8 @@ pub struct Engine {
     pub(crate) flush_status: Mutex<FlushStatus>,
     /// Bytes of changes the flusher puts in one batch (adapted to the backend's pace).
     pub(crate) flush_batch_bytes: AtomicU64,
-    /// What the backend holds past the flushed watermark, saved beside the WAL.
-    flushed_marks: Mutex<crate::backlog::FlushedMarks>,
+    /// The flushed marks, and the flush progress last saved beside the WAL.
+    flush_progress: Arc<Mutex<ProgressBook>>,
     ready: AtomicBool,
     opts: EngineOptions,
 }
@@ -133,7 +140,7 @@ impl Engine {
     pub fn new(
         wal: Wal,
         backlog: Backlog,
-        flushed_marks: crate::backlog::FlushedMarks,
+        progress: FlushProgress,
         cache: StateCache,
         store: Store,
         types: Arc<AgentTypes>,
@@ -168,7 +175,10 @@ impl Engine {
             // Small at first: the first batches after a start complete, and their flushed
             // marks count, even if the process lives only a moment.
             flush_batch_bytes: AtomicU64::new(crate::backlog::FLUSH_BATCH_BYTES_MIN),
-            flushed_marks: Mutex::new(flushed_marks),
+            flush_progress: Arc::new(Mutex::new(ProgressBook {
+                marks: progress.marks.clone(),
+                saved: progress,
+            })),
             ready: AtomicBool::new(false),
             opts,
         }
@@ -214,18 +224,38 @@ impl Engine {
     }
 
     /// Notes a batch the backend took in the flushed marks, so that the next start does
-    /// not replay it, even if the watermark could not move past it. Returns the marks
-    /// to save beside the WAL, if they changed (the caller saves them off the runtime's
-    /// threads: a durable replace syncs twice).
-    pub(crate) fn note_flushed(
-        &self,
-        written: &crate::backlog::FlushBatch,
-    ) -> Option<crate::backlog::FlushedMarks> {
-        let mut marks = self.flushed_marks.lock().unwrap_or_else(|p| p.into_inner());
-        let was_empty = marks.is_empty();
-        marks.note(written);
-        marks.prune(self.flushed_lsn());
-        (!(was_empty && marks.is_empty())).then(|| marks.clone())
+    /// not replay it, even if the watermark could not move past it.
+    pub(crate) fn note_flushed(&self, written: &crate::backlog::FlushBatch) {
+        let mut book = self
+            .flush_progress
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        book.marks.note(written);
+        book.marks.prune(self.flushed_lsn());
+    }
+
+    /// The work of saving the flush progress (the watermark and the marks) if it changed
+    /// since the last save; blocking (a durable replace syncs twice), for the flusher to
+    /// run off the runtime's threads. Saves happen under one lock and never take the
+    /// watermark back, so the file only moves forward.
+    pub(crate) fn flush_progress_saver(&self) -> impl FnOnce() -> std::io::Result<()> + Send {
+        let book = self.flush_progress.clone();
+        let watermark = self.flushed_lsn();
+        let dir = self.wal.dir().to_path_buf();
+        move || {
+            let mut book = book.lock().unwrap_or_else(|p| p.into_inner());
+            let watermark = watermark.max(book.saved.watermark);
+            book.marks.prune(watermark);
+            let progress = FlushProgress {
+                watermark,
+                marks: book.marks.clone(),
+            };
+            if progress != book.saved {
+                progress.save(&dir)?;
+                book.saved = progress;
+            }
+            Ok(())
+        }
     }
 
     /// Locks every key's stripe, in stripe order.

@@ -175,18 +175,20 @@ impl Wal {
     /// Opens the log in `opts.dir`, replaying every data record through `replay` in LSN
     /// order, cutting a torn tail, then starts the writer thread.
     ///
-    /// Records at or below the flushed LSN of the last run ([`Wal::record_flushed`]) are
-    /// checked but not replayed: the backend has them, and replaying them would bring
-    /// back what retention has since deleted there.
+    /// Every record is replayed; see [`Wal::open_above`] for a start that knows what the
+    /// backend holds.
     pub fn open(
         opts: WalOptions,
         replay: impl FnMut(u64, &[u8]) -> anyhow::Result<()>,
     ) -> Result<(Wal, ReplayStats), WalError> {
-        Self::open_above(opts, 0, replay)
+        Self::open_above(opts, 0, 0, replay)
     }
 
-    /// [`Wal::open`], numbering new records above `lsn_floor` as well as above the last
-    /// record on disk and the flushed LSN.
+    /// [`Wal::open`] after a run whose flush progress (`flush_progress`) says the backend
+    /// holds every record through `watermark`: those are checked but not replayed
+    /// (replaying them would bring back what retention has since deleted there). New
+    /// records are numbered above `lsn_floor` (every LSN the progress names) as well as
+    /// above the last record on disk.
     ///
     /// An LSN is never given twice, even one whose record never reached the disk: a
     /// `memory` write is applied before the writer has it, so the flusher can store it and
@@ -197,12 +199,13 @@ impl Wal {
     /// abandoned range, so the log still reads as continuous.
     pub fn open_above(
         opts: WalOptions,
+        watermark: u64,
         lsn_floor: u64,
         mut replay: impl FnMut(u64, &[u8]) -> anyhow::Result<()>,
     ) -> Result<(Wal, ReplayStats), WalError> {
         crate::durable::create_dir_all(&opts.dir)
             .map_err(io_err(format!("create {}", opts.dir.display())))?;
-        let flushed = read_flushed(&opts.dir);
+        let flushed = watermark;
         let mut skipped = 0;
         let (mut segments, mut stats, torn) = scan_dir(&opts.dir, |lsn, body| {
             if lsn <= flushed {
@@ -390,14 +393,6 @@ impl Wal {
         &self.shared.opts.dir
     }
 
-    /// Notes that every record through `lsn` is in the backend, for the next start;
-    /// durably, since numbering after a power cut resumes above it ([`Wal::open_above`]).
-    pub fn record_flushed(&self, lsn: u64) -> Result<(), WalError> {
-        let path = crate::data_dir::flushed_lsn(&self.shared.opts.dir);
-        crate::durable::replace(&path, lsn.to_string().as_bytes())
-            .map_err(io_err(format!("write {}", path.display())))
-    }
-
     /// Batches written so far (one fdatasync each).
     pub fn batches(&self) -> u64 {
         self.shared
@@ -424,13 +419,6 @@ impl Wal {
             let _ = h.join();
         }
     }
-}
-
-fn read_flushed(dir: &Path) -> u64 {
-    fs::read_to_string(crate::data_dir::flushed_lsn(dir))
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0)
 }
 
 /// A torn tail found by a scan: bytes after the last segment's last whole record that
