@@ -25,7 +25,8 @@ fn save(n: u64) -> SaveStateRequest {
 /// Per agent: the last acknowledged `n` and its version.
 type Acked = Arc<Mutex<HashMap<String, (u64, u64)>>>;
 
-/// Writers save increasing `n` to their own agents until the process dies under them.
+/// Writers save increasing `n` to their own agents until the process dies under them,
+/// `kill_after` past the first acknowledged save.
 async fn write_until_killed(sidecar: &mut Sidecar, writers: usize, kill_after: Duration) -> Acked {
     let acked: Acked = Arc::default();
     let mut tasks = Vec::new();
@@ -45,6 +46,16 @@ async fn write_until_killed(sidecar: &mut Sidecar, writers: usize, kill_after: D
                 }
             }
         }));
+    }
+    // The kill comes `kill_after` past the first acknowledgement, not past the start: on a
+    // busy machine the first writes after a restart can take longer than that.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while acked.lock().unwrap().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline && !tasks.iter().all(|t| t.is_finished()),
+            "no write was acknowledged after the start (the writers stop at their first error)"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     tokio::time::sleep(kill_after).await;
     sidecar.kill9();
