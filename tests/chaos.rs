@@ -12,6 +12,12 @@
 //! or not at all). At the end, once flushed, MongoDB must hold exactly what the sidecar
 //! serves.
 //!
+//! Power cuts: the same workload and checks with the data dir on the fault-injecting
+//! filesystem of `testkit/faultfs` (embedded store), the power cut in each round's fault
+//! mode at the moment of the kill, so that what was not made durable is dropped too
+//! (`chaos_power_cut::*`, 10 rounds per mode by default; `tests/power_cut.rs` has more
+//! rounds of a smaller workload).
+//!
 //! Seeded: it prints its seed; `AGENTSTATE_TEST_SEED=<seed>` replays the same choices
 //! (the kill moments are times, so the interleaving still varies). `AGENTSTATE_CHAOS_ROUNDS`
 //! sets the rounds (default 20); `AGENTSTATE_SOAK_SECS` keeps going for that long (soak
@@ -25,6 +31,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use agentstate_faultfs::{CutMode, FaultFs};
 use agentstate_protocol::{
     BatchOperation, BatchRequest, Client, ClientError, NewMessage, PersistedState,
     SaveStateRequest, StatePersistence, StateTransition, TransferRequest, TransitionRequest,
@@ -949,7 +956,16 @@ impl Writer {
 }
 
 async fn chaos(backend: Backend) {
-    let seed = seed(&format!("chaos ({backend:?})"));
+    run(backend, None).await;
+}
+
+/// The workload under power cuts in `mode` (see the module's doc).
+async fn chaos_power_cut(mode: CutMode) {
+    run(Backend::Embedded, Some(mode)).await;
+}
+
+async fn run(backend: Backend, power_cut: Option<CutMode>) {
+    let seed = seed(&format!("chaos ({backend:?}, power cut {power_cut:?})"));
     let mut rng = StdRng::seed_from_u64(seed);
     let rounds: Option<usize> = std::env::var("AGENTSTATE_CHAOS_ROUNDS")
         .ok()
@@ -958,10 +974,27 @@ async fn chaos(backend: Backend) {
         .ok()
         .and_then(|s| s.parse().ok())
         .map(Duration::from_secs);
-    let rounds = rounds.or(soak.is_none().then_some(20));
+    let default_rounds = if power_cut.is_some() { 10 } else { 20 };
+    let rounds = rounds.or(soak.is_none().then_some(default_rounds));
     let dir = tempfile::tempdir().unwrap();
+    // The data dir (`data`) is the mount; the sidecar's log beside it is not on it.
+    let fs = match power_cut {
+        None => None,
+        Some(_) if !std::path::Path::new("/dev/fuse").exists() => {
+            eprintln!("chaos: /dev/fuse is missing on this machine: no power-cut rounds run");
+            return;
+        }
+        Some(_) => {
+            let mnt = dir.path().join("data");
+            std::fs::create_dir(&mnt).unwrap();
+            Some(FaultFs::mount(&mnt).unwrap_or_else(|e| {
+                panic!("cannot mount the fault-injecting filesystem (needs root): {e}")
+            }))
+        }
+    };
     let (mut sidecar, mongo) =
         start_with(backend, "chaos", dir.path(), &["--flush-interval-ms", "50"]).await;
+    let mut dropped = (0u64, 0u64);
     let ledger: Shared = Arc::default();
     let mut models = vec![vec![Model::default(); AGENTS_PER_WRITER]; WRITERS];
     let mut stats = Stats::default();
@@ -989,6 +1022,11 @@ async fn chaos(backend: Backend) {
             t.await
                 .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
         }
+        if let (Some(fs), Some(mode)) = (&fs, power_cut) {
+            let report = fs.cut(mode, rng.gen());
+            dropped.0 += report.bytes_dropped;
+            dropped.1 += report.pages_dropped;
+        }
         sidecar.restart().await;
         let client = sidecar.client();
         let full = (round + 1) % FULL_CHECK_EVERY_ROUNDS == 0;
@@ -1014,8 +1052,10 @@ async fn chaos(backend: Backend) {
     let l = std::mem::take(&mut *ledger.lock().unwrap());
     let counts: Vec<String> = l.counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
     eprintln!(
-        "seed {seed}: {round} kill -9 rounds in {:?} ({backend:?}); acknowledged: {}; {} pending transitions found pending after a kill; calls cut off by a kill: {} applied, {} not; zero lost",
+        "seed {seed}: {round} kill -9 rounds in {:?} ({backend:?}, power cut {power_cut:?}: {} bytes, {} pages dropped); acknowledged: {}; {} pending transitions found pending after a kill; calls cut off by a kill: {} applied, {} not; zero lost",
         started.elapsed(),
+        dropped.0,
+        dropped.1,
         counts.join(", "),
         stats.pending_after_kill,
         stats.in_doubt_applied,
@@ -1152,3 +1192,28 @@ async fn mongo_matches(db: &mongodb::Database, seen: &BTreeMap<String, Observed>
 }
 
 both_backends!(chaos);
+
+mod chaos_power_cut {
+    use agentstate_faultfs::CutMode;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn drop_all() {
+        super::chaos_power_cut(CutMode::DropAll).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pages() {
+        super::chaos_power_cut(CutMode::Pages).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn torn_tail_512() {
+        super::chaos_power_cut(CutMode::TornTail { sector: 512 }).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn torn_tail_4096() {
+        super::chaos_power_cut(CutMode::TornTail { sector: 4096 }).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dir_prefix() {
+        super::chaos_power_cut(CutMode::DirPrefix).await;
+    }
+}
