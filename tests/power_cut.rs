@@ -152,7 +152,14 @@ async fn lost(sidecar: &Sidecar, acked: &Acked) -> Vec<String> {
         }
     }
     for (agent, count) in &acked.messages {
-        let served = client.get_messages(agent, 0, 1000).await.unwrap().len() as u64;
+        let mut served = 0u64;
+        let mut after = 0;
+        loop {
+            let page = client.get_messages(agent, after, 1000).await.unwrap();
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            served += page.len() as u64;
+        }
         if served < *count {
             lost.push(format!(
                 "{agent}: {count} messages acknowledged, {served} served"

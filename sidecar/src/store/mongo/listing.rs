@@ -3,11 +3,9 @@
 use agentstate_protocol::{AgentSummary, ThreadSummary};
 use mongodb::bson::{doc, Document};
 
+use super::codec::{bson_time, get_opt_str, get_str, get_time, get_u64, transfer_from_doc};
 use super::threads::THREAD_CHECKPOINTS;
-use super::{
-    bson_time, driver_err, get_opt_str, get_str, get_time, get_u64, transfer_from_doc, MongoStore,
-    AGENT_STATES, STATE_TRANSITIONS, TRANSFERS,
-};
+use super::{driver_err, MongoStore, AGENT_STATES, STATE_TRANSITIONS, TRANSFERS};
 use crate::model::Transfer;
 use crate::store::{AgentFilter, StoreResult};
 

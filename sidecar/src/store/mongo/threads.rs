@@ -13,7 +13,8 @@ use agentstate_protocol::{Payload, ThreadBlob, ThreadWrite, Typed};
 use bytes::Bytes;
 use mongodb::bson::{doc, spec::BinarySubtype, Binary, Bson, Document};
 
-use super::{bad_doc, get_map, get_str, get_u64, to_bson, StoreResult};
+use super::codec::{bad_doc, get_map, get_str, get_u64, to_bson};
+use super::StoreResult;
 use crate::backlog::ThreadDirt;
 use crate::model::{BlobKey, CheckpointKey, DeltaRoot, StoredBlob, StoredWrite, ThreadCheckpoint};
 use crate::store::{BlobRange, ThreadQuery};
