@@ -22,18 +22,17 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
+from _browser import blank_pages, chromium
 from _procs import REPO, Sidecar
 from agentstate_client import Blob, Client, NotFound, PendingWriteValue, Typed
 
@@ -44,13 +43,15 @@ SECRET = f"s3cret-{uuid.uuid4().hex}"
 
 # The state the tests create, and what the attacks would create if they got through.
 AGENT, OTHER, PENDING_COMPLETE, PENDING_ABORT = "a", "b", "p1", "p2"
+# Its pending transition the inspector would abort.
+PENDING_INSPECTOR = "p3"
 THREAD, TRANSFER, RUN = "t", "tr", "run-1"
 CREATED_AGENTS = ("pwned", "pwned-thread")
 CREATED_TRANSFER = "pwned-transfer"
 
 # Headless Chromium as root in a container cannot start its sandbox; the pages it runs
 # are the tests' own.
-CHROMIUM_ARGS = ["--no-sandbox", "--host-resolver-rules=MAP rebind.test 127.0.0.1"]
+CHROMIUM_ARGS = ["--host-resolver-rules=MAP rebind.test 127.0.0.1"]
 REFUSALS_WAIT_S = 10.0
 
 
@@ -59,45 +60,15 @@ REFUSALS_WAIT_S = 10.0
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    executable = shutil.which("chromium")
-    if executable is None:
-        pytest.fail(
-            "Chromium is missing: install Debian's chromium (`apt-get install chromium`; "
-            "clients/python/run-tests.sh does it when run as root)",
-            pytrace=False,
-        )
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=executable, args=CHROMIUM_ARGS, chromium_sandbox=False
-        )
-        yield browser
-        browser.close()
-
-
-class _BlankPage(BaseHTTPRequestHandler):
-    """The attacker's site: an empty page at every path."""
-
-    def do_GET(self) -> None:
-        body = b"<!doctype html><title>elsewhere</title>"
-        self.send_response(200)
-        self.send_header("content-type", "text/html")
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+    with chromium(CHROMIUM_ARGS) as b:
+        yield b
 
 
 @pytest.fixture(scope="module")
 def elsewhere() -> Iterator[int]:
     """The port of a web server serving pages that are not the sidecar's."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _BlankPage)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield int(server.server_address[1])
-    server.shutdown()
-    server.server_close()
+    with blank_pages() as port:
+        yield port
 
 
 @pytest.fixture
@@ -113,7 +84,7 @@ def page(browser: Browser) -> Iterator[Page]:
 def seeded(make_sidecar: Callable[..., Sidecar]) -> tuple[Sidecar, Seeded]:
     """A sidecar on the embedded store (the guard is before any backend) holding the
     state of ``seed``."""
-    sidecar = make_sidecar("sqlite")
+    sidecar = make_sidecar("sqlite", "--ui-writes")
     with Client(sidecar.url) as c:
         return sidecar, seed(c)
 
@@ -126,10 +97,11 @@ class Seeded:
     checkpoint_id: str
     tid_complete: str
     tid_abort: str
+    tid_inspector: str
 
 
 def seed(c: Client) -> Seeded:
-    """Agents with a log, a conversation and a checkpoint, two with a pending transition,
+    """Agents with a log, a conversation and a checkpoint, three with a pending transition,
     a transfer, and a thread with two checkpoints, blobs and writes."""
     c.save_agent(AGENT, "idle", state_data={"secret": SECRET}, metadata={"owner": "tests"})
     c.append_messages(
@@ -145,7 +117,7 @@ def seed(c: Client) -> Seeded:
     c.save_agent(OTHER, "idle")
     c.create_transfer(TRANSFER, AGENT, OTHER, "handoff", context={"secret": SECRET})
     tids = []
-    for agent in (PENDING_COMPLETE, PENDING_ABORT):
+    for agent in (PENDING_COMPLETE, PENDING_ABORT, PENDING_INSPECTOR):
         c.save_agent(agent, "idle")
         tids.append(c.begin_transition(agent, "done", "finish").pending_transition.id)
     c.put_checkpoint(
@@ -166,7 +138,7 @@ def seed(c: Client) -> Seeded:
         blobs=[Blob("messages", "2", Typed("json", b'["hi", "there"]'))],
     )
     c.put_writes(THREAD, "cp-2", "task-1", [PendingWriteValue(0, "messages", Typed("json", b"1"))])
-    return Seeded(checkpoint.checkpoint_id, tids[0], tids[1])
+    return Seeded(checkpoint.checkpoint_id, *tids)
 
 
 def read(lookup: Callable[[], T]) -> T | str:
@@ -185,7 +157,7 @@ def snapshot(c: Client) -> dict[str, object]:
     """Everything the attacks could change, read through the SDK (what is gone reads as
     ``ABSENT``, so a diff shows it); the WAL's last LSN moves with any write at all."""
     snap: dict[str, object] = {"wal_last_lsn": c.status().wal_last_lsn}
-    for agent in (AGENT, OTHER, PENDING_COMPLETE, PENDING_ABORT, THREAD):
+    for agent in (AGENT, OTHER, PENDING_COMPLETE, PENDING_ABORT, PENDING_INSPECTOR, THREAD):
         snap[agent] = (
             read(lambda a=agent: c.get_agent(a)),
             c.list_transitions(agent, limit=1000),
@@ -214,7 +186,7 @@ def assert_seeded(snap: dict[str, object]) -> None:
     assert [t.trigger for t in transitions] == ["start", "ask", "handoff"]
     assert [m.content for m in messages] == [f"my password is {SECRET}", "noted"]
     assert [cp.label for cp in checkpoints] == ["seed"]
-    for agent in (PENDING_COMPLETE, PENDING_ABORT):
+    for agent in (PENDING_COMPLETE, PENDING_ABORT, PENDING_INSPECTOR):
         assert snap[agent][0].pending_transition is not None  # type: ignore[index]
     latest, _, found, _ = snap["thread"]  # type: ignore[misc]
     assert latest.checkpoint_id == "cp-2"
@@ -259,7 +231,12 @@ def described_routes() -> list[tuple[str, str]]:
 
 def reads() -> list[str]:
     """Every GET path, ids filled with the seeded state's."""
-    fill = {"/v1/transfers/{id}": TRANSFER, "/v1/threads/{id}/checkpoint": THREAD}
+    fill = {
+        "/v1/transfers/{id}": TRANSFER,
+        "/v1/threads/{id}/checkpoint": THREAD,
+        "/v1/threads/{id}/history": THREAD,
+        "/v1/threads/{id}/view": THREAD,
+    }
     return [
         path.replace("{id}", fill.get(path, AGENT))
         for method, path in described_routes()
@@ -274,6 +251,19 @@ def writes(s: Seeded) -> list[dict[str, Any]]:
     agent = f"/v1/agents/{AGENT}"
     blob = {"type": "json", "data": "WyJwd25lZCJd"}  # ["pwned"]
     table: dict[tuple[str, str], tuple[str, Any]] = {
+        # The inspector's writes (the seeded sidecar runs with --ui-writes).
+        ("POST", "/v1/inspector/agents/{id}/rollback"): (
+            f"/v1/inspector/agents/{AGENT}/rollback",
+            {"checkpoint_id": s.checkpoint_id, "reason": "pwned"},
+        ),
+        ("POST", "/v1/inspector/agents/{id}/transitions/{tid}/abort"): (
+            f"/v1/inspector/agents/{PENDING_INSPECTOR}/transitions/{s.tid_inspector}/abort",
+            {"reason": "pwned"},
+        ),
+        ("POST", "/v1/inspector/threads/{id}/fork"): (
+            f"/v1/inspector/threads/{THREAD}/fork",
+            {"checkpoint_id": "cp-1", "reason": "pwned"},
+        ),
         ("PUT", "/v1/agents/{id}"): (agent, {"state_name": "pwned", "state_data": {"p": 1}}),
         ("POST", "/v1/agents/{id}/transitions"): (
             f"{agent}/transitions",
@@ -699,6 +689,7 @@ def test_the_attacks_would_change_everything_if_they_got_through(
         assert c.get_agent(OTHER).state_name == "pwned"
         assert c.get_agent(PENDING_COMPLETE).pending_transition is None
         assert c.get_agent(PENDING_ABORT).pending_transition is None
+        assert c.get_agent(PENDING_INSPECTOR).pending_transition is None
         for agent in CREATED_AGENTS:
             assert exists(lambda a=agent: c.get_agent(a)), agent
         assert exists(lambda: c.get_transfer(CREATED_TRANSFER))

@@ -24,13 +24,10 @@ from __future__ import annotations
 
 import operator
 import os
-import shutil
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import parse_qs, urlsplit
@@ -40,9 +37,10 @@ import pytest
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
 from langgraph.graph import START, StateGraph
 from langgraph.graph.message import add_messages
-from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, expect
 from typing_extensions import TypedDict
 
+from _browser import blank_pages, chromium
 from _procs import REPO, Sidecar
 from agentstate_client import Blob, Client, Typed, ValidationFailed
 from agentstate_client.langgraph import AgentstateSaver
@@ -72,22 +70,9 @@ def uid(prefix: str) -> str:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    executable = shutil.which("chromium")
-    if executable is None:
-        pytest.fail(
-            "Chromium is missing: install Debian's chromium (`apt-get install chromium`; "
-            "clients/python/run-tests.sh does it when run as root)",
-            pytrace=False,
-        )
     expect.set_options(timeout=TIMEOUT_MS)
-    with sync_playwright() as pw:
-        # Headless Chromium as root in a container cannot start its sandbox; the pages it
-        # runs are the tests' own and the sidecar's.
-        browser = pw.chromium.launch(
-            executable_path=executable, args=["--no-sandbox"], chromium_sandbox=False
-        )
-        yield browser
-        browser.close()
+    with chromium() as b:
+        yield b
 
 
 # Records what the page's own Content Security Policy refused (before any page script).
@@ -664,27 +649,10 @@ def test_agents_paged_past_a_thousand_and_filters_in_the_url(
 # --- 6. another origin's page against the inspector --------------------------------------
 
 
-class _AttackerPage(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = b"<!doctype html><title>elsewhere</title><body></body>"
-        self.send_response(200)
-        self.send_header("content-type", "text/html")
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
 def elsewhere() -> Iterator[int]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _AttackerPage)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield int(server.server_address[1])
-    server.shutdown()
-    server.server_close()
+    with blank_pages() as port:
+        yield port
 
 
 ATTACK = """

@@ -233,13 +233,13 @@ impl Engine {
                 ))
             })?;
         let at = now();
-        let id = uuid6(at);
-        if latest.first().is_some_and(|l| l.checkpoint_id >= id) {
-            return Err(EngineError::Conflict(format!(
-                "thread {thread} has a checkpoint later than now ({}); a fork would not be its latest",
-                latest[0].checkpoint_id
-            )));
-        }
+        // The fork must sort after every checkpoint of the namespace to be its latest:
+        // a time-ordered id does, for LangGraph's; after ids of another form, the latest
+        // id extended.
+        let id = match latest.first() {
+            Some(l) if l.checkpoint_id >= uuid6(at) => format!("{}.{}", l.checkpoint_id, uuid6(at)),
+            _ => uuid6(at),
+        };
         let ts = at.to_rfc3339_opts(SecondsFormat::Micros, false);
         let checkpoint = typed::with_id(&chosen.checkpoint, &id, &ts).ok_or_else(|| {
             invalid(format!(
