@@ -38,8 +38,9 @@ SECS = int(os.environ.get("AGENTSTATE_SCHEMATHESIS_SECS", "100"))
 
 @pytest.fixture
 def sidecar(make_sidecar):
-    """A sidecar on the embedded store (the description does not depend on the backend)."""
-    return make_sidecar("sqlite")
+    """A sidecar on the embedded store (the description does not depend on the backend),
+    its inspector's writes on so that they are exercised too."""
+    return make_sidecar("sqlite", "--ui-writes")
 
 
 def described() -> dict:
@@ -76,7 +77,7 @@ def test_every_described_route_is_answered_and_no_other(sidecar):
                 allow = {m.strip() for m in resp.headers["allow"].split(",")}
                 assert allow == methods, f"{method} {template}: Allow {allow}"
                 assert resp.json()["error"]["code"] == "method_not_allowed"
-        for path in ("/", "/v1", "/v1/agents", "/v1/agents/a1/nope", "/v2/agents/a1"):
+        for path in ("/", "/v1", "/v1/agent", "/v1/agents/a1/nope", "/v2/agents/a1", "/ui/x"):
             resp = http.get(path)
             assert resp.status_code == 404, path
             assert resp.json()["error"]["code"] == "not_found", path

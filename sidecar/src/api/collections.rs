@@ -122,7 +122,6 @@ fn agents_query(query: Option<&str>) -> Result<(AgentFilter, String, u32), ApiEr
             "prefix" => f.prefix = v,
             "state" => f.state = some(v),
             "type" => f.agent_type = some(v),
-            "updated_after" if v.is_empty() => {}
             "updated_after" => {
                 let t = DateTime::parse_from_rfc3339(&v).map_err(|_| {
                     ApiError::malformed(format!(

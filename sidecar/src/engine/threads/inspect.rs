@@ -12,13 +12,13 @@ use agentstate_protocol::{
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value;
 
-use super::checks::{check_ns, invalid};
+use super::checks::check_ns;
 use crate::engine::{now, Engine, EngineError, EngineResult, PAGE_LIMIT_MAX};
 use crate::model::ThreadCheckpoint;
 use crate::typed;
 use crate::validate;
 
-/// Longest reason an operator may give.
+/// Longest reason an operator may give, in characters.
 pub const REASON_MAX: usize = 1000;
 
 /// A reason given for an operator's change: said, and not too long.
@@ -26,9 +26,9 @@ pub fn check_reason(reason: &str) -> EngineResult<()> {
     if reason.trim().is_empty() {
         return Err(EngineError::Malformed("reason must not be empty".into()));
     }
-    if reason.len() > REASON_MAX {
+    if reason.chars().count() > REASON_MAX {
         return Err(EngineError::Malformed(format!(
-            "reason is longer than {REASON_MAX} bytes"
+            "reason is longer than {REASON_MAX} characters"
         )));
     }
     Ok(())
@@ -240,10 +240,16 @@ impl Engine {
             Some(l) if l.checkpoint_id >= uuid6(at) => format!("{}.{}", l.checkpoint_id, uuid6(at)),
             _ => uuid6(at),
         };
+        if validate::name("checkpoint_id", &id).is_err() {
+            return Err(EngineError::Conflict(format!(
+                "thread {thread}'s latest checkpoint id leaves no room for a fork's id after it"
+            )));
+        }
         let ts = at.to_rfc3339_opts(SecondsFormat::Micros, false);
+        // What the stored checkpoint is, not the request, stands in the way: a conflict.
         let checkpoint = typed::with_id(&chosen.checkpoint, &id, &ts).ok_or_else(|| {
-            invalid(format!(
-                "checkpoint {} is serialized as {:?}, which cannot be forked here",
+            EngineError::Conflict(format!(
+                "checkpoint {} is not a map serialized as msgpack or json (it is {:?}), so its id cannot be rewritten for a fork",
                 chosen.checkpoint_id, chosen.checkpoint.type_
             ))
         })?;
