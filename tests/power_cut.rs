@@ -9,7 +9,7 @@
 //! the round with the sidecar's log (which names the file and offset).
 //!
 //! 30 rounds per fault mode by default (`AGENTSTATE_POWER_CUT_ROUNDS`), seeded
-//! (`AGENTSTATE_TEST_SEED`). Needs root and `/dev/fuse`; without `/dev/fuse` it says so
+//! (`AGENTSTATE_TEST_SEED`); `AGENTSTATE_POWER_CUT_MODES` picks modes by name. Needs root and `/dev/fuse`; without `/dev/fuse` it says so
 //! and checks nothing.
 //!
 //! The harness must show its teeth too: with `--wal-fsync false` a cut loses acknowledged
@@ -244,7 +244,15 @@ async fn power_cuts_lose_no_acknowledged_write() {
     let seed = seed("power_cuts_lose_no_acknowledged_write");
     let mut rng = StdRng::seed_from_u64(seed);
     let per_mode: u64 = env_or("AGENTSTATE_POWER_CUT_ROUNDS", 30);
-    for mode in MODES {
+    // `AGENTSTATE_POWER_CUT_MODES=Pages,DirPrefix` runs only the modes named (by prefix).
+    let only: String = env_or("AGENTSTATE_POWER_CUT_MODES", String::new());
+    let chosen = |m: &CutMode| {
+        only.is_empty()
+            || only
+                .split(',')
+                .any(|o| format!("{m:?}").starts_with(o.trim()))
+    };
+    for mode in MODES.into_iter().filter(chosen) {
         let started = Instant::now();
         let Some((tally, lost)) = rounds(mode, per_mode, &mut rng, &[]).await else {
             return;
