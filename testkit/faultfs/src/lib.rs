@@ -92,6 +92,12 @@ impl FaultFs {
         })
     }
 
+    /// From now on, answers directory fsyncs with success and makes nothing durable: a
+    /// program's missing directory fsync, for a harness to show it would notice one.
+    pub fn ignore_dir_fsyncs(&self) {
+        self.model().ignore_dir_fsyncs();
+    }
+
     pub fn mountpoint(&self) -> &Path {
         &self.mountpoint
     }

@@ -221,6 +221,9 @@ pub struct Model {
     open: BTreeMap<Ino, u32>,
     next_ino: Ino,
     next_fh: u64,
+    /// Directory fsyncs answered but not done: a program's missing directory fsync, for
+    /// tests that a harness notices one.
+    dir_fsync_ignored: bool,
     pub(crate) stats: Stats,
 }
 
@@ -247,6 +250,7 @@ impl Model {
             open: BTreeMap::new(),
             next_ino: ROOT + 1,
             next_fh: 1,
+            dir_fsync_ignored: false,
             stats: Stats::default(),
         }
     }
@@ -767,6 +771,12 @@ impl Model {
         Ok(())
     }
 
+    /// From now on, answers directory fsyncs with success and does nothing: as if the
+    /// program had left them out.
+    pub fn ignore_dir_fsyncs(&mut self) {
+        self.dir_fsync_ignored = true;
+    }
+
     /// fsync of a directory: its entries (and its own metadata) become durable, every
     /// change to them since its last fsync, in order.
     pub fn fsyncdir(&mut self, fh: u64, dir: Ino) -> Res<()> {
@@ -774,6 +784,9 @@ impl Model {
         let node = self.node(dir)?;
         if node.kind() != Kind::Dir {
             return Err(Errno::ENOTDIR);
+        }
+        if self.dir_fsync_ignored {
+            return Ok(());
         }
         let meta = node.meta.clone();
         let durable = self
@@ -888,6 +901,19 @@ mod tests {
             let (d2, n2) = self.dir_of(to);
             self.0.rename(d1, name(&n1), d2, name(&n2), false).unwrap();
         }
+    }
+
+    #[test]
+    fn an_ignored_directory_fsync_leaves_a_synced_file_nameless() {
+        let mut t = T::new();
+        t.0.ignore_dir_fsyncs();
+        t.create("a");
+        t.write("a", 0, b"synced");
+        t.fsync("a");
+        t.fsync("");
+        assert_eq!(t.read("a").as_deref(), Some(&b"synced"[..]));
+        t.0.cut(CutMode::DropAll, 1);
+        assert_eq!(t.read("a"), None, "the name was never made durable");
     }
 
     #[test]
