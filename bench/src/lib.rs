@@ -4,6 +4,9 @@
 //! - [`mongo_server`]: a MongoDB-wire server for a run: `MONGODB_URI`, else SecantusDB
 //!   (`secantusd-py`) started on a free loopback port.
 //! - [`sidecar_proc`]: the real `agentstate` binary as a child process (kill -9, RSS).
+//!
+//!   Both start their processes with `agentstate-testkit` (`testkit/procs`), as the
+//!   tests do: one SecantusDB install and pin, one way to start a sidecar.
 //! - [`sample`]: realistic states and request bodies of a given size.
 //! - [`stats`]: latency histograms (HdrHistogram) per operation.
 //! - [`workload`]: the simulated agents, against the sidecar or straight against MongoDB.
@@ -29,21 +32,9 @@ pub mod stats;
 pub mod workload;
 pub mod wrk;
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-/// The workspace root (the parent of `bench/`).
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("bench/ has a parent")
-        .to_path_buf()
-}
-
-/// A loopback port that was free a moment ago.
-pub fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
+pub use agentstate_testkit::{free_port, workspace_root};
 
 /// The example agent types (greeter, haiku, git_assistant) the load tool drives.
 pub fn example_agent_types() -> PathBuf {

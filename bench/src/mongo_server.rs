@@ -11,28 +11,13 @@
 //! Hazard: a benchmark must never report a figure it did not measure, so a server that
 //! cannot be found or started is an `Err` with the reason, for the caller to print.
 
-use std::fs::{self, File};
-use std::io::Read;
-use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Child;
+use std::time::Duration;
 
+use agentstate_testkit::secantus;
 use tempfile::TempDir;
 
-use crate::{free_port, workspace_root};
-
-/// The SecantusDB release the tests pin, as a pip requirement (`tests/secantusdb.txt`,
-/// shared by every harness).
-pub fn secantus_requirement() -> &'static str {
-    include_str!("../../tests/secantusdb.txt")
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty() && !l.starts_with('#'))
-        .expect("a requirement in tests/secantusdb.txt")
-}
-/// How long SecantusDB may take to listen (it is a Python process opening WiredTiger).
-const START_TIMEOUT: Duration = Duration::from_secs(60);
+use crate::free_port;
 
 pub struct MongoServer {
     /// Connection string for the driver and for `agentstate serve --mongodb-uri`.
@@ -63,29 +48,21 @@ impl MongoServer {
     }
 
     fn start_secantus(sync_on_commit: bool) -> Result<MongoServer, String> {
-        let bin = secantusd()?;
         let port = free_port().map_err(|e| format!("no free port: {e}"))?;
         let storage = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
-        let log_path = storage.path().join("secantusd.log");
-        let log = File::create(&log_path).map_err(|e| format!("create SecantusDB log: {e}"))?;
-        let mut cmd = Command::new(&bin);
-        cmd.args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .arg("--storage-path")
-            .arg(storage.path().join("data"))
-            .args(["--log-level", "WARNING"]);
-        if sync_on_commit {
-            cmd.arg("--sync-on-commit");
-        }
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
-        let mut server = MongoServer {
+        // A port given, so SecantusDB may log at WARNING (its INFO lines cost time).
+        let (child, port) = secantus::start(&secantus::Options {
+            storage: &storage.path().join("data"),
+            log: &storage.path().join("secantusd.log"),
+            port,
+            sync_on_commit,
+            log_level: "WARNING",
+        })?;
+        Ok(MongoServer {
             uri: format!("mongodb://127.0.0.1:{port}/?directConnection=true"),
             description: format!(
                 "SecantusDB {}{}",
-                secantus_requirement().trim_start_matches("SecantusDB=="),
+                secantus::version(),
                 if sync_on_commit {
                     " (--sync-on-commit)"
                 } else {
@@ -94,24 +71,7 @@ impl MongoServer {
             ),
             child: Some(child),
             _storage: Some(storage),
-        };
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let deadline = Instant::now() + START_TIMEOUT;
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            let exited = server
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten());
-            if exited.is_some() || Instant::now() > deadline {
-                let mut text = String::new();
-                let _ = File::open(&log_path).and_then(|mut f| f.read_to_string(&mut text));
-                return Err(format!(
-                    "SecantusDB did not listen on {addr} (exit: {exited:?}); its log:\n{text}"
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(server)
+        })
     }
 
     /// The server's pid, when this run started it.
@@ -134,37 +94,5 @@ impl Drop for MongoServer {
             let _ = c.kill();
             let _ = c.wait();
         }
-    }
-}
-
-/// Path of `secantusd-py`, installing SecantusDB into `.venv-test` if it is missing.
-fn secantusd() -> Result<PathBuf, String> {
-    let venv = workspace_root().join(".venv-test");
-    let bin = venv.join("bin").join("secantusd-py");
-    if bin.exists() {
-        return Ok(bin);
-    }
-    let how = format!(
-        "set MONGODB_URI to a running mongod, or install SecantusDB: python3 -m venv \
-         .venv-test && .venv-test/bin/pip install '{}'",
-        secantus_requirement()
-    );
-    fs::create_dir_all(&venv).map_err(|e| format!("create .venv-test: {e}; {how}"))?;
-    let ok = Command::new("python3")
-        .args(["-m", "venv"])
-        .arg(&venv)
-        .status()
-        .is_ok_and(|s| s.success())
-        && Command::new(venv.join("bin").join("pip"))
-            .args(["install", "--quiet", "--disable-pip-version-check"])
-            .arg(secantus_requirement())
-            .status()
-            .is_ok_and(|s| s.success());
-    if ok && bin.exists() {
-        Ok(bin)
-    } else {
-        Err(format!(
-            "no MongoDB-wire server: installing SecantusDB failed; {how}"
-        ))
     }
 }

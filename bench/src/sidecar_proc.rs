@@ -4,15 +4,13 @@
 //! Hazard: the child is killed (SIGKILL, by its own handle) when this is dropped, so an
 //! aborted run leaves no sidecar holding a port or a data dir.
 
-use std::fs::File;
-use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command};
+use std::time::Duration;
 
 use agentstate_protocol::Client;
-use anyhow::{bail, Context};
+use agentstate_testkit::sidecar;
 
 use crate::{free_port, workspace_root};
 
@@ -70,48 +68,18 @@ impl SidecarProcess {
 
     /// Spawns the process and waits until it is ready; returns the time that took.
     async fn spawn(&mut self) -> anyhow::Result<Duration> {
-        let log = File::options()
-            .create(true)
-            .append(true)
-            .open(&self.log_path)
-            .context("open sidecar log")?;
-        let started = Instant::now();
-        let child = Command::new(&self.bin)
-            .arg("serve")
-            .arg("--listen")
-            .arg(self.addr.to_string())
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .args(&self.args)
-            .env("RUST_LOG", "info")
+        let mut command = Command::new(&self.bin);
+        command
+            .args(sidecar::serve_args(self.addr, &self.data_dir, &self.args))
             // JSON lines, so the load tool can read figures (replay time) from the log.
-            .env("AGENTSTATE_LOG_FORMAT", "json")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("spawn {}", self.bin.display()))?;
-        self.child = Some(child);
+            .env("AGENTSTATE_LOG_FORMAT", "json");
         let client = self.client();
-        while !client.ready().await {
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                bail!(
-                    "sidecar exited with {status} before ready; log:\n{}",
-                    self.log()
-                );
-            }
-            if started.elapsed() > READY_TIMEOUT {
-                bail!(
-                    "sidecar not ready after {READY_TIMEOUT:?}; log:\n{}",
-                    self.log()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        Ok(started.elapsed())
+        let child = self
+            .child
+            .insert(sidecar::spawn(command, &self.log_path).map_err(anyhow::Error::msg)?);
+        sidecar::wait_ready(child, &client, &self.log_path, READY_TIMEOUT)
+            .await
+            .map_err(anyhow::Error::msg)
     }
 
     pub fn url(&self) -> String {
@@ -132,9 +100,7 @@ impl SidecarProcess {
     }
 
     pub fn log(&self) -> String {
-        let mut s = String::new();
-        let _ = File::open(&self.log_path).and_then(|mut f| f.read_to_string(&mut s));
-        s
+        agentstate_testkit::read_log(&self.log_path)
     }
 
     /// `kill -9`: nothing is flushed or synced on the way out.

@@ -8,49 +8,20 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
-use std::fs::{self, File};
-use std::io::Read;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::fs;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 use agentstate_protocol::Client;
 use tempfile::TempDir;
 
-/// The pinned SecantusDB, as a pip requirement (`tests/secantusdb.txt`, shared by every
-/// harness).
-pub fn secantus_requirement() -> &'static str {
-    include_str!("../secantusdb.txt")
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty() && !l.starts_with('#'))
-        .expect("a requirement in tests/secantusdb.txt")
-}
-
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("sidecar/ has a parent")
-        .to_path_buf()
-}
+pub use agentstate_testkit::workspace_root;
+use agentstate_testkit::{read_log, secantus, sidecar};
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind an ephemeral port")
-        .port()
-}
-
-fn wait_for_port(addr: SocketAddr, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
+    agentstate_testkit::free_port().expect("bind an ephemeral port")
 }
 
 /// A running `agentstate serve`, killed (SIGKILL) when dropped.
@@ -102,55 +73,33 @@ impl Sidecar {
     }
 
     async fn spawn(&mut self) {
-        let log = File::options()
-            .create(true)
-            .append(true)
-            .open(&self.log_path)
-            .expect("open sidecar log");
-        let mut command = match &self.cgroup_procs {
-            None => Command::new(env!("CARGO_BIN_EXE_agentstate")),
+        let bin = env!("CARGO_BIN_EXE_agentstate");
+        let command = match &self.cgroup_procs {
+            None => Command::new(bin),
             // The shell joins the cgroup, then becomes the sidecar (same pid).
             Some(procs) => {
                 let mut c = Command::new("sh");
                 c.arg("-c")
                     .arg(r#"echo $$ > "$0" && exec "$@""#)
                     .arg(procs)
-                    .arg(env!("CARGO_BIN_EXE_agentstate"));
+                    .arg(bin);
                 c
             }
         };
-        let child = command
-            .arg("serve")
-            .arg("--listen")
-            .arg(self.addr.to_string())
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .args(&self.extra_args)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn the agentstate binary");
-        self.child = Some(child);
+        let mut command = command;
+        command.args(sidecar::serve_args(
+            self.addr,
+            &self.data_dir,
+            &self.extra_args,
+        ));
         let client = self.client();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !client.ready().await {
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                panic!(
-                    "sidecar exited with {status} before ready; log:\n{}",
-                    self.log()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "sidecar not ready after 30 s; log:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        let child = self
+            .child
+            .insert(sidecar::spawn(command, &self.log_path).unwrap_or_else(|e| panic!("{e}")));
+        if let Err(e) =
+            sidecar::wait_ready(child, &client, &self.log_path, Duration::from_secs(30)).await
+        {
+            panic!("{e}");
         }
     }
 
@@ -324,64 +273,21 @@ impl LocalMongo {
     /// (read back from its log), so no other process can take the port between picking
     /// it and binding it.
     fn spawn(&mut self) {
-        let bin = secantusd();
-        let log = File::options()
-            .create(true)
-            .append(true)
-            .open(&self.log_path)
-            .expect("open SecantusDB log");
-        let logged_before = self.log().len();
-        let child = Command::new(&bin)
-            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
-            .arg("--storage-path")
-            .arg(self.storage.path())
-            .args(["--log-level", "INFO"])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        let child = self.child.insert(child);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let port = loop {
-            let log = read_log(&self.log_path);
-            if let Some(port) = listening_port(&log[logged_before..]) {
-                break port;
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("SecantusDB exited with {status} at start; its log:\n{log}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "SecantusDB did not listen within 60 s; its log:\n{log}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let (child, port) = secantus::start(&secantus::Options {
+            storage: self.storage.path(),
+            log: &self.log_path,
+            port: self.port,
+            sync_on_commit: false,
+            log_level: "INFO",
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        self.child = Some(child);
         self.port = port;
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        assert!(
-            wait_for_port(addr, Duration::from_secs(10)),
-            "SecantusDB logged {addr} but does not accept connections; its log:\n{}",
-            self.log()
-        );
     }
 
     fn log(&self) -> String {
         read_log(&self.log_path)
     }
-}
-
-/// A log file's text, empty if it cannot be read.
-fn read_log(path: &Path) -> String {
-    let mut log = String::new();
-    let _ = File::open(path).and_then(|mut f| f.read_to_string(&mut log));
-    log
-}
-
-/// The port in SecantusDB's "secantus listening on 127.0.0.1:PORT" line.
-fn listening_port(log: &str) -> Option<u16> {
-    let (_, rest) = log.split_once("listening on 127.0.0.1:")?;
-    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-    digits.parse().ok()
 }
 
 impl Drop for LocalMongo {
@@ -406,12 +312,64 @@ impl Drop for LocalMongo {
     }
 }
 
-/// A TCP proxy on loopback in front of a server, which a test cuts (every connection
-/// dropped, new ones closed at once) and heals: a partition between one sidecar and
-/// MongoDB while others still reach it.
+/// A TCP proxy on loopback in front of a MongoDB server, which a test cuts (every
+/// connection dropped, new ones closed at once) and heals: a partition between one
+/// sidecar and MongoDB while others still reach it. It can also hold a write in flight:
+/// armed with a command and a collection, it stops passing anything to the server from
+/// the first such command on (it reads the wire protocol's `OP_MSG` frames), until
+/// released: a flush delayed past its lease, deterministically.
 pub struct Proxy {
     pub port: u16,
     cut: tokio::sync::watch::Sender<bool>,
+    hold: std::sync::Arc<Hold>,
+}
+
+#[derive(Default)]
+struct Hold {
+    /// The `(command, collection)` that stops traffic toward the server.
+    trigger: std::sync::Mutex<Option<(String, String)>>,
+    /// Traffic toward the server stopped.
+    held: tokio::sync::watch::Sender<bool>,
+}
+
+/// The command name and collection of a client's `OP_MSG` frame.
+fn command_of(frame: &[u8]) -> Option<(String, String)> {
+    const OP_MSG: i32 = 2013;
+    let i32_at = |at: usize| Some(i32::from_le_bytes(frame.get(at..at + 4)?.try_into().ok()?));
+    // Header (16 bytes), flag bits (4), then a body section: kind 0 and one document.
+    if i32_at(12)? != OP_MSG || *frame.get(20)? != 0 {
+        return None;
+    }
+    let len = usize::try_from(i32_at(21)?).ok()?;
+    let body = mongodb::bson::RawDocument::from_bytes(frame.get(21..21 + len)?).ok()?;
+    let (command, value) = body.iter().next()?.ok()?;
+    Some((command.to_string(), value.as_str()?.to_string()))
+}
+
+/// Passes a client's frames to the server, holding them from the armed command on.
+async fn forward(
+    from: &mut (impl tokio::io::AsyncRead + Unpin),
+    to: &mut (impl tokio::io::AsyncWrite + Unpin),
+    hold: &Hold,
+) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut held = hold.held.subscribe();
+    loop {
+        let mut frame = vec![0u8; 4];
+        from.read_exact(&mut frame).await?;
+        let len = i32::from_le_bytes([frame[0], frame[1], frame[2], frame[3]]);
+        frame.resize(usize::try_from(len).unwrap_or(4).max(4), 0);
+        from.read_exact(&mut frame[4..]).await?;
+        {
+            let mut trigger = hold.trigger.lock().unwrap();
+            if trigger.is_some() && command_of(&frame) == *trigger {
+                *trigger = None;
+                hold.held.send_replace(true);
+            }
+        }
+        let _ = held.wait_for(|h| !*h).await;
+        to.write_all(&frame).await?;
+    }
 }
 
 impl Proxy {
@@ -421,26 +379,34 @@ impl Proxy {
             .expect("bind the proxy");
         let port = listener.local_addr().expect("proxy address").port();
         let (cut, is_cut) = tokio::sync::watch::channel(false);
+        let hold = std::sync::Arc::new(Hold::default());
+        let proxy_hold = hold.clone();
         tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
+            while let Ok((client, _)) = listener.accept().await {
                 if *is_cut.borrow() {
                     continue; // dropped: closed at once
                 }
                 let mut cut = is_cut.clone();
+                let hold = proxy_hold.clone();
                 tokio::spawn(async move {
-                    let Ok(mut server) =
+                    let Ok(server) =
                         tokio::net::TcpStream::connect(("127.0.0.1", target_port)).await
                     else {
                         return;
                     };
+                    let (mut from_client, mut to_server) = (client, server);
+                    let (mut client_r, mut client_w) = from_client.split();
+                    let (mut server_r, mut server_w) = to_server.split();
+                    let toward_server = forward(&mut client_r, &mut server_w, &hold);
                     tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = toward_server => {}
+                        _ = tokio::io::copy(&mut server_r, &mut client_w) => {}
                         _ = cut.wait_for(|cut| *cut) => {}
                     }
                 });
             }
         });
-        Proxy { port, cut }
+        Proxy { port, cut, hold }
     }
 
     /// A MongoDB URI that goes through the proxy.
@@ -455,39 +421,22 @@ impl Proxy {
     pub fn heal(&self) {
         self.cut.send_replace(false);
     }
-}
 
-/// Path of `secantusd-py`, installing SecantusDB into `.venv-test` on first use. Several
-/// test processes may get here at once; a lock file makes one of them install.
-fn secantusd() -> PathBuf {
-    let venv = workspace_root().join(".venv-test");
-    let bin = venv.join("bin").join("secantusd-py");
-    if bin.exists() {
-        return bin;
+    /// Stops all traffic toward the server from the next `command` on `collection`
+    /// (that command included) until [`Proxy::release`].
+    pub fn hold_from(&self, command: &str, collection: &str) {
+        *self.hold.trigger.lock().unwrap() = Some((command.into(), collection.into()));
     }
-    fs::create_dir_all(&venv).expect("create .venv-test");
-    let lock = File::create(venv.with_extension("lock")).expect("create install lock");
-    lock.lock().expect("take install lock");
-    if !bin.exists() {
-        let how = format!(
-            "Mongo-backed tests need a MongoDB-wire server. Either set MONGODB_URI to a running \
-             mongod, or let the tests install SecantusDB: python3 -m venv .venv-test && \
-             .venv-test/bin/pip install '{}'",
-            secantus_requirement()
-        );
-        let ok = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .is_ok_and(|s| s.success())
-            && Command::new(venv.join("bin").join("pip"))
-                .args(["install", "--quiet", "--disable-pip-version-check"])
-                .arg(secantus_requirement())
-                .status()
-                .is_ok_and(|s| s.success());
-        assert!(ok && bin.exists(), "installing SecantusDB failed. {how}");
+
+    /// Whether a command armed by [`Proxy::hold_from`] came and is being held.
+    pub fn holding(&self) -> bool {
+        *self.hold.held.borrow()
     }
-    bin
+
+    /// Lets held traffic through.
+    pub fn release(&self) {
+        self.hold.held.send_replace(false);
+    }
 }
 
 /// Every document of `collection` that matches `filter`.
