@@ -15,7 +15,7 @@ use agentstate_protocol::{
     ThreadBlob, TransferRequest, Typed,
 };
 use common::{eventually, raw, Mongo, Proxy, Sidecar};
-use mongodb::bson::{doc, Document};
+use mongodb::bson::{doc, Bson, Document};
 use serde_json::json;
 
 fn save(by: &str, n: u64) -> SaveStateRequest {
@@ -466,4 +466,155 @@ async fn a_remote_write_set_aside_at_flush_is_refused() {
     let x = common::find_all(&db, "agent_states", doc! { "_id": "x" }).await;
     assert_eq!(by(&x[0]).unwrap(), "b");
     assert_eq!(x[0].get_i64("version").unwrap(), 2);
+}
+
+/// A flush that outlasts its lease writes nothing, and a flush is all or nothing across
+/// the agents it carries. A's flush of x, y and z is held on the wire (the proxy stops
+/// A's traffic from its `update` of `agent_states` on, after the messages) until A's
+/// lease on x has run out: while held, nothing of it can be seen. B takes x over and
+/// appends its own fourth message. When A's flush goes on, its changes to x are kept
+/// aside (its lease is lost), B's message stands at seq 4, and y and z, still A's, are
+/// written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flush_that_outlasts_its_lease_writes_nothing() {
+    let mongo = Mongo::start_local(format!("agentstate_test_lease_held_{}", std::process::id()));
+    let proxy = Proxy::start(mongo.local_port()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let database = ["--database", mongo.database.as_str()];
+    let a_uri = proxy.mongodb_uri();
+    // A flushes only when a `remote` write asks, so that x, y and z go in one batch;
+    // its backend timeout outlasts the hold.
+    let a_args = [
+        &["--mongodb-uri", a_uri.as_str()][..],
+        &database,
+        &["--lease-ms", "1500", "--flush-interval-ms", "600000"],
+        &[
+            "--backend-timeout-ms",
+            "60000",
+            "--remote-timeout-ms",
+            "60000",
+        ],
+    ]
+    .concat();
+    let a = Sidecar::start(&dir.path().join("a"), &a_args).await;
+    let b_args = [
+        &["--mongodb-uri", mongo.uri.as_str()][..],
+        &database,
+        &["--lease-ms", "1500", "--flush-interval-ms", "20"],
+    ]
+    .concat();
+    let b = Sidecar::start(&dir.path().join("b"), &b_args).await;
+    let said = |content: &str| {
+        vec![NewMessage {
+            role: "user".into(),
+            content: content.into(),
+            metadata: Default::default(),
+        }]
+    };
+    let a_remote = a.client().with_durability(Durability::Remote);
+    for agent in ["x", "y", "z"] {
+        a_remote
+            .save_state(agent, &save("a", 1), None)
+            .await
+            .unwrap();
+    }
+    for m in ["a1", "a2", "a3"] {
+        a_remote.append_messages("x", said(m), None).await.unwrap();
+    }
+
+    // A's next flush carries x, y and z, and is held from its records on.
+    proxy.hold_from("update", "agent_states");
+    let a_local = a.client().with_durability(Durability::Local);
+    a_local
+        .append_messages("x", said("a4"), None)
+        .await
+        .unwrap();
+    a_local
+        .append_messages("y", said("y1"), None)
+        .await
+        .unwrap();
+    a_local.save_state("y", &save("a", 2), None).await.unwrap();
+    let z = tokio::spawn(async move { a_remote.save_state("z", &save("a", 2), None).await });
+    eventually(Duration::from_secs(20), "A's flush held", || async {
+        proxy.holding().then_some(())
+    })
+    .await;
+    let db = mongo.db().await;
+    let log = |agent: &'static str| {
+        let db = db.clone();
+        async move { common::mongo_log(&db, "conversation_history", agent, "content").await }
+    };
+    assert_eq!(log("x").await.len(), 3, "part of a flush in flight is seen");
+    assert!(
+        log("y").await.is_empty(),
+        "part of a flush in flight is seen"
+    );
+
+    // A's lease on x runs out; B takes x over and appends its own fourth message.
+    let b_local = b.client().with_durability(Durability::Local);
+    eventually(Duration::from_secs(20), "B owns x", || {
+        let b = b_local.clone();
+        async move { b.save_state("x", &save("b", 2), None).await.ok() }
+    })
+    .await;
+    let seqs = b_local
+        .append_messages("x", said("b4"), None)
+        .await
+        .unwrap()
+        .seqs;
+    assert_eq!(seqs, [4]);
+
+    // A's flush goes on.
+    proxy.release();
+    let z = tokio::time::timeout(Duration::from_secs(60), z)
+        .await
+        .expect("A answers its remote write")
+        .unwrap();
+    assert_eq!(z.unwrap(), 2);
+    let conflict = eventually(Duration::from_secs(30), "A's x kept aside", || {
+        let db = db.clone();
+        async move {
+            db.collection::<Document>("agent_state_conflicts")
+                .find_one(doc! { "agent_id": "x" })
+                .await
+                .ok()?
+        }
+    })
+    .await;
+    let kept: Vec<&str> = conflict
+        .get_array("messages")
+        .unwrap()
+        .iter()
+        .filter_map(|m| m.as_document()?.get_str("content").ok())
+        .collect();
+    assert_eq!(kept, ["a4"]);
+    eventually(Duration::from_secs(30), "B's message flushed", || {
+        let log = log("x");
+        async move { (log.await.len() == 4).then_some(()) }
+    })
+    .await;
+    let x: Vec<String> = log("x").await.into_values().collect();
+    assert_eq!(x, ["a1", "a2", "a3", "b4"]);
+    let y: Vec<String> = log("y").await.into_values().collect();
+    assert_eq!(y, ["y1"]);
+    let by = |agent: &'static str| {
+        let db = db.clone();
+        async move {
+            let d = common::find_all(&db, "agent_states", doc! { "_id": agent }).await;
+            let s = d[0].get_document("state_data").unwrap();
+            let n = match s.get("n") {
+                Some(Bson::Int32(n)) => i64::from(*n),
+                Some(Bson::Int64(n)) => *n,
+                other => panic!("n is {other:?}"),
+            };
+            (s.get_str("by").unwrap().to_string(), n)
+        }
+    };
+    assert_eq!(by("y").await, ("a".to_string(), 2));
+    assert_eq!(by("z").await, ("a".to_string(), 2));
+    eventually(Duration::from_secs(30), "B's x flushed", || {
+        let by = by("x");
+        async move { (by.await.0 == "b").then_some(()) }
+    })
+    .await;
 }

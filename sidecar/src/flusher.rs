@@ -153,7 +153,7 @@ async fn write(
         }
         engine.note_set_aside(aside.items.iter(), aside.transfers.iter());
     }
-    let (mut written, mut fenced, error) = engine.store.flush(batch).await;
+    let (mut written, mut fenced, error) = engine.store.flush(batch, engine.lease_owner()).await;
     // What the backend found under a newer epoch was kept aside by the store.
     let fenced_off = |agent: &str| fenced.iter().any(|f| f == agent);
     engine.note_set_aside(

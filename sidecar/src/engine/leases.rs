@@ -223,6 +223,12 @@ impl Engine {
         }
     }
 
+    /// The owner this sidecar's leases are held under, where leases are used: each
+    /// flush checks them inside its write.
+    pub(crate) fn lease_owner(&self) -> Option<&str> {
+        self.opts.lease.as_ref().map(|l| l.owner.as_str())
+    }
+
     /// Drops what this sidecar remembers of an agent another sidecar owns now.
     pub(crate) fn forget(&self, agent_id: &str) {
         self.cache.invalidate(agent_id);

@@ -171,14 +171,20 @@ impl Store {
         .await
     }
 
-    /// Writes a flush batch: each transfer atomically, then the agents' changes.
-    /// Returns what is now in the backend (all of `batch`, or part of it), the agents
-    /// whose records a newer lease fenced off (kept aside, not written), and the first
-    /// error met; what was not written stays in the backlog for the next try.
-    pub async fn flush(&self, batch: FlushBatch) -> (FlushBatch, Vec<String>, Option<StoreError>) {
+    /// Writes a flush batch: each transfer atomically, then the agents' changes. On
+    /// MongoDB the changes are written only while `lease_owner` still holds the lease
+    /// each was made under, checked inside the write's transaction. Returns what is now
+    /// in the backend (all of `batch`, or part of it), the agents whose changes a lost
+    /// lease fenced off (kept aside, not written), and the first error met; what was not
+    /// written stays in the backlog for the next try.
+    pub async fn flush(
+        &self,
+        batch: FlushBatch,
+        lease_owner: Option<&str>,
+    ) -> (FlushBatch, Vec<String>, Option<StoreError>) {
         let write = async {
             match &self.backend {
-                Backend::Mongo(s) => s.flush(batch).await,
+                Backend::Mongo(s) => s.flush(batch, lease_owner).await,
                 Backend::Sqlite(s) => s.flush(batch).await,
             }
         };

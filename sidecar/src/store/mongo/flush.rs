@@ -1,5 +1,6 @@
-//! Flushes: a batch as a few multi-statement write commands (a transfer in one transaction),
-//! fenced by lease epoch, and what a fenced-off sidecar wrote kept in
+//! Flushes: a batch as one transaction of a few multi-statement write commands (each
+//! transfer in one of its own), fenced by the lease documents inside the transaction and
+//! by the lease epoch stamped on each record; what a fenced-off sidecar wrote is kept in
 //! `agent_state_conflicts`.
 
 use super::codec::{
@@ -7,9 +8,9 @@ use super::codec::{
     set_on_insert, transfer_to_doc, transition_to_doc,
 };
 use super::{
-    driver_err, threads, MongoStore, AGENT_STATES, AGENT_STATE_CONFLICTS, CHECKPOINTS,
-    CONVERSATION_HISTORY, DUPLICATE_KEY, STATE_TRANSITIONS, THREAD_BLOBS, THREAD_CHECKPOINTS,
-    THREAD_WRITES, TRANSFERS,
+    driver_err, threads, MongoStore, AGENT_LEASES, AGENT_STATES, AGENT_STATE_CONFLICTS,
+    CHECKPOINTS, CONVERSATION_HISTORY, DUPLICATE_KEY, STATE_TRANSITIONS, THREAD_BLOBS,
+    THREAD_CHECKPOINTS, THREAD_WRITES, TRANSFERS,
 };
 use crate::backlog::{FlushBatch, FlushItem};
 use crate::model::{AgentRecord, Current, Effect, Op};
@@ -53,46 +54,24 @@ struct Aside {
     thread: threads::ThreadAside,
 }
 
-/// Statements of one kind, gathered for one multi-statement command.
+/// Statements of one kind, gathered for one flush.
 #[derive(Default)]
 struct Writes {
     purge_states: Vec<Document>,
     purge_transitions: Vec<Document>,
     purge_messages: Vec<Document>,
     purge_checkpoints: Vec<Document>,
-    upserts: Vec<Document>,
+    /// Log entries, messages and checkpoints, as `$setOnInsert` upserts: inside a
+    /// transaction a duplicate key would abort it, so a re-flush must not collide.
     transitions: Vec<Document>,
     messages: Vec<Document>,
     checkpoints: Vec<Document>,
-    /// The records behind `upserts`, in the same order, to tell a fenced write from one
-    /// that is simply already there.
-    upserted: Vec<AgentRecord>,
+    /// The records, written last, once their stored versions are known.
+    records: Vec<AgentRecord>,
     threads: threads::ThreadWrites,
 }
 
 impl Writes {
-    fn record(&mut self, rec: &AgentRecord) -> StoreResult<()> {
-        // Documents are ordered by (lease epoch, version): a record replaces one written
-        // under an older epoch, or an older version under its own. A newer owner's
-        // document is never overwritten, and a new owner's first record replaces what a
-        // fenced-off sidecar may have slipped in after the take-over.
-        let (epoch, version) = (rec.lease_epoch as i64, rec.state.version as i64);
-        self.upserts.push(doc! {
-            "q": {
-                "_id": &rec.state.agent_id,
-                "$or": [
-                    { "lease_epoch": { "$lt": epoch } },
-                    { "lease_epoch": epoch, "version": { "$lt": version } },
-                    { "lease_epoch": { "$exists": false }, "version": { "$lt": version } },
-                ],
-            },
-            "u": record_to_doc(rec)?,
-            "upsert": true,
-        });
-        self.upserted.push(rec.clone());
-        Ok(())
-    }
-
     fn item(&mut self, item: &FlushItem) -> StoreResult<()> {
         let id = &item.agent_id;
         if let Some(t) = item.purge {
@@ -117,29 +96,74 @@ impl Writes {
         }
         self.threads.dirt(id, &item.threads)?;
         if let Some(Current::Live(rec)) = &item.current {
-            self.record(rec)?;
+            self.records.push((**rec).clone());
         }
         for t in &item.transitions {
-            self.transitions.push(transition_to_doc(t)?);
+            self.transitions.push(set_on_insert(&transition_to_doc(t)?));
         }
         for m in &item.messages {
-            self.messages.push(message_to_doc(id, m)?);
+            self.messages.push(set_on_insert(&message_to_doc(id, m)?));
         }
         for c in &item.checkpoints {
-            self.checkpoints.push(checkpoint_to_doc(c)?);
+            self.checkpoints.push(set_on_insert(&checkpoint_to_doc(c)?));
         }
         Ok(())
     }
 }
 
+/// How a flush transaction ended.
+enum Outcome {
+    Committed,
+    /// Aborted, nothing written: these agents' changes were made under a lease epoch this
+    /// sidecar no longer holds (another sidecar took them over).
+    LeaseLost(Vec<String>),
+}
+
+/// Stored `(version, lease epoch)` of agents, by id (epoch 0: stored without one).
+type Stored = HashMap<String, (u64, u64)>;
+
+/// Of `records`, the upserts of those not already stored (same epoch, same or newer
+/// version), and the agents a newer epoch holds. Stored documents are ordered by
+/// (lease epoch, version): a record replaces one written under an older epoch, or an
+/// older version under its own.
+fn record_upserts<'r>(
+    records: impl IntoIterator<Item = &'r AgentRecord>,
+    stored: &Stored,
+) -> StoreResult<(Vec<Document>, Vec<String>)> {
+    let mut upserts = Vec::new();
+    let mut newer = Vec::new();
+    for r in records {
+        match stored.get(&r.state.agent_id) {
+            Some((_, epoch)) if *epoch > r.lease_epoch => newer.push(r.state.agent_id.clone()),
+            Some((version, epoch)) if *epoch == r.lease_epoch && *version >= r.state.version => {}
+            _ => upserts.push(
+                doc! { "q": { "_id": &r.state.agent_id }, "u": record_to_doc(r)?, "upsert": true },
+            ),
+        }
+    }
+    Ok((upserts, newer))
+}
+
 impl MongoStore {
-    /// Writes what it can of `batch`; returns what was written and the first error.
+    /// Writes what it can of `batch`; returns what left the backlog (written, or kept
+    /// aside in `agent_state_conflicts`), the agents kept aside, and the first error.
     ///
-    /// Transfers go first, each in its own transaction. One that fails (typically a
-    /// WriteConflict with the still-open transaction of a sidecar killed mid-flush, which
-    /// MongoDB keeps until its `transactionLifetimeLimitSeconds`) holds back only its own
-    /// agents, so the rest of the backlog keeps flowing.
-    pub async fn flush(&self, batch: FlushBatch) -> (FlushBatch, Vec<String>, Option<StoreError>) {
+    /// Each transfer, then the rest of the batch, is one transaction which ends by
+    /// checking, on the lease documents themselves, that `owner` still holds every agent
+    /// under the epoch its changes were made with. A flush that outlasts its lease thus
+    /// writes nothing: it cannot land after another sidecar took an agent over, and a
+    /// take-over that comes while it commits waits for it. Agents whose lease was lost
+    /// are kept aside and the rest is tried again.
+    ///
+    /// A transfer that fails (typically a WriteConflict with the still-open transaction
+    /// of a sidecar killed mid-flush, which MongoDB keeps until its
+    /// `transactionLifetimeLimitSeconds`) holds back only its own agents, so the rest of
+    /// the backlog keeps flowing.
+    pub async fn flush(
+        &self,
+        batch: FlushBatch,
+        owner: Option<&str>,
+    ) -> (FlushBatch, Vec<String>, Option<StoreError>) {
         let mut written = FlushBatch::default();
         let mut fenced = Vec::new();
         if let Err(e) = self.ensure_schema().await {
@@ -152,7 +176,7 @@ impl MongoStore {
             if agents.iter().any(|a| blocked.contains(a)) {
                 continue;
             }
-            match self.flush_transfer(&t.op).await {
+            match self.flush_transfer(&t.op, owner).await {
                 Ok(mut f) => {
                     fenced.append(&mut f);
                     written.transfers.push(t)
@@ -164,34 +188,227 @@ impl MongoStore {
                 }
             }
         }
-        let items: Vec<FlushItem> = batch
+        let mut items: Vec<FlushItem> = batch
             .items
             .into_iter()
             .filter(|i| !blocked.contains(&i.agent_id))
             .collect();
-        let mut w = Writes::default();
-        let result = match items.iter().try_for_each(|i| w.item(i)) {
-            Ok(()) => self.write_all(w).await,
-            Err(e) => Err(e),
-        };
-        match result {
-            Ok(mut f) => {
-                fenced.append(&mut f);
-                written.items = items
-            }
-            Err(e) => {
-                first_error.get_or_insert(e);
+        // Each pass writes everything or sets aside at least one agent.
+        while !items.is_empty() {
+            match self.flush_items(&items, owner).await {
+                Ok(Outcome::Committed) => {
+                    written.items.append(&mut items);
+                }
+                Ok(Outcome::LeaseLost(lost)) => {
+                    let (gone, rest): (Vec<FlushItem>, Vec<FlushItem>) =
+                        items.into_iter().partition(|i| lost.contains(&i.agent_id));
+                    items = rest;
+                    let aside = FlushBatch {
+                        transfers: Vec::new(),
+                        items: gone,
+                    };
+                    if let Err(e) = self.keep_aside(&aside).await {
+                        first_error.get_or_insert(e);
+                        break;
+                    }
+                    fenced.extend(aside.items.iter().map(|i| i.agent_id.clone()));
+                    written.items.extend(aside.items);
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                    break;
+                }
             }
         }
         (written, fenced, first_error)
     }
 
-    /// One transfer in one transaction. Inside a transaction a write error (a duplicate
-    /// key) aborts everything, so nothing here may collide: records are written only over
-    /// older (epoch, version)s read in the same transaction, and log entries, messages and the
-    /// transfer's record are inserted with `$setOnInsert` upserts, which do nothing if
-    /// the document is already there. A re-flush after a crash is then a no-op.
-    async fn flush_transfer(&self, op: &Op) -> StoreResult<Vec<String>> {
+    /// The batch's agents' changes in one transaction.
+    async fn flush_items(&self, items: &[FlushItem], owner: Option<&str>) -> StoreResult<Outcome> {
+        let mut w = Writes::default();
+        items.iter().try_for_each(|i| w.item(i))?;
+        let mut guard = self.transaction_session().await?;
+        let session = guard.as_mut().expect("transaction_session starts one");
+        let result = self.items_in(session, w, owner).await;
+        if !matches!(result, Ok(Outcome::Committed)) {
+            // Leave nothing open; an abort that fails only means there was no
+            // transaction left to end.
+            let _ = session.abort_transaction().await;
+        }
+        result
+    }
+
+    /// Purges first, so a delete followed by a re-creation in one batch leaves the new
+    /// incarnation; then log entries, messages and checkpoints; thread blobs and writes
+    /// before the thread checkpoints that name them; the records last; then the leases.
+    async fn items_in(
+        &self,
+        session: &mut ClientSession,
+        w: Writes,
+        owner: Option<&str>,
+    ) -> StoreResult<Outcome> {
+        session
+            .start_transaction()
+            .write_concern(majority())
+            .await
+            .map_err(driver_err)?;
+        let ids: Vec<&str> = w
+            .records
+            .iter()
+            .map(|r| r.state.agent_id.as_str())
+            .collect();
+        let stored = self.stored_versions(session, &ids).await?;
+        let (upserts, newer) = record_upserts(&w.records, &stored)?;
+        if !newer.is_empty() {
+            return Ok(Outcome::LeaseLost(newer));
+        }
+        let steps = [
+            ("delete", AGENT_STATES, "deletes", w.purge_states),
+            ("delete", STATE_TRANSITIONS, "deletes", w.purge_transitions),
+            ("delete", CONVERSATION_HISTORY, "deletes", w.purge_messages),
+            ("delete", CHECKPOINTS, "deletes", w.purge_checkpoints),
+            (
+                "delete",
+                THREAD_CHECKPOINTS,
+                "deletes",
+                w.threads.delete_checkpoints,
+            ),
+            ("delete", THREAD_BLOBS, "deletes", w.threads.delete_blobs),
+            ("delete", THREAD_WRITES, "deletes", w.threads.delete_writes),
+            ("update", STATE_TRANSITIONS, "updates", w.transitions),
+            ("update", CONVERSATION_HISTORY, "updates", w.messages),
+            ("update", CHECKPOINTS, "updates", w.checkpoints),
+            ("update", THREAD_BLOBS, "updates", w.threads.upsert_blobs),
+            ("update", THREAD_WRITES, "updates", w.threads.upsert_writes),
+            (
+                "update",
+                THREAD_CHECKPOINTS,
+                "updates",
+                w.threads.upsert_checkpoints,
+            ),
+            ("update", AGENT_STATES, "updates", upserts),
+        ];
+        for (command, collection, field, statements) in steps {
+            if !statements.is_empty() {
+                self.write(command, collection, field, statements, Some(&mut *session))
+                    .await?;
+            }
+        }
+        if let Some(owner) = owner {
+            let lost = self.check_leases(session, owner, &w.records).await?;
+            if !lost.is_empty() {
+                return Ok(Outcome::LeaseLost(lost));
+            }
+        }
+        session.commit_transaction().await.map_err(driver_err)?;
+        Ok(Outcome::Committed)
+    }
+
+    /// The stored `(version, lease epoch)` of `ids`, read inside the transaction.
+    async fn stored_versions(
+        &self,
+        session: &mut ClientSession,
+        ids: &[&str],
+    ) -> StoreResult<Stored> {
+        let mut stored = Stored::new();
+        if ids.is_empty() {
+            return Ok(stored);
+        }
+        let mut cursor = self
+            .db
+            .collection::<Document>(AGENT_STATES)
+            .find(doc! { "_id": { "$in": ids } })
+            .projection(doc! { "version": 1, "lease_epoch": 1 })
+            .session(&mut *session)
+            .await
+            .map_err(driver_err)?;
+        while cursor.advance(&mut *session).await.map_err(driver_err)? {
+            let d = cursor.deserialize_current().map_err(driver_err)?;
+            stored.insert(
+                get_str(&d, "_id")?,
+                (get_u64(&d, "version")?, get_u64(&d, "lease_epoch")?),
+            );
+        }
+        Ok(stored)
+    }
+
+    /// The last statement of a flush transaction: marks each lease that `records` were
+    /// made under, matching `{owner, epoch}`. A lease another sidecar took over no longer
+    /// matches, so the transaction is abandoned; one it takes over after this write
+    /// conflicts with the transaction, and waits for it to end. Returns the agents whose
+    /// lease is lost (none: all held).
+    async fn check_leases(
+        &self,
+        session: &mut ClientSession,
+        owner: &str,
+        records: &[AgentRecord],
+    ) -> StoreResult<Vec<String>> {
+        // Epoch 0: written without a lease (the stored epoch above still orders it).
+        let stamped: Vec<(&str, u64)> = records
+            .iter()
+            .filter(|r| r.lease_epoch > 0)
+            .map(|r| (r.state.agent_id.as_str(), r.lease_epoch))
+            .collect();
+        if stamped.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = bson_time(&chrono::Utc::now());
+        let statements: Vec<Document> = stamped
+            .iter()
+            .map(|(id, epoch)| {
+                doc! {
+                    "q": { "_id": id, "owner": owner, "epoch": *epoch as i64 },
+                    "u": { "$set": { "flushed_at": now } },
+                }
+            })
+            .collect();
+        let reply = self
+            .db
+            .run_command(doc! { "update": AGENT_LEASES, "updates": statements, "ordered": false })
+            .session(&mut *session)
+            .await
+            .map_err(driver_err)?;
+        let matched = get_u64(&reply, "n")?;
+        if matched == stamped.len() as u64 {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<&str> = stamped.iter().map(|(id, _)| *id).collect();
+        let mut held: HashMap<String, (String, u64)> = HashMap::new();
+        let mut cursor = self
+            .db
+            .collection::<Document>(AGENT_LEASES)
+            .find(doc! { "_id": { "$in": &ids } })
+            .session(&mut *session)
+            .await
+            .map_err(driver_err)?;
+        while cursor.advance(&mut *session).await.map_err(driver_err)? {
+            let d = cursor.deserialize_current().map_err(driver_err)?;
+            held.insert(
+                get_str(&d, "_id")?,
+                (get_str(&d, "owner")?, get_u64(&d, "epoch")?),
+            );
+        }
+        let lost: Vec<String> = stamped
+            .iter()
+            .filter(|(id, epoch)| !held.get(*id).is_some_and(|(o, e)| o == owner && e == epoch))
+            .map(|(id, _)| id.to_string())
+            .collect();
+        if lost.is_empty() {
+            return Err(StoreError::Unavailable(format!(
+                "the lease check matched {matched} of {} leases, yet all read as held; retry",
+                stamped.len()
+            )));
+        }
+        Ok(lost)
+    }
+
+    /// One transfer in one transaction, checked against its agents' leases like any
+    /// flush. Nothing in it may collide (a duplicate key aborts a transaction): log
+    /// entries, messages and the transfer's record are `$setOnInsert` upserts, which do
+    /// nothing if the document is already there, so a re-flush after a crash is a no-op.
+    /// If any of its agents is held by another lease, none of it is written and its
+    /// records are kept aside.
+    async fn flush_transfer(&self, op: &Op, owner: Option<&str>) -> StoreResult<Vec<String>> {
         let Op::Transfer { transfer, .. } = op else {
             return Ok(Vec::new());
         };
@@ -201,7 +418,7 @@ impl MongoStore {
         op.for_each_effect(&mut |e| {
             let doc = match e {
                 Effect::Record(r) => {
-                    records.push(&**r);
+                    records.push((**r).clone());
                     return;
                 }
                 Effect::Transition(t) => transition_to_doc(t).map(|d| (STATE_TRANSITIONS, d)),
@@ -223,76 +440,42 @@ impl MongoStore {
 
         let mut guard = self.transaction_session().await?;
         let session = guard.as_mut().expect("transaction_session starts one");
-        let result = self.transfer_in(session, records, inserts).await;
-        if result.is_err() {
-            // Leave nothing open behind a failure; an abort that fails only means there
-            // was no transaction left to end.
+        let result = self.transfer_in(session, &records, inserts, owner).await;
+        if !matches!(result, Ok(Outcome::Committed)) {
             let _ = session.abort_transaction().await;
         }
-        result
+        drop(guard);
+        match result? {
+            Outcome::Committed => Ok(Vec::new()),
+            Outcome::LeaseLost(_) => {
+                let mut fenced = Vec::new();
+                for r in &records {
+                    self.keep_conflict(r, &Aside::default()).await?;
+                    fenced.push(r.state.agent_id.clone());
+                }
+                Ok(fenced)
+            }
+        }
     }
 
     async fn transfer_in(
         &self,
         session: &mut ClientSession,
-        records: Vec<&AgentRecord>,
+        records: &[AgentRecord],
         inserts: Vec<(&str, Document)>,
-    ) -> StoreResult<Vec<String>> {
+        owner: Option<&str>,
+    ) -> StoreResult<Outcome> {
         session
             .start_transaction()
             .write_concern(majority())
             .await
             .map_err(driver_err)?;
-        let ids: Vec<&str> = records.iter().map(|r| r.state.agent_id.as_str()).collect();
-        let mut stored = std::collections::HashMap::new();
         // An imported transfer comes without records: nothing to read.
-        if !ids.is_empty() {
-            let mut cursor = self
-                .db
-                .collection::<Document>(AGENT_STATES)
-                .find(doc! { "_id": { "$in": &ids } })
-                .projection(doc! { "version": 1, "lease_epoch": 1 })
-                .session(&mut *session)
-                .await
-                .map_err(driver_err)?;
-            while cursor.advance(&mut *session).await.map_err(driver_err)? {
-                let d = cursor.deserialize_current().map_err(driver_err)?;
-                stored.insert(
-                    get_str(&d, "_id")?,
-                    (get_u64(&d, "version")?, get_u64(&d, "lease_epoch")?),
-                );
-            }
-        }
-        // Stored documents are ordered by (lease epoch, version). If a newer epoch holds
-        // any of the agents, the transfer was made under a lease since lost: none of it
-        // is written, its records are kept aside.
-        let newer = |r: &AgentRecord| {
-            stored
-                .get(&r.state.agent_id)
-                .is_some_and(|(_, epoch)| *epoch > r.lease_epoch)
-        };
-        if records.iter().any(|r| newer(r)) {
-            let mut fenced = Vec::new();
-            for r in records {
-                self.keep_conflict(r, &Aside::default(), Some(&mut *session))
-                    .await?;
-                fenced.push(r.state.agent_id.clone());
-            }
-            session.commit_transaction().await.map_err(driver_err)?;
-            return Ok(fenced);
-        }
-        let mut upserts = Vec::new();
-        for r in records {
-            let there = stored
-                .get(&r.state.agent_id)
-                .is_some_and(|(version, epoch)| {
-                    *epoch == r.lease_epoch && *version >= r.state.version
-                });
-            if !there {
-                upserts.push(
-                    doc! { "q": { "_id": &r.state.agent_id }, "u": record_to_doc(r)?, "upsert": true },
-                );
-            }
+        let ids: Vec<&str> = records.iter().map(|r| r.state.agent_id.as_str()).collect();
+        let stored = self.stored_versions(session, &ids).await?;
+        let (upserts, newer) = record_upserts(records, &stored)?;
+        if !newer.is_empty() {
+            return Ok(Outcome::LeaseLost(newer));
         }
         if !upserts.is_empty() {
             self.write(
@@ -321,87 +504,14 @@ impl MongoStore {
                 .await?;
             }
         }
+        if let Some(owner) = owner {
+            let lost = self.check_leases(session, owner, records).await?;
+            if !lost.is_empty() {
+                return Ok(Outcome::LeaseLost(lost));
+            }
+        }
         session.commit_transaction().await.map_err(driver_err)?;
-        Ok(Vec::new())
-    }
-
-    /// Writes every statement: purges first, so a delete followed by a re-creation in
-    /// one batch leaves the new incarnation; then log entries, messages and checkpoints;
-    /// thread blobs and writes before the thread checkpoints that name them; the records
-    /// last, so a record never names a log entry that is not there yet.
-    ///
-    /// The flusher leaves out agents whose lease this sidecar lost; should one slip
-    /// through (its flush outlasted the lease), its record is still fenced off here by
-    /// the epoch of the stored document.
-    async fn write_all(&self, w: Writes) -> StoreResult<Vec<String>> {
-        let steps = [
-            ("delete", AGENT_STATES, "deletes", w.purge_states),
-            ("delete", STATE_TRANSITIONS, "deletes", w.purge_transitions),
-            ("delete", CONVERSATION_HISTORY, "deletes", w.purge_messages),
-            ("delete", CHECKPOINTS, "deletes", w.purge_checkpoints),
-            (
-                "delete",
-                THREAD_CHECKPOINTS,
-                "deletes",
-                w.threads.delete_checkpoints,
-            ),
-            ("delete", THREAD_BLOBS, "deletes", w.threads.delete_blobs),
-            ("delete", THREAD_WRITES, "deletes", w.threads.delete_writes),
-            ("insert", STATE_TRANSITIONS, "documents", w.transitions),
-            ("insert", CONVERSATION_HISTORY, "documents", w.messages),
-            ("insert", CHECKPOINTS, "documents", w.checkpoints),
-            ("update", THREAD_BLOBS, "updates", w.threads.upsert_blobs),
-            ("update", THREAD_WRITES, "updates", w.threads.upsert_writes),
-            (
-                "update",
-                THREAD_CHECKPOINTS,
-                "updates",
-                w.threads.upsert_checkpoints,
-            ),
-            ("update", AGENT_STATES, "updates", w.upserts),
-        ];
-        let mut fenced = Vec::new();
-        for (command, collection, field, statements) in steps {
-            if statements.is_empty() {
-                continue;
-            }
-            let duplicates = self
-                .write(command, collection, field, statements, None)
-                .await?;
-            if command == "update" && collection == AGENT_STATES && !duplicates.is_empty() {
-                let missed: Vec<&AgentRecord> = duplicates
-                    .iter()
-                    .filter_map(|i| w.upserted.get(*i))
-                    .collect();
-                for rec in self.fenced(&missed).await? {
-                    self.keep_conflict(rec, &Aside::default(), None).await?;
-                    fenced.push(rec.state.agent_id.clone());
-                }
-            }
-        }
-        Ok(fenced)
-    }
-
-    /// Of records whose write missed, those a newer lease epoch fenced off (the others
-    /// were simply there already).
-    async fn fenced<'r>(&self, missed: &[&'r AgentRecord]) -> StoreResult<Vec<&'r AgentRecord>> {
-        let ids: Vec<&str> = missed.iter().map(|r| r.state.agent_id.as_str()).collect();
-        let stored = self
-            .find_many(AGENT_STATES, doc! { "_id": { "$in": &ids } }, doc! {}, None)
-            .await?;
-        let mut epochs = std::collections::HashMap::new();
-        for d in &stored {
-            epochs.insert(get_str(d, "_id")?, get_u64(d, "lease_epoch")?);
-        }
-        Ok(missed
-            .iter()
-            .filter(|r| {
-                epochs
-                    .get(&r.state.agent_id)
-                    .is_some_and(|e| *e > r.lease_epoch)
-            })
-            .copied()
-            .collect())
+        Ok(Outcome::Committed)
     }
 
     /// Keeps what a sidecar flushed under a lease it had lost (the records, log entries,
@@ -423,7 +533,7 @@ impl MongoStore {
                 docs.checkpoints.push(checkpoint_to_doc(c)?);
             }
             docs.thread = threads::ThreadAside::of(&item.agent_id, &item.threads)?;
-            self.keep_conflict(rec, &docs, None).await?;
+            self.keep_conflict(rec, &docs).await?;
         }
         for t in &aside.transfers {
             let mut records = Vec::new();
@@ -449,7 +559,7 @@ impl MongoStore {
             for rec in records {
                 let none = Aside::default();
                 let docs = docs.get(rec.state.agent_id.as_str()).unwrap_or(&none);
-                self.keep_conflict(rec, docs, None).await?;
+                self.keep_conflict(rec, docs).await?;
             }
         }
         Ok(())
@@ -457,12 +567,7 @@ impl MongoStore {
 
     /// Keeps a fenced record, with what else its flush carried, in
     /// `agent_state_conflicts` for an operator to look at.
-    async fn keep_conflict(
-        &self,
-        rec: &AgentRecord,
-        aside: &Aside,
-        session: Option<&mut ClientSession>,
-    ) -> StoreResult<()> {
+    async fn keep_conflict(&self, rec: &AgentRecord, aside: &Aside) -> StoreResult<()> {
         let id = &rec.state.agent_id;
         tracing::error!(
             agent_id = %id,
@@ -491,15 +596,15 @@ impl MongoStore {
             AGENT_STATE_CONFLICTS,
             "updates",
             vec![set_on_insert(&conflict)],
-            session,
+            None,
         )
         .await
-        .map(|_| ())
     }
 
     /// Runs a multi-statement write, in commands of at most [`COMMAND_BYTES_MAX`]
-    /// (MongoDB refuses a command over 16 MiB); duplicate keys count as success. Returns
-    /// the indexes of the statements that collided.
+    /// (MongoDB refuses a command over 16 MiB). Outside a transaction a duplicate key
+    /// counts as success (the document is there already); inside one, where it would
+    /// abort the transaction, nothing written may collide.
     async fn write(
         &self,
         command: &str,
@@ -507,18 +612,12 @@ impl MongoStore {
         field: &str,
         statements: Vec<Document>,
         mut session: Option<&mut ClientSession>,
-    ) -> StoreResult<Vec<usize>> {
-        let mut duplicates = Vec::new();
-        let mut offset = 0;
+    ) -> StoreResult<()> {
         for chunk in command_chunks(statements) {
-            let n = chunk.len();
-            let found = self
-                .write_command(command, collection, field, chunk, session.as_deref_mut())
+            self.write_command(command, collection, field, chunk, session.as_deref_mut())
                 .await?;
-            duplicates.extend(found.into_iter().map(|i| i + offset));
-            offset += n;
         }
-        Ok(duplicates)
+        Ok(())
     }
 
     /// One write command.
@@ -529,11 +628,12 @@ impl MongoStore {
         field: &str,
         statements: Vec<Document>,
         session: Option<&mut ClientSession>,
-    ) -> StoreResult<Vec<usize>> {
+    ) -> StoreResult<()> {
         let mut cmd = Document::new();
         cmd.insert(command, collection);
         cmd.insert(field, statements);
         cmd.insert("ordered", false);
+        let in_transaction = session.is_some();
         let reply = match session {
             // Inside a transaction the write concern is the transaction's.
             Some(s) => self.db.run_command(cmd).session(s).await,
@@ -543,18 +643,13 @@ impl MongoStore {
             }
         }
         .map_err(driver_err)?;
-        let mut duplicates = Vec::new();
         if let Ok(errors) = reply.get_array("writeErrors") {
             for e in errors {
-                let d = e.as_document();
-                let code = d.and_then(|d| d.get_i32("code").ok());
-                if code != Some(DUPLICATE_KEY) {
+                let code = e.as_document().and_then(|d| d.get_i32("code").ok());
+                if in_transaction || code != Some(DUPLICATE_KEY) {
                     return Err(StoreError::Rejected(format!(
                         "{command} on {collection}: {e}"
                     )));
-                }
-                if let Some(i) = d.and_then(|d| d.get_i32("index").ok()) {
-                    duplicates.push(i as usize);
                 }
             }
         }
@@ -563,7 +658,7 @@ impl MongoStore {
                 "{command} on {collection}: write concern not met: {wce}"
             )));
         }
-        Ok(duplicates)
+        Ok(())
     }
 }
 

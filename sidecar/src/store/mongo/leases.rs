@@ -29,6 +29,7 @@ impl MongoStore {
         owner: &str,
         ttl: Duration,
     ) -> StoreResult<HashMap<String, (String, u64)>> {
+        self.ensure_schema().await?;
         let coll = self.db.collection::<Document>(AGENT_LEASES);
         let until =
             bson_time(&(chrono::Utc::now() + chrono::Duration::from_std(ttl).unwrap_or_default()));
@@ -65,6 +66,7 @@ impl MongoStore {
         ttl: Duration,
     ) -> StoreResult<Lease> {
         use mongodb::options::{CollectionOptions, ReturnDocument};
+        self.ensure_schema().await?;
         let coll = self.db.collection_with_options::<Document>(
             AGENT_LEASES,
             CollectionOptions::builder()

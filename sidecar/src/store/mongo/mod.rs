@@ -11,16 +11,20 @@
 //! Documents are native BSON (dates as BSON dates, data as embedded documents) so
 //! operators can query and index them with mongosh.
 //!
-//! Flushes use the plain `delete`/`update`/`insert` commands with many statements each and
-//! `ordered: false`: one round trip per kind per batch, on any MongoDB version. Writes use
-//! `w: "majority", j: true`, because the WAL is truncated once a flush is acknowledged: an
-//! acknowledgement that a failover could roll back would lose data. A transfer is written
-//! in one multi-document transaction.
+//! A flush is one multi-document transaction of a few multi-statement commands (one round
+//! trip per kind per batch), and each transfer one of its own. Its last statement marks
+//! the lease document of every agent it writes, matching this sidecar's `{owner, epoch}`:
+//! a flush that outlasts its lease writes nothing, and a take-over waits for a flush
+//! already committing. Transactions commit with `w: "majority", j: true`, because the
+//! WAL is truncated once a flush is acknowledged: an acknowledgement that a failover
+//! could roll back would lose data. Transactions need a replica set (a single-node one
+//! will do).
 //!
-//! Idempotence: a state is written with filter `{_id, version: {$lt: v}}` and upsert; when
-//! the stored version is already `v` or newer the filter misses and the upsert collides
-//! on `_id` (duplicate key, 11000), which here means "already there" and is not an error.
-//! Log entries and messages collide the same way when inserted twice.
+//! Idempotence: a duplicate key would abort a transaction, so nothing written may
+//! collide. The stored `(lease epoch, version)` of each record is read first and only
+//! older ones are replaced; log entries, messages and checkpoints are `$setOnInsert`
+//! upserts on their `_id`, which do nothing when the document is already there. A
+//! re-flush after a crash is then a no-op.
 //!
 //! By concern: this file holds the connection, the schema and the reads; `flush` the
 //! write path and its fencing by lease epoch; `leases` the ownership leases; `retention`,
@@ -176,6 +180,10 @@ impl MongoStore {
         Ok(guard)
     }
 
+    /// First contact, once: ends the previous run's transaction session (the transaction
+    /// a killed run left open would hold what it wrote, lease documents among them, for
+    /// up to MongoDB's transaction lifetime), then creates the indexes. Every write,
+    /// lease requests included, comes here first.
     async fn ensure_schema(&self) -> StoreResult<()> {
         self.schema
             .get_or_try_init(|| async {
