@@ -9,7 +9,14 @@
  * Never retried: any other 4xx, 409 and 422 above all. Waits are jittered exponential
  * backoff, at least the server's `Retry-After`.
  */
-import { checkDurability, type ClientOptions, type Durability, RETRY_WAIT_MAX_MS, resolveSettings, type Settings } from "./config.js";
+import {
+  type ClientOptions,
+  checkDurability,
+  type Durability,
+  RETRY_WAIT_MAX_MS,
+  resolveSettings,
+  type Settings,
+} from "./config.js";
 import { type AgentstateError, errorFromResponse, NotFound, Unavailable } from "./errors.js";
 import type { components } from "./openapi.js";
 import { type Reply, Transport, TransportError } from "./transport.js";
@@ -173,12 +180,16 @@ export class Client {
       let error: AgentstateError;
       try {
         const reply = await this.transport.exchange(method, target, call.headers ?? {}, call.body);
-        if ((reply.status >= 200 && reply.status < 300) || call.okStatuses?.includes(reply.status)) {
+        if (
+          (reply.status >= 200 && reply.status < 300) ||
+          call.okStatuses?.includes(reply.status)
+        ) {
           return reply;
         }
         error = errorFromResponse(reply.status, reply.body, reply.headers["retry-after"]);
         const retriable =
-          error instanceof Unavailable && (idempotent || !(call.mutating && durability === "remote"));
+          error instanceof Unavailable &&
+          (idempotent || !(call.mutating && durability === "remote"));
         if (!retriable || attempt >= this.settings.maxRetries) throw error;
       } catch (e) {
         if (!(e instanceof TransportError)) throw e;
@@ -202,7 +213,12 @@ export class Client {
     return (await this.send(call)).body as T;
   }
 
-  private write(op: OperationId, ids: Record<string, string>, body: unknown, opts: VersionedWriteOptions & { idempotent?: boolean; ifNoneMatch?: boolean } = {}): Call {
+  private write(
+    op: OperationId,
+    ids: Record<string, string>,
+    body: unknown,
+    opts: VersionedWriteOptions & { idempotent?: boolean; ifNoneMatch?: boolean } = {},
+  ): Call {
     return {
       op,
       ids,
@@ -276,84 +292,161 @@ export class Client {
   }
 
   async deleteAgent(agentId: string, opts: VersionedWriteOptions = {}): Promise<void> {
-    await this.send(this.write("deleteAgent", { id: agentId }, undefined, { ...opts, idempotent: opts.ifMatch === undefined }));
+    await this.send(
+      this.write("deleteAgent", { id: agentId }, undefined, {
+        ...opts,
+        idempotent: opts.ifMatch === undefined,
+      }),
+    );
   }
 
-  async transition(agentId: string, request: Schemas["TransitionRequest"], opts: VersionedWriteOptions = {}): Promise<Schemas["TransitionResponse"]> {
+  async transition(
+    agentId: string,
+    request: Schemas["TransitionRequest"],
+    opts: VersionedWriteOptions = {},
+  ): Promise<Schemas["TransitionResponse"]> {
     return this.json(this.write("postTransition", { id: agentId }, request, opts));
   }
 
-  async beginTransition(agentId: string, request: Schemas["TransitionRequest"], opts: VersionedWriteOptions = {}): Promise<Schemas["BeginTransitionResponse"]> {
+  async beginTransition(
+    agentId: string,
+    request: Schemas["TransitionRequest"],
+    opts: VersionedWriteOptions = {},
+  ): Promise<Schemas["BeginTransitionResponse"]> {
     return this.json(this.write("beginTransition", { id: agentId }, request, opts));
   }
 
-  async completeTransition(agentId: string, transitionId: string, request: Schemas["CompleteTransitionRequest"] = {}, opts: VersionedWriteOptions = {}): Promise<Schemas["TransitionResponse"]> {
-    return this.json(this.write("completeTransition", { id: agentId, tid: transitionId }, request, opts));
+  async completeTransition(
+    agentId: string,
+    transitionId: string,
+    request: Schemas["CompleteTransitionRequest"] = {},
+    opts: VersionedWriteOptions = {},
+  ): Promise<Schemas["TransitionResponse"]> {
+    return this.json(
+      this.write("completeTransition", { id: agentId, tid: transitionId }, request, opts),
+    );
   }
 
-  async abortTransition(agentId: string, transitionId: string, request: Schemas["AbortTransitionRequest"] = {}, opts: VersionedWriteOptions = {}): Promise<Schemas["TransitionResponse"]> {
-    return this.json(this.write("abortTransition", { id: agentId, tid: transitionId }, request, opts));
+  async abortTransition(
+    agentId: string,
+    transitionId: string,
+    request: Schemas["AbortTransitionRequest"] = {},
+    opts: VersionedWriteOptions = {},
+  ): Promise<Schemas["TransitionResponse"]> {
+    return this.json(
+      this.write("abortTransition", { id: agentId, tid: transitionId }, request, opts),
+    );
   }
 
-  async listTransitions(agentId: string, after = 0, limit = 100): Promise<Schemas["StateTransition"][]> {
+  async listTransitions(
+    agentId: string,
+    after = 0,
+    limit = 100,
+  ): Promise<Schemas["StateTransition"][]> {
     checkLimit(limit);
-    const page = await this.json<Schemas["TransitionsPage"]>({ op: "listTransitions", ids: { id: agentId }, query: { after: String(after), limit: String(limit) } });
+    const page = await this.json<Schemas["TransitionsPage"]>({
+      op: "listTransitions",
+      ids: { id: agentId },
+      query: { after: String(after), limit: String(limit) },
+    });
     return page.transitions;
   }
 
   // --- messages --------------------------------------------------------------------
 
-  async appendMessages(agentId: string, messages: Schemas["NewMessage"][], opts: VersionedWriteOptions = {}): Promise<Schemas["AppendMessagesResponse"]> {
+  async appendMessages(
+    agentId: string,
+    messages: Schemas["NewMessage"][],
+    opts: VersionedWriteOptions = {},
+  ): Promise<Schemas["AppendMessagesResponse"]> {
     return this.json(this.write("appendMessages", { id: agentId }, { messages }, opts));
   }
 
   /** Messages with `seq > after`, oldest first. */
   async listMessages(agentId: string, after = 0, limit = 100): Promise<Schemas["Message"][]> {
     checkLimit(limit);
-    const page = await this.json<Schemas["MessagesPage"]>({ op: "listMessages", ids: { id: agentId }, query: { after: String(after), limit: String(limit) } });
+    const page = await this.json<Schemas["MessagesPage"]>({
+      op: "listMessages",
+      ids: { id: agentId },
+      query: { after: String(after), limit: String(limit) },
+    });
     return page.messages;
   }
 
   /** The last `n` messages, oldest first. */
   async lastMessages(agentId: string, n: number): Promise<Schemas["Message"][]> {
     checkLimit(n);
-    const page = await this.json<Schemas["MessagesPage"]>({ op: "listMessages", ids: { id: agentId }, query: { last: String(n) } });
+    const page = await this.json<Schemas["MessagesPage"]>({
+      op: "listMessages",
+      ids: { id: agentId },
+      query: { last: String(n) },
+    });
     return page.messages;
   }
 
-  async popMessage(agentId: string, opts: VersionedWriteOptions = {}): Promise<Schemas["PopMessageResponse"]> {
+  async popMessage(
+    agentId: string,
+    opts: VersionedWriteOptions = {},
+  ): Promise<Schemas["PopMessageResponse"]> {
     return this.json(this.write("popMessage", { id: agentId }, undefined, opts));
   }
 
   /** Removes the whole conversation; returns the agent's new version. */
   async clearMessages(agentId: string, opts: VersionedWriteOptions = {}): Promise<number> {
-    const r = await this.json<Schemas["VersionResponse"]>(this.write("clearMessages", { id: agentId }, undefined, { ...opts, idempotent: opts.ifMatch === undefined }));
+    const r = await this.json<Schemas["VersionResponse"]>(
+      this.write("clearMessages", { id: agentId }, undefined, {
+        ...opts,
+        idempotent: opts.ifMatch === undefined,
+      }),
+    );
     return r.version;
   }
 
   // --- checkpoints, rollback, replay -------------------------------------------------
 
-  async takeCheckpoint(agentId: string, request: Schemas["CheckpointRequest"] = {}, opts: WriteOptions = {}): Promise<Schemas["CheckpointResponse"]> {
+  async takeCheckpoint(
+    agentId: string,
+    request: Schemas["CheckpointRequest"] = {},
+    opts: WriteOptions = {},
+  ): Promise<Schemas["CheckpointResponse"]> {
     return this.json(this.write("takeCheckpoint", { id: agentId }, request, opts));
   }
 
   async listCheckpoints(agentId: string): Promise<Schemas["Checkpoint"][]> {
-    const page = await this.json<Schemas["CheckpointsPage"]>({ op: "listCheckpoints", ids: { id: agentId } });
+    const page = await this.json<Schemas["CheckpointsPage"]>({
+      op: "listCheckpoints",
+      ids: { id: agentId },
+    });
     return page.checkpoints;
   }
 
-  async rollback(agentId: string, checkpointId: string, opts: VersionedWriteOptions = {}): Promise<Schemas["TransitionResponse"]> {
-    return this.json(this.write("rollback", { id: agentId }, { checkpoint_id: checkpointId }, opts));
+  async rollback(
+    agentId: string,
+    checkpointId: string,
+    opts: VersionedWriteOptions = {},
+  ): Promise<Schemas["TransitionResponse"]> {
+    return this.json(
+      this.write("rollback", { id: agentId }, { checkpoint_id: checkpointId }, opts),
+    );
   }
 
-  async replay(agentId: string, request: Schemas["ReplayRequest"], opts: VersionedWriteOptions = {}): Promise<Schemas["ReplayResponse"]> {
-    return this.json(this.write("replay", { id: agentId }, request, { ...opts, idempotent: !request.apply }));
+  async replay(
+    agentId: string,
+    request: Schemas["ReplayRequest"],
+    opts: VersionedWriteOptions = {},
+  ): Promise<Schemas["ReplayResponse"]> {
+    return this.json(
+      this.write("replay", { id: agentId }, request, { ...opts, idempotent: !request.apply }),
+    );
   }
 
   // --- transfers and batches ---------------------------------------------------------
 
   /** Hands a conversation over; the same `transfer_id` again returns the first result. */
-  async transfer(request: Schemas["TransferRequest"], opts: WriteOptions = {}): Promise<Schemas["Transfer"]> {
+  async transfer(
+    request: Schemas["TransferRequest"],
+    opts: WriteOptions = {},
+  ): Promise<Schemas["Transfer"]> {
     return this.json(this.write("transfer", {}, request, { ...opts, idempotent: true }));
   }
 
@@ -361,70 +454,146 @@ export class Client {
     return this.json({ op: "getTransfer", ids: { id: transferId } });
   }
 
-  async listTransfers(query: { agent?: string; cursor?: string; limit?: number } = {}): Promise<Schemas["TransfersPage"]> {
+  async listTransfers(
+    query: { agent?: string; cursor?: string; limit?: number } = {},
+  ): Promise<Schemas["TransfersPage"]> {
     checkLimit(query.limit ?? 100);
-    return this.json({ op: "listTransfers", query: { agent: query.agent || undefined, cursor: query.cursor || undefined, limit: String(query.limit ?? 100) } });
+    return this.json({
+      op: "listTransfers",
+      query: {
+        agent: query.agent || undefined,
+        cursor: query.cursor || undefined,
+        limit: String(query.limit ?? 100),
+      },
+    });
   }
 
   /** Several operations on several agents, all or nothing. */
-  async batch(operations: Schemas["BatchOperation"][], opts: WriteOptions = {}): Promise<Schemas["BatchResponse"]> {
+  async batch(
+    operations: Schemas["BatchOperation"][],
+    opts: WriteOptions = {},
+  ): Promise<Schemas["BatchResponse"]> {
     return this.json(this.write("batch", {}, { operations }, opts));
   }
 
   // --- threads (framework checkpoints) -----------------------------------------------
 
-  async putThreadCheckpoint(threadId: string, request: Schemas["PutThreadCheckpointRequest"], opts: WriteOptions = {}): Promise<Schemas["PutThreadCheckpointResponse"]> {
-    return this.json(this.write("putThreadCheckpoint", { id: threadId }, request, { ...opts, idempotent: true }));
+  async putThreadCheckpoint(
+    threadId: string,
+    request: Schemas["PutThreadCheckpointRequest"],
+    opts: WriteOptions = {},
+  ): Promise<Schemas["PutThreadCheckpointResponse"]> {
+    return this.json(
+      this.write("putThreadCheckpoint", { id: threadId }, request, { ...opts, idempotent: true }),
+    );
   }
 
   /** Pending writes of a task; returns the thread's version. */
-  async putThreadWrites(threadId: string, request: Schemas["PutThreadWritesRequest"], opts: WriteOptions = {}): Promise<number> {
-    const r = await this.json<Schemas["VersionResponse"]>(this.write("putThreadWrites", { id: threadId }, request, { ...opts, idempotent: true }));
+  async putThreadWrites(
+    threadId: string,
+    request: Schemas["PutThreadWritesRequest"],
+    opts: WriteOptions = {},
+  ): Promise<number> {
+    const r = await this.json<Schemas["VersionResponse"]>(
+      this.write("putThreadWrites", { id: threadId }, request, { ...opts, idempotent: true }),
+    );
     return r.version;
   }
 
   /** A checkpoint (the latest of the namespace without `checkpointId`), or `null`. */
-  async getThreadCheckpoint(threadId: string, checkpointNs = "", checkpointId?: string): Promise<ThreadCheckpointTuple | null> {
+  async getThreadCheckpoint(
+    threadId: string,
+    checkpointNs = "",
+    checkpointId?: string,
+  ): Promise<ThreadCheckpointTuple | null> {
     try {
-      return await this.json({ op: "getThreadCheckpoint", ids: { id: threadId }, query: { checkpoint_ns: checkpointNs, checkpoint_id: checkpointId || undefined } });
+      return await this.json({
+        op: "getThreadCheckpoint",
+        ids: { id: threadId },
+        query: { checkpoint_ns: checkpointNs, checkpoint_id: checkpointId || undefined },
+      });
     } catch (e) {
       if (e instanceof NotFound) return null;
       throw e;
     }
   }
 
-  async searchCheckpoints(request: Schemas["SearchCheckpointsRequest"]): Promise<ThreadCheckpointTuple[]> {
+  async searchCheckpoints(
+    request: Schemas["SearchCheckpointsRequest"],
+  ): Promise<ThreadCheckpointTuple[]> {
     if (request.limit != null) checkLimit(request.limit);
-    const page = await this.json<Schemas["ThreadCheckpointsPage"]>({ op: "searchCheckpoints", body: request });
+    const page = await this.json<Schemas["ThreadCheckpointsPage"]>({
+      op: "searchCheckpoints",
+      body: request,
+    });
     return page.checkpoints;
   }
 
   async deleteThread(threadId: string, opts: WriteOptions = {}): Promise<void> {
-    await this.send(this.write("deleteThread", { id: threadId }, undefined, { ...opts, idempotent: true }));
+    await this.send(
+      this.write("deleteThread", { id: threadId }, undefined, { ...opts, idempotent: true }),
+    );
   }
 
-  async copyThread(sourceThreadId: string, targetThreadId: string, opts: WriteOptions = {}): Promise<number> {
-    const r = await this.json<Schemas["CopyThreadResponse"]>(this.write("copyThread", { id: sourceThreadId }, { target_thread_id: targetThreadId }, { ...opts, idempotent: true }));
+  async copyThread(
+    sourceThreadId: string,
+    targetThreadId: string,
+    opts: WriteOptions = {},
+  ): Promise<number> {
+    const r = await this.json<Schemas["CopyThreadResponse"]>(
+      this.write(
+        "copyThread",
+        { id: sourceThreadId },
+        { target_thread_id: targetThreadId },
+        { ...opts, idempotent: true },
+      ),
+    );
     return r.checkpoints_copied;
   }
 
-  async pruneCheckpoints(threadIds: string[], strategy: "keep_latest" | "delete" = "keep_latest", opts: WriteOptions = {}): Promise<number> {
-    const r = await this.json<Schemas["CheckpointsDeletedResponse"]>(this.write("pruneCheckpoints", {}, { thread_ids: threadIds, strategy }, { ...opts, idempotent: true }));
+  async pruneCheckpoints(
+    threadIds: string[],
+    strategy: "keep_latest" | "delete" = "keep_latest",
+    opts: WriteOptions = {},
+  ): Promise<number> {
+    const r = await this.json<Schemas["CheckpointsDeletedResponse"]>(
+      this.write(
+        "pruneCheckpoints",
+        {},
+        { thread_ids: threadIds, strategy },
+        { ...opts, idempotent: true },
+      ),
+    );
     return r.checkpoints_deleted;
   }
 
   async deleteForRuns(runIds: string[], opts: WriteOptions = {}): Promise<number> {
-    const r = await this.json<Schemas["CheckpointsDeletedResponse"]>(this.write("deleteForRuns", {}, { run_ids: runIds }, { ...opts, idempotent: true }));
+    const r = await this.json<Schemas["CheckpointsDeletedResponse"]>(
+      this.write("deleteForRuns", {}, { run_ids: runIds }, { ...opts, idempotent: true }),
+    );
     return r.checkpoints_deleted;
   }
 
-  async deltaHistory(threadId: string, request: Schemas["DeltaHistoryRequest"]): Promise<Schemas["DeltaHistoryResponse"]> {
+  async deltaHistory(
+    threadId: string,
+    request: Schemas["DeltaHistoryRequest"],
+  ): Promise<Schemas["DeltaHistoryResponse"]> {
     return this.json({ op: "deltaHistory", ids: { id: threadId }, body: request });
   }
 
   // --- listings and the inspector ----------------------------------------------------
 
-  async listAgents(query: { prefix?: string; state?: string; type?: string; updatedAfter?: Date; failed?: boolean; cursor?: string; limit?: number } = {}): Promise<Schemas["AgentsPage"]> {
+  async listAgents(
+    query: {
+      prefix?: string;
+      state?: string;
+      type?: string;
+      updatedAfter?: Date;
+      failed?: boolean;
+      cursor?: string;
+      limit?: number;
+    } = {},
+  ): Promise<Schemas["AgentsPage"]> {
     checkLimit(query.limit ?? 100);
     return this.json({
       op: "listAgents",
@@ -440,38 +609,83 @@ export class Client {
     });
   }
 
-  async listThreads(query: { prefix?: string; cursor?: string; limit?: number } = {}): Promise<Schemas["ThreadsPage"]> {
+  async listThreads(
+    query: { prefix?: string; cursor?: string; limit?: number } = {},
+  ): Promise<Schemas["ThreadsPage"]> {
     checkLimit(query.limit ?? 100);
-    return this.json({ op: "listThreads", query: { prefix: query.prefix || undefined, cursor: query.cursor || undefined, limit: String(query.limit ?? 100) } });
+    return this.json({
+      op: "listThreads",
+      query: {
+        prefix: query.prefix || undefined,
+        cursor: query.cursor || undefined,
+        limit: String(query.limit ?? 100),
+      },
+    });
   }
 
-  async timeline(agentId: string, query: { cursor?: string; limit?: number } = {}): Promise<Schemas["TimelinePage"]> {
+  async timeline(
+    agentId: string,
+    query: { cursor?: string; limit?: number } = {},
+  ): Promise<Schemas["TimelinePage"]> {
     checkLimit(query.limit ?? 100);
-    return this.json({ op: "timeline", ids: { id: agentId }, query: { cursor: query.cursor || undefined, limit: String(query.limit ?? 100) } });
+    return this.json({
+      op: "timeline",
+      ids: { id: agentId },
+      query: { cursor: query.cursor || undefined, limit: String(query.limit ?? 100) },
+    });
   }
 
-  async threadHistory(threadId: string, query: { checkpointNs?: string; cursor?: string; limit?: number } = {}): Promise<Schemas["ThreadHistoryPage"]> {
+  async threadHistory(
+    threadId: string,
+    query: { checkpointNs?: string; cursor?: string; limit?: number } = {},
+  ): Promise<Schemas["ThreadHistoryPage"]> {
     checkLimit(query.limit ?? 100);
-    return this.json({ op: "threadHistory", ids: { id: threadId }, query: { checkpoint_ns: query.checkpointNs ?? "", cursor: query.cursor || undefined, limit: String(query.limit ?? 100) } });
+    return this.json({
+      op: "threadHistory",
+      ids: { id: threadId },
+      query: {
+        checkpoint_ns: query.checkpointNs ?? "",
+        cursor: query.cursor || undefined,
+        limit: String(query.limit ?? 100),
+      },
+    });
   }
 
-  async threadView(threadId: string, checkpointNs = "", checkpointId?: string): Promise<Schemas["ThreadView"]> {
-    return this.json({ op: "threadView", ids: { id: threadId }, query: { checkpoint_ns: checkpointNs, checkpoint_id: checkpointId || undefined } });
+  async threadView(
+    threadId: string,
+    checkpointNs = "",
+    checkpointId?: string,
+  ): Promise<Schemas["ThreadView"]> {
+    return this.json({
+      op: "threadView",
+      ids: { id: threadId },
+      query: { checkpoint_ns: checkpointNs, checkpoint_id: checkpointId || undefined },
+    });
   }
 
   async inspectorInfo(): Promise<Schemas["InspectorInfo"]> {
     return this.json({ op: "inspectorInfo" });
   }
 
-  async inspectorRollback(agentId: string, request: Schemas["InspectorRollbackRequest"]): Promise<Schemas["TransitionResponse"]> {
+  async inspectorRollback(
+    agentId: string,
+    request: Schemas["InspectorRollbackRequest"],
+  ): Promise<Schemas["TransitionResponse"]> {
     return this.json(this.write("inspectorRollback", { id: agentId }, request));
   }
 
-  async inspectorAbort(agentId: string, transitionId: string, request: Schemas["InspectorAbortRequest"]): Promise<Schemas["TransitionResponse"]> {
+  async inspectorAbort(
+    agentId: string,
+    transitionId: string,
+    request: Schemas["InspectorAbortRequest"],
+  ): Promise<Schemas["TransitionResponse"]> {
     return this.json(this.write("inspectorAbort", { id: agentId, tid: transitionId }, request));
   }
 
-  async inspectorFork(threadId: string, request: Schemas["InspectorForkRequest"]): Promise<Schemas["PutThreadCheckpointResponse"]> {
+  async inspectorFork(
+    threadId: string,
+    request: Schemas["InspectorForkRequest"],
+  ): Promise<Schemas["PutThreadCheckpointResponse"]> {
     return this.json(this.write("inspectorFork", { id: threadId }, request));
   }
 }

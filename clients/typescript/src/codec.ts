@@ -27,7 +27,7 @@ export function encodeBody(codec: Codec, body: unknown): Uint8Array {
 /** Decodes by the answer's `Content-Type`; other text comes back as a string. */
 export function decodeBody(mediaType: string | undefined, raw: Uint8Array): unknown {
   if (raw.length === 0) return null;
-  const essence = (mediaType ?? "").split(";")[0]!.trim().toLowerCase();
+  const essence = (mediaType ?? "").split(";")[0]?.trim().toLowerCase();
   if (essence === MSGPACK || essence === "application/x-msgpack") {
     return decode(raw, { useBigInt64: false });
   }

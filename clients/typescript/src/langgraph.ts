@@ -26,7 +26,13 @@ import {
   writesSortKey,
 } from "@langchain/langgraph-checkpoint";
 
-import { Client, PAGE_LIMIT_MAX, type Schemas, type ThreadCheckpointTuple, type Typed } from "./client.js";
+import {
+  Client,
+  PAGE_LIMIT_MAX,
+  type Schemas,
+  type ThreadCheckpointTuple,
+  type Typed,
+} from "./client.js";
 import { asBytes } from "./codec.js";
 import type { ClientOptions, Durability } from "./config.js";
 import { NotFound } from "./errors.js";
@@ -39,7 +45,11 @@ export interface AgentstateSaverOptions extends ClientOptions {
 }
 
 /** What identifies a checkpoint in a config. */
-function threadOf(config: RunnableConfig): { threadId?: string; ns: string; checkpointId?: string } {
+function threadOf(config: RunnableConfig): {
+  threadId?: string;
+  ns: string;
+  checkpointId?: string;
+} {
   const c = config.configurable ?? {};
   return {
     threadId: c.thread_id == null ? undefined : String(c.thread_id),
@@ -56,7 +66,8 @@ function jsonSafe(value: unknown, depth = 0): unknown {
   if (value === null || typeof value === "boolean" || typeof value === "string") return value;
   if (typeof value === "number") return Number.isFinite(value) ? value : null;
   if (typeof value === "bigint") return value.toString();
-  if (value === undefined || typeof value === "function" || typeof value === "symbol") return undefined;
+  if (value === undefined || typeof value === "function" || typeof value === "symbol")
+    return undefined;
   if (depth >= DEPTH_MAX) return String(value);
   if (value instanceof Uint8Array) return Buffer.from(value).toString("base64");
   if (value instanceof Date) return value.toISOString();
@@ -142,8 +153,15 @@ export class AgentstateSaver extends BaseCheckpointSaver {
    * Checkpoints older than format 4 kept the `Send`s of their parent's tasks as the
    * parent's pending writes to `__pregel_tasks`: they become the channel's value here.
    */
-  private async migratePendingSends(t: ThreadCheckpointTuple, checkpoint: Checkpoint): Promise<void> {
-    const parent = await this.client.getThreadCheckpoint(t.thread_id, t.checkpoint_ns, t.parent_checkpoint_id ?? undefined);
+  private async migratePendingSends(
+    t: ThreadCheckpointTuple,
+    checkpoint: Checkpoint,
+  ): Promise<void> {
+    const parent = await this.client.getThreadCheckpoint(
+      t.thread_id,
+      t.checkpoint_ns,
+      t.parent_checkpoint_id ?? undefined,
+    );
     const sends = (parent?.writes ?? [])
       .filter((w) => w.channel === TASKS)
       .sort((a, b) => (a.task_id === b.task_id ? a.idx - b.idx : a.task_id < b.task_id ? -1 : 1));
@@ -155,7 +173,10 @@ export class AgentstateSaver extends BaseCheckpointSaver {
     checkpoint.channel_versions[TASKS] = versions.length > 0 ? maxChannelVersion(...versions) : 1;
   }
 
-  async *list(config: RunnableConfig, options: CheckpointListOptions = {}): AsyncGenerator<CheckpointTuple> {
+  async *list(
+    config: RunnableConfig,
+    options: CheckpointListOptions = {},
+  ): AsyncGenerator<CheckpointTuple> {
     const c = config?.configurable ?? {};
     const threadId = c.thread_id == null ? null : String(c.thread_id);
     const ns: string | null = c.checkpoint_ns ?? null;
@@ -177,9 +198,21 @@ export class AgentstateSaver extends BaseCheckpointSaver {
       const last = page.at(-1)?.checkpoint_id;
       const full = page.length === asked && last !== undefined;
       if (full && !idsUnique) {
-        const seen = new Set(page.filter((t) => t.checkpoint_id === last).map((t) => `${t.thread_id}\u0000${t.checkpoint_ns}`));
-        const ties = await this.client.searchCheckpoints({ ...base, checkpoint_id: last, before: null, limit: PAGE_LIMIT_MAX });
-        fresh = [...page, ...ties.filter((t) => !seen.has(`${t.thread_id}\u0000${t.checkpoint_ns}`))];
+        const seen = new Set(
+          page
+            .filter((t) => t.checkpoint_id === last)
+            .map((t) => `${t.thread_id}\u0000${t.checkpoint_ns}`),
+        );
+        const ties = await this.client.searchCheckpoints({
+          ...base,
+          checkpoint_id: last,
+          before: null,
+          limit: PAGE_LIMIT_MAX,
+        });
+        fresh = [
+          ...page,
+          ...ties.filter((t) => !seen.has(`${t.thread_id}\u0000${t.checkpoint_ns}`)),
+        ];
       }
       if (remaining !== null) {
         fresh = fresh.slice(0, remaining);
@@ -199,7 +232,7 @@ export class AgentstateSaver extends BaseCheckpointSaver {
   ): Promise<RunnableConfig> {
     const { threadId, ns, checkpointId: parentId } = threadOf(config);
     if (threadId === undefined) {
-      throw new Error('put needs a config with configurable.thread_id');
+      throw new Error("put needs a config with configurable.thread_id");
     }
     const { channel_values: values, ...rest } = checkpoint;
     const blobs: Schemas["ThreadBlob"][] = [];
@@ -214,7 +247,8 @@ export class AgentstateSaver extends BaseCheckpointSaver {
       });
     }
     const channelVersions: Record<string, string> = {};
-    for (const [k, v] of Object.entries(checkpoint.channel_versions)) channelVersions[k] = String(v);
+    for (const [k, v] of Object.entries(checkpoint.channel_versions))
+      channelVersions[k] = String(v);
     await this.client.putThreadCheckpoint(
       threadId,
       {
@@ -228,10 +262,17 @@ export class AgentstateSaver extends BaseCheckpointSaver {
       },
       { durability: this.durability },
     );
-    return { configurable: { thread_id: threadId, checkpoint_ns: ns, checkpoint_id: checkpoint.id } };
+    return {
+      configurable: { thread_id: threadId, checkpoint_ns: ns, checkpoint_id: checkpoint.id },
+    };
   }
 
-  async putWrites(config: RunnableConfig, writes: PendingWrite[], taskId: string, taskPath = ""): Promise<void> {
+  async putWrites(
+    config: RunnableConfig,
+    writes: PendingWrite[],
+    taskId: string,
+    taskPath = "",
+  ): Promise<void> {
     const { threadId, ns, checkpointId } = threadOf(config);
     if (threadId === undefined || checkpointId === undefined) {
       throw new Error("putWrites needs a config with configurable.thread_id and checkpoint_id");
@@ -245,7 +286,13 @@ export class AgentstateSaver extends BaseCheckpointSaver {
     }
     await this.client.putThreadWrites(
       threadId,
-      { checkpoint_ns: ns, checkpoint_id: checkpointId, task_id: taskId, task_path: taskPath, writes: wire },
+      {
+        checkpoint_ns: ns,
+        checkpoint_id: checkpointId,
+        task_id: taskId,
+        task_path: taskPath,
+        writes: wire,
+      },
       { durability: this.durability },
     );
   }

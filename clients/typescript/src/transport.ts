@@ -1,5 +1,5 @@
 /** HTTP/1.1 to the sidecar over TCP or a Unix socket, on undici's pooled connections. */
-import { Agent, errors as undiciErrors, request } from "undici";
+import { Agent, type Dispatcher, request, errors as undiciErrors } from "undici";
 
 import { contentType, decodeBody, encodeBody } from "./codec.js";
 import type { Settings } from "./config.js";
@@ -57,7 +57,7 @@ export class Transport {
       payload = encodeBody(s.codec, body);
       all["content-type"] = contentType(s.codec);
     }
-    let res;
+    let res: Dispatcher.ResponseData;
     try {
       res = await request(s.url + target, {
         method: method as "GET",
@@ -76,7 +76,7 @@ export class Transport {
     }
     const flat: Record<string, string> = {};
     for (const [k, v] of Object.entries(res.headers)) {
-      if (v !== undefined) flat[k] = Array.isArray(v) ? v.join(", ") : v;
+      if (v != null) flat[k] = Array.isArray(v) ? v.join(", ") : String(v);
     }
     return {
       status: res.statusCode,

@@ -50,7 +50,11 @@ export class Sidecar {
   }
 
   static async start(args: string[] = [], dataDir?: string): Promise<Sidecar> {
-    const s = new Sidecar(await freePort(), args, dataDir);
+    return Sidecar.startOn(await freePort(), args, dataDir);
+  }
+
+  static async startOn(port: number, args: string[] = [], dataDir?: string): Promise<Sidecar> {
+    const s = new Sidecar(port, args, dataDir);
     await s.spawn();
     return s;
   }
@@ -64,7 +68,7 @@ export class Sidecar {
     this.child = spawn(
       binary(),
       ["serve", "--listen", `127.0.0.1:${this.port}`, "--data-dir", this.dataDir, ...this.args],
-      { stdio: ["ignore", "ignore", log], env: { ...process.env, RUST_LOG: "info" } },
+      { stdio: ["ignore", log, log], env: { ...process.env, RUST_LOG: "info" } },
     );
     const client = new Client({ url: this.url, maxRetries: 0 });
     const deadline = Date.now() + 30_000;
@@ -73,7 +77,8 @@ export class Sidecar {
         if (this.child.exitCode !== null) {
           throw new Error(`sidecar exited with ${this.child.exitCode}; log:\n${this.log()}`);
         }
-        if (Date.now() > deadline) throw new Error(`sidecar not ready after 30 s; log:\n${this.log()}`);
+        if (Date.now() > deadline)
+          throw new Error(`sidecar not ready after 30 s; log:\n${this.log()}`);
         await sleep(20);
       }
     } finally {
@@ -118,7 +123,11 @@ function secantusd(): string {
     mkdirSync(venv, { recursive: true });
     const ok =
       spawnSync("python3", ["-m", "venv", venv], { stdio: "inherit" }).status === 0 &&
-      spawnSync(join(venv, "bin", "pip"), ["install", "--quiet", "--disable-pip-version-check", secantusRequirement()], { stdio: "inherit" }).status === 0;
+      spawnSync(
+        join(venv, "bin", "pip"),
+        ["install", "--quiet", "--disable-pip-version-check", secantusRequirement()],
+        { stdio: "inherit" },
+      ).status === 0;
     if (!ok || !existsSync(bin)) {
       throw new Error(
         `Mongo-backed tests need a MongoDB-wire server: set MONGODB_URI, or install SecantusDB: python3 -m venv .venv-test && .venv-test/bin/pip install '${secantusRequirement()}'`,
@@ -141,13 +150,24 @@ export class Mongo {
     const m = new Mongo(`mongodb://127.0.0.1:${port}/?directConnection=true`);
     m.child = spawn(
       secantusd(),
-      ["--host", "127.0.0.1", "--port", String(port), "--storage-path", storage, "--log-level", "WARNING"],
+      [
+        "--host",
+        "127.0.0.1",
+        "--port",
+        String(port),
+        "--storage-path",
+        storage,
+        "--log-level",
+        "WARNING",
+      ],
       { stdio: ["ignore", "ignore", openSync(`${storage}.log`, "a")] },
     );
     const deadline = Date.now() + 60_000;
     while (!(await connects(port))) {
       if (m.child.exitCode !== null || Date.now() > deadline) {
-        throw new Error(`SecantusDB did not listen on ${port}: ${readFileSync(`${storage}.log`, "utf8").slice(-2000)}`);
+        throw new Error(
+          `SecantusDB did not listen on ${port}: ${readFileSync(`${storage}.log`, "utf8").slice(-2000)}`,
+        );
       }
       await sleep(50);
     }
@@ -156,7 +176,12 @@ export class Mongo {
 
   /** Flags pointing a sidecar at this server, with a database of its own. */
   sidecarArgs(): string[] {
-    return ["--mongodb-uri", this.uri, "--database", `agentstate_ts_${crypto.randomUUID().slice(0, 12).replace(/-/g, "")}`];
+    return [
+      "--mongodb-uri",
+      this.uri,
+      "--database",
+      `agentstate_ts_${crypto.randomUUID().slice(0, 12).replace(/-/g, "")}`,
+    ];
   }
 
   async stop(): Promise<void> {

@@ -4,7 +4,10 @@
  * thread ids across checkpointers, so each checkpointer gets a sidecar of its own (a
  * fresh data dir; on MongoDB a fresh database).
  */
-import { type CheckpointSaverTestInitializer, validate } from "@langchain/langgraph-checkpoint-validation";
+import {
+  type CheckpointSaverTestInitializer,
+  validate,
+} from "@langchain/langgraph-checkpoint-validation";
 
 import { AgentstateSaver } from "../src/langgraph.js";
 import { Mongo, Sidecar } from "./procs.js";

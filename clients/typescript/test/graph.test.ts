@@ -1,0 +1,66 @@
+/**
+ * A LangGraph.js `StateGraph` on `AgentstateSaver`, through a `kill -9` of the sidecar
+ * between steps: it resumes with its whole history, and forks from an old checkpoint.
+ */
+import { Annotation, END, START, StateGraph } from "@langchain/langgraph";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+import { AgentstateSaver } from "../src/langgraph.js";
+import { Mongo, Sidecar } from "./procs.js";
+
+const State = Annotation.Root({
+  log: Annotation<string[]>({ reducer: (a, b) => a.concat(b), default: () => [] }),
+});
+
+function compile(saver: AgentstateSaver) {
+  return new StateGraph(State)
+    .addNode("step", (s: typeof State.State) => ({ log: [`step after ${s.log.at(-1)}`] }))
+    .addEdge(START, "step")
+    .addEdge("step", END)
+    .compile({ checkpointer: saver });
+}
+
+describe.each(["sqlite", "mongo"] as const)("a StateGraph on %s", (backend) => {
+  let mongo: Mongo | null = null;
+  let sidecar: Sidecar;
+  let saver: AgentstateSaver;
+
+  beforeAll(async () => {
+    mongo = backend === "mongo" ? await Mongo.start() : null;
+    sidecar = await Sidecar.start(mongo?.sidecarArgs() ?? []);
+    saver = new AgentstateSaver({ url: sidecar.url });
+  });
+
+  afterAll(async () => {
+    await saver?.close();
+    await sidecar?.kill9();
+    await mongo?.stop();
+  });
+
+  it("survives a kill -9 between steps, keeps its history and forks from an old checkpoint", async () => {
+    const app = compile(saver);
+    const config = { configurable: { thread_id: `graph-${backend}` } };
+    await app.invoke({ log: ["hello"] }, config);
+    const afterFirst = await app.getState(config);
+    expect(afterFirst.values.log).toEqual(["hello", "step after hello"]);
+
+    await sidecar.kill9();
+    await sidecar.spawn();
+
+    const resumed = await app.invoke({ log: ["again"] }, config);
+    expect(resumed.log).toEqual(["hello", "step after hello", "again", "step after again"]);
+    const history = [];
+    for await (const s of app.getStateHistory(config)) history.push(s);
+    // Two runs of input + step, each with its starting checkpoint: newest first.
+    expect(history.length).toBeGreaterThanOrEqual(5);
+    expect(history[0]?.values.log).toEqual(resumed.log);
+    expect(history.at(-1)?.values.log ?? []).toEqual([]);
+
+    // Fork from the checkpoint after the first run: the second run is not in the fork.
+    const forked = await app.invoke({ log: ["fork"] }, afterFirst.config);
+    expect(forked.log).toEqual(["hello", "step after hello", "fork", "step after fork"]);
+    const latest = await app.getState(config);
+    expect(latest.values.log).toEqual(forked.log);
+    expect(latest.parentConfig?.configurable?.checkpoint_id).toBeDefined();
+  });
+});
