@@ -15,11 +15,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 venv="$repo/.venv-py"
 
-if [ ! -x "$venv/bin/python" ]; then
-    python3 -m venv "$venv"
-fi
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-    -r "$here/requirements-test.txt" "$here[langgraph,openai-agents,adk]"
+bash "$here/setup-venv.sh" >/dev/null
 
 if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
     apt_log="$venv/apt-chromium.log"

@@ -35,12 +35,16 @@ import {
 } from "./client.js";
 import { asBytes } from "./codec.js";
 import type { ClientOptions, Durability } from "./config.js";
+import { InteropSerializer } from "./serde.js";
 import { NotFound } from "./errors.js";
 
 export interface AgentstateSaverOptions extends ClientOptions {
   /** A client to use (and not close) instead of one built from the other options. */
   client?: Client;
-  /** The graph's serializer; LangGraph's JSON serializer by default. */
+  /**
+   * The graph's serializer; by default LangGraph.js's JSON serializer, which also reads
+   * the values LangGraph Python's saver wrote ({@link InteropSerializer}).
+   */
   serde?: SerializerProtocol;
 }
 
@@ -89,10 +93,23 @@ export class AgentstateSaver extends BaseCheckpointSaver {
   private readonly durability: Durability | undefined;
 
   constructor(options: AgentstateSaverOptions = {}) {
-    super(options.serde);
+    super(options.serde ?? new InteropSerializer());
     this.ownsClient = options.client === undefined;
     this.client = options.client ?? new Client(options);
     this.durability = options.durability;
+  }
+
+  /**
+   * The next version of a channel: a number, as LangGraph.js counts; but a thread the
+   * Python saver started counts in Python's zero-padded strings, continued the same way.
+   */
+  getNextVersion(current: number | undefined): number {
+    // LangGraph.js types versions as numbers; a Python thread's are strings at run time.
+    const seen = current as number | string | undefined;
+    if (typeof seen !== "string") return (seen ?? 0) + 1;
+    const next = Number.parseInt(seen.split(".")[0] ?? "0", 10) + 1;
+    const python = `${String(next).padStart(32, "0")}.${String(Math.random()).padStart(16, "0")}`;
+    return python as unknown as number;
   }
 
   /** Closes the client if this saver built it. */
