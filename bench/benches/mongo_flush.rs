@@ -2,8 +2,13 @@
 //! official driver, the way the sidecar's MongoDB store writes: version-conditioned
 //! upserts of agent states, `w: "majority", j: true`.
 //!
+//! - `mongo_flush/batch_docs={}/mode=transaction/sync_on_commit={}`: as `store::mongo`
+//!   flushes a batch: one transaction that reads the stored versions, writes every
+//!   record in one `update` command, marks every agent's lease document matching
+//!   `{owner, epoch}` (the fence inside the write) and commits.
 //! - `mongo_flush/batch_docs={}/mode=batched/sync_on_commit={}`: one `update` command
-//!   carrying every statement (`ordered: false`), as `store::mongo` flushes a batch.
+//!   carrying every statement (`ordered: false`) and no transaction, as flushes were
+//!   written before the lease check moved into the write: the price of that check.
 //! - `mongo_flush/batch_docs={}/mode=single/sync_on_commit={}`: one `updateOne` round trip
 //!   per document, as an agent writing to MongoDB on every step would.
 //!
@@ -44,6 +49,80 @@ fn state_doc(agent: &str, version: i64, data: &Document) -> Document {
         "created_at": bson::DateTime::now(), "updated_at": bson::DateTime::now(),
         "version": version, "metadata": {}, "transition_seq": 1_i64, "message_seq": 0_i64,
     }
+}
+
+/// Lease documents owned by this run, epoch 1, for `agents`.
+async fn hold_leases(db: &mongodb::Database, agents: &[String]) {
+    let leases = db.collection::<Document>("agent_leases");
+    for a in agents {
+        leases
+            .replace_one(
+                doc! { "_id": a },
+                doc! { "_id": a, "owner": "bench", "epoch": 1_i64, "expires_at": bson::DateTime::from_millis(bson::DateTime::now().timestamp_millis() + 86_400_000) },
+            )
+            .upsert(true)
+            .await
+            .expect("a lease document");
+    }
+}
+
+/// One flush of `agents` at version `v` the way `store::mongo` writes one.
+async fn flush_in_a_transaction(
+    db: &mongodb::Database,
+    agents: &[String],
+    v: i64,
+    data: &Document,
+) {
+    let mut session = db.client().start_session().await.expect("a session");
+    session
+        .start_transaction()
+        .write_concern(majority_journaled())
+        .await
+        .expect("start a transaction");
+    let mut stored = db
+        .collection::<Document>("agent_states")
+        .find(doc! { "_id": { "$in": agents } })
+        .projection(doc! { "version": 1, "lease_epoch": 1 })
+        .session(&mut session)
+        .await
+        .expect("read the stored versions");
+    while stored
+        .advance(&mut session)
+        .await
+        .expect("a stored version")
+    {}
+    let updates: Vec<Document> = agents
+        .iter()
+        .map(|a| doc! { "q": { "_id": a }, "u": state_doc(a, v, data), "upsert": true })
+        .collect();
+    let reply = db
+        .run_command(doc! { "update": "agent_states", "updates": updates, "ordered": false })
+        .session(&mut session)
+        .await
+        .expect("update command");
+    assert!(reply.get_array("writeErrors").is_err(), "{reply}");
+    let checks: Vec<Document> = agents
+        .iter()
+        .map(|a| {
+            doc! {
+                "q": { "_id": a, "owner": "bench", "epoch": 1_i64 },
+                "u": { "$set": { "flushed_at": bson::DateTime::now() } },
+            }
+        })
+        .collect();
+    let reply = db
+        .run_command(doc! { "update": "agent_leases", "updates": checks, "ordered": false })
+        .session(&mut session)
+        .await
+        .expect("lease check");
+    assert_eq!(
+        reply
+            .get_i32("n")
+            .map(i64::from)
+            .or_else(|_| reply.get_i64("n")),
+        Ok(agents.len() as i64)
+    );
+    session.commit_transaction().await.expect("commit");
 }
 
 fn mongo_flush(c: &mut Criterion) {
@@ -120,6 +199,15 @@ fn mongo_flush(c: &mut Criterion) {
                     .await
                     .expect("update command");
                 assert!(reply.get_array("writeErrors").is_err(), "{reply}");
+            })
+        });
+
+        let id = format!("batch_docs={n}/mode=transaction/sync_on_commit={sync}");
+        rt.block_on(hold_leases(&db, &agents));
+        group.bench_function(BenchmarkId::from_parameter(id), |b| {
+            b.to_async(&rt).iter(|| async {
+                let v = version.fetch_add(1, Ordering::Relaxed);
+                flush_in_a_transaction(&db, &agents, v, &data).await;
             })
         });
 

@@ -35,8 +35,8 @@ import {
 } from "./client.js";
 import { asBytes } from "./codec.js";
 import type { ClientOptions, Durability } from "./config.js";
-import { InteropSerializer } from "./serde.js";
 import { NotFound } from "./errors.js";
+import { InteropSerializer } from "./serde.js";
 
 export interface AgentstateSaverOptions extends ClientOptions {
   /** A client to use (and not close) instead of one built from the other options. */

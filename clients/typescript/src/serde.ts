@@ -10,8 +10,9 @@
  * their ISO text, UUIDs their text, sets and deques arrays, a `Send` LangGraph.js's
  * `Send`-shaped object; any other object its arguments (a model's or dataclass's fields).
  */
-import { ExtensionCodec, decode } from "@msgpack/msgpack";
+
 import { JsonPlusSerializer, type SerializerProtocol } from "@langchain/langgraph-checkpoint";
+import { decode, ExtensionCodec } from "@msgpack/msgpack";
 
 // Extension types of LangGraph Python's serializer (langgraph.checkpoint.serde.jsonplus).
 const CONSTRUCTOR_SINGLE_ARG = 0;
@@ -29,7 +30,12 @@ function revive(module: string, name: string, args: unknown): unknown {
     const { type: _type, ...kwargs } = args as Record<string, unknown>;
     return { lc: 1, type: "constructor", id: ["langchain_core", "messages", name], kwargs };
   }
-  if (module === "langgraph.types" && name === "Send" && args !== null && typeof args === "object") {
+  if (
+    module === "langgraph.types" &&
+    name === "Send" &&
+    args !== null &&
+    typeof args === "object"
+  ) {
     const { node, arg } = args as { node?: unknown; arg?: unknown };
     return { lg_name: "Send", node, args: arg };
   }

@@ -6,7 +6,7 @@ import { Annotation, END, START, StateGraph } from "@langchain/langgraph";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { AgentstateSaver } from "../src/langgraph.js";
-import { Mongo, Sidecar } from "./procs.js";
+import { Backend, type Sidecar } from "./procs.js";
 
 const State = Annotation.Root({
   log: Annotation<string[]>({ reducer: (a, b) => a.concat(b), default: () => [] }),
@@ -21,20 +21,19 @@ function compile(saver: AgentstateSaver) {
 }
 
 describe.each(["sqlite", "mongo"] as const)("a StateGraph on %s", (backend) => {
-  let mongo: Mongo | null = null;
+  let running: Backend;
   let sidecar: Sidecar;
   let saver: AgentstateSaver;
 
   beforeAll(async () => {
-    mongo = backend === "mongo" ? await Mongo.start() : null;
-    sidecar = await Sidecar.start(mongo?.sidecarArgs() ?? []);
+    running = await Backend.start(backend);
+    sidecar = running.sidecar;
     saver = new AgentstateSaver({ url: sidecar.url });
   });
 
   afterAll(async () => {
     await saver?.close();
-    await sidecar?.kill9();
-    await mongo?.stop();
+    await running?.stop();
   });
 
   it("survives a kill -9 between steps, keeps its history and forks from an old checkpoint", async () => {

@@ -14,7 +14,7 @@ import { END, MessagesAnnotation, START, StateGraph } from "@langchain/langgraph
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { AgentstateSaver } from "../src/langgraph.js";
-import { Mongo, ROOT, Sidecar } from "./procs.js";
+import { Backend, ROOT, type Sidecar } from "./procs.js";
 
 const PYTHON = join(ROOT, ".venv-py", "bin", "python");
 
@@ -60,53 +60,55 @@ function echoGraph(saver: AgentstateSaver) {
 
 const shapes = (messages: BaseMessage[]) => messages.map((m) => [m.getType(), m.content]);
 
-describe.each(["sqlite", "mongo"] as const)("threads across Python and TypeScript on %s", (backend) => {
-  let mongo: Mongo | null = null;
-  let sidecar: Sidecar;
-  let saver: AgentstateSaver;
+describe.each(["sqlite", "mongo"] as const)(
+  "threads across Python and TypeScript on %s",
+  (backend) => {
+    let running: Backend;
+    let sidecar: Sidecar;
+    let saver: AgentstateSaver;
 
-  beforeAll(async () => {
-    mongo = backend === "mongo" ? await Mongo.start() : null;
-    sidecar = await Sidecar.start(mongo?.sidecarArgs() ?? []);
-    saver = new AgentstateSaver({ url: sidecar.url });
-  });
+    beforeAll(async () => {
+      running = await Backend.start(backend);
+      sidecar = running.sidecar;
+      saver = new AgentstateSaver({ url: sidecar.url });
+    });
 
-  afterAll(async () => {
-    await saver?.close();
-    await sidecar?.kill9();
-    await mongo?.stop();
-  });
+    afterAll(async () => {
+      await saver?.close();
+      await running?.stop();
+    });
 
-  it("a Python thread reads back and goes on in TypeScript, and Python reads the result", async () => {
-    const written = python("write", sidecar.url, "py-thread", "hello", "again");
-    expect(written).toEqual([
-      ["human", "hello"],
-      ["ai", "python echo: hello"],
-      ["human", "again"],
-      ["ai", "python echo: again"],
-    ]);
-    const config = { configurable: { thread_id: "py-thread" } };
-    const read = await saver.getTuple(config);
-    const messages = read?.checkpoint.channel_values.messages as BaseMessage[];
-    expect(messages[0]).toBeInstanceOf(HumanMessage);
-    expect(messages[1]).toBeInstanceOf(AIMessage);
-    expect(shapes(messages)).toEqual(written);
+    it("a Python thread reads back and goes on in TypeScript, and Python reads the result", async () => {
+      const written = python("write", sidecar.url, "py-thread", "hello", "again");
+      expect(written).toEqual([
+        ["human", "hello"],
+        ["ai", "python echo: hello"],
+        ["human", "again"],
+        ["ai", "python echo: again"],
+      ]);
+      const config = { configurable: { thread_id: "py-thread" } };
+      const read = await saver.getTuple(config);
+      const messages = read?.checkpoint.channel_values.messages as BaseMessage[];
+      expect(messages[0]).toBeInstanceOf(HumanMessage);
+      expect(messages[1]).toBeInstanceOf(AIMessage);
+      expect(shapes(messages)).toEqual(written);
 
-    const app = echoGraph(saver);
-    const state = await app.invoke({ messages: [new HumanMessage("from typescript")] }, config);
-    expect(shapes(state.messages)).toEqual([
-      ...written,
-      ["human", "from typescript"],
-      ["ai", "typescript echo: from typescript"],
-    ]);
-    expect(python("read", sidecar.url, "py-thread")).toEqual(shapes(state.messages));
-  });
+      const app = echoGraph(saver);
+      const state = await app.invoke({ messages: [new HumanMessage("from typescript")] }, config);
+      expect(shapes(state.messages)).toEqual([
+        ...written,
+        ["human", "from typescript"],
+        ["ai", "typescript echo: from typescript"],
+      ]);
+      expect(python("read", sidecar.url, "py-thread")).toEqual(shapes(state.messages));
+    });
 
-  it("a TypeScript thread reads back in Python", async () => {
-    const app = echoGraph(saver);
-    const config = { configurable: { thread_id: "ts-thread" } };
-    await app.invoke({ messages: [new HumanMessage("hi")] }, config);
-    const state = await app.invoke({ messages: [new HumanMessage("and more")] }, config);
-    expect(python("read", sidecar.url, "ts-thread")).toEqual(shapes(state.messages));
-  });
-});
+    it("a TypeScript thread reads back in Python", async () => {
+      const app = echoGraph(saver);
+      const config = { configurable: { thread_id: "ts-thread" } };
+      await app.invoke({ messages: [new HumanMessage("hi")] }, config);
+      const state = await app.invoke({ messages: [new HumanMessage("and more")] }, config);
+      expect(python("read", sidecar.url, "ts-thread")).toEqual(shapes(state.messages));
+    });
+  },
+);

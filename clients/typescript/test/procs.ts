@@ -206,3 +206,21 @@ async function connects(port: number): Promise<boolean> {
     s.once("error", () => ok(false));
   });
 }
+
+/** A sidecar on `backend` (MongoDB: `MONGODB_URI`, else a SecantusDB of its own). */
+export class Backend {
+  private constructor(
+    readonly sidecar: Sidecar,
+    private readonly mongo: Mongo | null,
+  ) {}
+
+  static async start(backend: "sqlite" | "mongo"): Promise<Backend> {
+    const mongo = backend === "mongo" ? await Mongo.start() : null;
+    return new Backend(await Sidecar.start(mongo?.sidecarArgs() ?? []), mongo);
+  }
+
+  async stop(): Promise<void> {
+    await this.sidecar.kill9();
+    await this.mongo?.stop();
+  }
+}

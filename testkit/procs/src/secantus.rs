@@ -103,10 +103,18 @@ pub fn start(opts: &Options) -> Result<(Child, u16), String> {
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
     let deadline = Instant::now() + START_TIMEOUT;
-    let fail = |child: &mut Child, what: String| {
+    // Still starting: `Ok`; exited or out of time: why, with its log (the process killed).
+    let starting = |child: &mut Child, waiting_for: &str| -> Result<(), String> {
+        let why = match child.try_wait() {
+            Ok(Some(status)) => format!("SecantusDB exited with {status} at start"),
+            _ if Instant::now() > deadline => {
+                format!("SecantusDB {waiting_for} within {START_TIMEOUT:?}")
+            }
+            _ => return Ok(()),
+        };
         let _ = child.kill();
         let _ = child.wait();
-        Err(format!("{what}; its log:\n{}", read_log(opts.log)))
+        Err(format!("{why}; its log:\n{}", read_log(opts.log)))
     };
     let port = loop {
         if opts.port != 0 {
@@ -116,34 +124,12 @@ pub fn start(opts: &Options) -> Result<(Child, u16), String> {
         if let Some(port) = log.get(logged_before..).and_then(listening_port) {
             break port;
         }
-        if let Ok(Some(status)) = child.try_wait() {
-            return fail(
-                &mut child,
-                format!("SecantusDB exited with {status} at start"),
-            );
-        }
-        if Instant::now() > deadline {
-            return fail(
-                &mut child,
-                format!("SecantusDB did not listen within {START_TIMEOUT:?}"),
-            );
-        }
+        starting(&mut child, "did not log its port")?;
         std::thread::sleep(Duration::from_millis(20));
     };
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        if let Ok(Some(status)) = child.try_wait() {
-            return fail(
-                &mut child,
-                format!("SecantusDB exited with {status} at start"),
-            );
-        }
-        if Instant::now() > deadline {
-            return fail(
-                &mut child,
-                format!("SecantusDB logged {addr} but does not accept connections"),
-            );
-        }
+        starting(&mut child, &format!("did not accept connections on {addr}"))?;
         std::thread::sleep(Duration::from_millis(50));
     }
     Ok((child, port))

@@ -304,6 +304,29 @@ impl MongoStore {
         Ok(Outcome::Committed)
     }
 
+    /// The documents of `collection` matching `filter`, read inside the transaction.
+    async fn find_in(
+        &self,
+        session: &mut ClientSession,
+        collection: &str,
+        filter: Document,
+        projection: Document,
+    ) -> StoreResult<Vec<Document>> {
+        let mut cursor = self
+            .db
+            .collection::<Document>(collection)
+            .find(filter)
+            .projection(projection)
+            .session(&mut *session)
+            .await
+            .map_err(driver_err)?;
+        let mut docs = Vec::new();
+        while cursor.advance(&mut *session).await.map_err(driver_err)? {
+            docs.push(cursor.deserialize_current().map_err(driver_err)?);
+        }
+        Ok(docs)
+    }
+
     /// The stored `(version, lease epoch)` of `ids`, read inside the transaction.
     async fn stored_versions(
         &self,
@@ -314,16 +337,12 @@ impl MongoStore {
         if ids.is_empty() {
             return Ok(stored);
         }
-        let mut cursor = self
-            .db
-            .collection::<Document>(AGENT_STATES)
-            .find(doc! { "_id": { "$in": ids } })
-            .projection(doc! { "version": 1, "lease_epoch": 1 })
-            .session(&mut *session)
-            .await
-            .map_err(driver_err)?;
-        while cursor.advance(&mut *session).await.map_err(driver_err)? {
-            let d = cursor.deserialize_current().map_err(driver_err)?;
+        let filter = doc! { "_id": { "$in": ids } };
+        let projection = doc! { "version": 1, "lease_epoch": 1 };
+        for d in self
+            .find_in(session, AGENT_STATES, filter, projection)
+            .await?
+        {
             stored.insert(
                 get_str(&d, "_id")?,
                 (get_u64(&d, "version")?, get_u64(&d, "lease_epoch")?),
@@ -374,15 +393,8 @@ impl MongoStore {
         }
         let ids: Vec<&str> = stamped.iter().map(|(id, _)| *id).collect();
         let mut held: HashMap<String, (String, u64)> = HashMap::new();
-        let mut cursor = self
-            .db
-            .collection::<Document>(AGENT_LEASES)
-            .find(doc! { "_id": { "$in": &ids } })
-            .session(&mut *session)
-            .await
-            .map_err(driver_err)?;
-        while cursor.advance(&mut *session).await.map_err(driver_err)? {
-            let d = cursor.deserialize_current().map_err(driver_err)?;
+        let filter = doc! { "_id": { "$in": &ids } };
+        for d in self.find_in(session, AGENT_LEASES, filter, doc! {}).await? {
             held.insert(
                 get_str(&d, "_id")?,
                 (get_str(&d, "owner")?, get_u64(&d, "epoch")?),
