@@ -252,17 +252,7 @@ impl MongoStore {
             .write_concern(majority())
             .await
             .map_err(driver_err)?;
-        let ids: Vec<&str> = w
-            .records
-            .iter()
-            .map(|r| r.state.agent_id.as_str())
-            .collect();
-        let stored = self.stored_versions(session, &ids).await?;
-        let (upserts, newer) = record_upserts(&w.records, &stored)?;
-        if !newer.is_empty() {
-            return Ok(Outcome::LeaseLost(newer));
-        }
-        let steps = [
+        let purges = [
             ("delete", AGENT_STATES, "deletes", w.purge_states),
             ("delete", STATE_TRANSITIONS, "deletes", w.purge_transitions),
             ("delete", CONVERSATION_HISTORY, "deletes", w.purge_messages),
@@ -275,6 +265,21 @@ impl MongoStore {
             ),
             ("delete", THREAD_BLOBS, "deletes", w.threads.delete_blobs),
             ("delete", THREAD_WRITES, "deletes", w.threads.delete_writes),
+        ];
+        self.write_steps(session, purges).await?;
+        // Read after the purges (the transaction sees its own writes): a record that
+        // replaces a purged incarnation is not "already there".
+        let ids: Vec<&str> = w
+            .records
+            .iter()
+            .map(|r| r.state.agent_id.as_str())
+            .collect();
+        let stored = self.stored_versions(session, &ids).await?;
+        let (upserts, newer) = record_upserts(&w.records, &stored)?;
+        if !newer.is_empty() {
+            return Ok(Outcome::LeaseLost(newer));
+        }
+        let writes = [
             ("update", STATE_TRANSITIONS, "updates", w.transitions),
             ("update", CONVERSATION_HISTORY, "updates", w.messages),
             ("update", CHECKPOINTS, "updates", w.checkpoints),
@@ -288,12 +293,7 @@ impl MongoStore {
             ),
             ("update", AGENT_STATES, "updates", upserts),
         ];
-        for (command, collection, field, statements) in steps {
-            if !statements.is_empty() {
-                self.write(command, collection, field, statements, Some(&mut *session))
-                    .await?;
-            }
-        }
+        self.write_steps(session, writes).await?;
         if let Some(owner) = owner {
             let lost = self.check_leases(session, owner, &w.records).await?;
             if !lost.is_empty() {
@@ -302,6 +302,22 @@ impl MongoStore {
         }
         session.commit_transaction().await.map_err(driver_err)?;
         Ok(Outcome::Committed)
+    }
+
+    /// Runs each `(command, collection, field, statements)` that has statements, in order,
+    /// inside the transaction.
+    async fn write_steps<const N: usize>(
+        &self,
+        session: &mut ClientSession,
+        steps: [(&str, &str, &str, Vec<Document>); N],
+    ) -> StoreResult<()> {
+        for (command, collection, field, statements) in steps {
+            if !statements.is_empty() {
+                self.write(command, collection, field, statements, Some(&mut *session))
+                    .await?;
+            }
+        }
+        Ok(())
     }
 
     /// The documents of `collection` matching `filter`, read inside the transaction.
