@@ -12,7 +12,8 @@
 //! `agent_state_conflicts` (only a killed sidecar's unflushed writes at `local`
 //! durability may be there; a `remote` write was in MongoDB before it was acknowledged).
 //! Nothing else may be in MongoDB's logs but what was acknowledged or cut off by a kill,
-//! the logs have no gaps, and each agent's state is the last one acknowledged.
+//! the logs have no gaps, and each agent's state is the last one acknowledged (or, for a
+//! `local` state acknowledged before its sidecar was killed, kept aside whole).
 //!
 //! `AGENTSTATE_HANDOVER_ROUNDS` (default 2) hand-overs, `AGENTSTATE_HANDOVER_SECS`
 //! (default 2) seconds of load before each kill and after each take-over,
@@ -33,7 +34,7 @@ use agentstate_protocol::{
     TransitionRequest,
 };
 use common::{env_or, eventually, find_all, mongo_log, seed, Mongo, Sidecar};
-use mongodb::bson::{doc, Document};
+use mongodb::bson::{doc, Bson, Document};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde_json::json;
 
@@ -53,8 +54,12 @@ struct AgentLedger {
     transitions: Vec<(u64, String, usize)>,
     /// Contents and triggers of calls that got no answer (cut off by a kill).
     unknown: HashSet<String>,
-    /// The last acknowledged write: version, and the data's `n` if it was a save.
+    /// The last acknowledged write: version, and the data's `n` if it is known.
     last: Option<(u64, Option<u64>)>,
+    /// How many kills there had been when it was acknowledged. A `local` write that a
+    /// sidecar acknowledged before it was killed may have been set aside with the rest
+    /// of its unflushed writes, and the agent's next owner build on an older state.
+    last_era: u64,
     /// The call that was acknowledged last, for a failure to name.
     last_call: String,
     /// Calls since the last acknowledgement that got no answer, each of which may have
@@ -66,6 +71,8 @@ struct AgentLedger {
     refused: Vec<String>,
     /// Whether this agent's writes were acknowledged at `remote` durability.
     remote: bool,
+    /// The agent was gone (its creation set aside): the next call creates it again.
+    recreate: bool,
 }
 
 /// Counts shared by the writers and the run.
@@ -75,6 +82,8 @@ struct Counters {
     /// Refused with 409 because the other sidecar held the agent's lease.
     refused: AtomicU64,
     unknown: AtomicU64,
+    /// Sidecars killed so far; raised before the writers are sent to the other one.
+    kills: AtomicU64,
     /// Acknowledgements since the last switch of sidecar.
     since_switch: AtomicU64,
 }
@@ -86,11 +95,18 @@ enum Outcome {
     },
     /// Certainly not applied: refused before anything was logged.
     Refused,
+    /// The agent is not there: the sidecar that created it was killed before it
+    /// flushed it, and its `local` writes were set aside. Not applied either.
+    Gone,
     /// Cut off, or timed out after it was logged: applied or not. Says why.
     Unknown(String),
 }
 
-fn outcome<T>(r: Result<T, ClientError>, acked: impl FnOnce(T) -> (u64, Option<u64>)) -> Outcome {
+fn outcome<T>(
+    r: Result<T, ClientError>,
+    remote: bool,
+    acked: impl FnOnce(T) -> (u64, Option<u64>),
+) -> Outcome {
     match r {
         Ok(v) => {
             let (version, seq) = acked(v);
@@ -102,6 +118,8 @@ fn outcome<T>(r: Result<T, ClientError>, acked: impl FnOnce(T) -> (u64, Option<u
         }
         // Taken over while it still held unflushed changes from its earlier lease.
         Err(e) if e.to_string().contains("changed owners") => Outcome::Refused,
+        // A `remote` write was in MongoDB before it was acknowledged: never gone.
+        Err(e) if e.code() == Some(ErrorCode::NotFound) && !remote => Outcome::Gone,
         // A lost connection, or a `remote` write that timed out (it stays in the WAL).
         Err(e @ ClientError::Api { .. }) if !matches!(e, ClientError::Api { status: 503, .. }) => {
             panic!("unexpected refusal: {e}")
@@ -140,12 +158,14 @@ async fn writer(
     let mut i = 0u64;
     while !stop.load(Ordering::Relaxed) {
         i += 1;
+        // Target first: a writer sent to the new sidecar sees the kill that moved it.
         let to = target.load(Ordering::SeqCst);
+        let era = counters.kills.load(Ordering::SeqCst);
         let client = &clients[to];
         let a = &mut agents[(i as usize) % AGENTS_PER_WRITER];
         let tag = format!("w{w}-{i}");
-        // The first call to each agent creates it.
-        let kind = if a.last.is_none() {
+        // The first call to each agent creates it, as does the first after it was gone.
+        let kind = if a.last.is_none() || std::mem::take(&mut a.recreate) {
             0
         } else {
             rng.gen_range(0..10)
@@ -163,7 +183,7 @@ async fn writer(
                     ..Default::default()
                 };
                 let r = client.save_state(&a.id, &req, None).await;
-                (outcome(r, |v| (v, None)), Some(i))
+                (outcome(r, remote, |v| (v, None)), Some(i))
             }
             4..=7 => {
                 let m = NewMessage {
@@ -172,7 +192,7 @@ async fn writer(
                     metadata: Default::default(),
                 };
                 let r = client.append_messages(&a.id, vec![m], None).await;
-                (outcome(r, |r| (r.version, Some(r.seqs[0]))), None)
+                (outcome(r, remote, |r| (r.version, Some(r.seqs[0]))), None)
             }
             _ => {
                 let t = TransitionRequest {
@@ -181,7 +201,10 @@ async fn writer(
                     state_data: None,
                 };
                 let r = client.record_transition(&a.id, &t).await;
-                (outcome(r, |r| (r.version, Some(r.transition.seq))), None)
+                (
+                    outcome(r, remote, |r| (r.version, Some(r.transition.seq))),
+                    None,
+                )
             }
         };
         match result {
@@ -196,9 +219,15 @@ async fn writer(
                     };
                     log.push((seq, tag.clone(), to));
                 }
-                // An append or a transition keeps the data of the last save.
-                let n = data_n.or(a.last.and_then(|(_, n)| n));
-                a.last = Some((version, n));
+                // An append or a transition keeps the data of the last save: surely
+                // so if that save is in MongoDB (`remote`) or came from this sidecar
+                // since the last kill.
+                let kept = match a.last {
+                    Some((_, n)) if a.remote || a.last_era == era => n,
+                    _ => None,
+                };
+                a.last = Some((version, data_n.or(kept)));
+                a.last_era = era;
                 a.last_call = format!("{what} {tag} by sidecar {to}");
                 a.unanswered.clear();
                 a.refused.clear();
@@ -207,6 +236,11 @@ async fn writer(
                 counters.refused.fetch_add(1, Ordering::Relaxed);
                 a.refused.push(format!("{what} {tag} to sidecar {to}"));
                 tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Outcome::Gone => {
+                a.recreate = true;
+                a.refused
+                    .push(format!("{what} {tag} to sidecar {to}: gone"));
             }
             Outcome::Unknown(why) => {
                 counters.unknown.fetch_add(1, Ordering::Relaxed);
@@ -336,6 +370,7 @@ async fn hand_over_under_load_loses_and_overwrites_nothing() {
         tokio::time::sleep(Duration::from_millis(jitter)).await;
         sidecars[from].kill9();
         let killed = Instant::now();
+        counters.kills.fetch_add(1, Ordering::SeqCst);
         counters.since_switch.store(0, Ordering::SeqCst);
         target.store(to, Ordering::SeqCst);
         // Every writer gets through once the dead sidecar's leases expire.
@@ -400,6 +435,33 @@ async fn hand_over_under_load_loses_and_overwrites_nothing() {
 
         // The state is the last one acknowledged, in MongoDB and as the owner serves it.
         let (version, n) = a.last.expect("every agent written");
+        // A `local` state acknowledged before its sidecar was killed may have been set
+        // aside (kept whole: the conflict at its version holds its data), and the next
+        // owner built on what that sidecar had flushed.
+        if !a.remote && a.last_era < rounds as u64 {
+            let mut set_aside = false;
+            for c in &conflicts {
+                let kept = c.get_i64("version").unwrap() as u64;
+                set_aside |= kept >= version;
+                if let (true, Some(n)) = (kept == version, n) {
+                    let data = c.get_document("record").unwrap().get_document("state_data");
+                    let kept_n = match data.unwrap().get("n") {
+                        Some(Bson::Int32(n)) => Some(*n as u64),
+                        Some(Bson::Int64(n)) => Some(*n as u64),
+                        _ => None,
+                    };
+                    assert_eq!(
+                        kept_n,
+                        Some(n),
+                        "{}: data set aside at version {kept}",
+                        a.id
+                    );
+                }
+            }
+            if set_aside {
+                continue;
+            }
+        }
         let d = find_all(&db, "agent_states", doc! { "_id": &a.id }).await;
         let d = d
             .first()

@@ -91,6 +91,7 @@ pub async fn flush_through(engine: &Engine, batch_max: usize, through: u64) -> R
             let kind = match e {
                 StoreError::Unavailable(_) => "unavailable",
                 StoreError::Rejected(_) => "rejected",
+                StoreError::Conflict(_) => "conflict",
             };
             metrics::counter!(m::BACKEND_ERRORS_TOTAL, "kind" => kind).increment(1);
         }
@@ -113,7 +114,7 @@ pub async fn flush_through(engine: &Engine, batch_max: usize, through: u64) -> R
         let next_bytes = match &error {
             None => (batch_bytes * 2).min(FLUSH_BATCH_BYTES_MAX),
             Some(StoreError::Unavailable(_)) => (batch_bytes / 2).max(FLUSH_BATCH_BYTES_MIN),
-            Some(StoreError::Rejected(_)) => batch_bytes,
+            Some(StoreError::Rejected(_) | StoreError::Conflict(_)) => batch_bytes,
         };
         engine
             .flush_batch_bytes
@@ -129,7 +130,8 @@ pub async fn flush_through(engine: &Engine, batch_max: usize, through: u64) -> R
                     st.last_flush_at = Some(now());
                 }
                 st.last_error = Some(e.to_string());
-                st.backend_reachable = !written.is_empty();
+                // A conflict is an answer: the backend is there.
+                st.backend_reachable = !written.is_empty() || matches!(e, StoreError::Conflict(_));
                 return Err(e.to_string());
             }
         }

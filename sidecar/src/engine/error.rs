@@ -39,7 +39,7 @@ impl From<WalError> for EngineError {
 impl From<StoreError> for EngineError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Unavailable(m) => EngineError::Unavailable(m),
+            StoreError::Unavailable(m) | StoreError::Conflict(m) => EngineError::Unavailable(m),
             StoreError::Rejected(m) => EngineError::Internal(m),
         }
     }

@@ -100,6 +100,10 @@ pub enum StoreError {
     /// The backend refused the operation; retrying the same thing will not help.
     #[error("backend refused the operation: {0}")]
     Rejected(String),
+    /// The backend aborted a transaction that met a concurrent write to the same
+    /// documents; running it again may succeed at once.
+    #[error("backend write conflict: {0}")]
+    Conflict(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

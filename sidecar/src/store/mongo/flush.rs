@@ -17,6 +17,8 @@ use crate::model::{AgentRecord, Current, Effect, Op};
 use crate::store::{StoreError, StoreResult};
 use mongodb::ClientSession;
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::time::Duration;
 
 use mongodb::bson::{self, doc, Document};
 
@@ -42,6 +44,32 @@ fn command_chunks(statements: Vec<Document>) -> Vec<Vec<Document>> {
         }
     }
     chunks
+}
+
+/// Attempts of one flush transaction that keeps meeting concurrent writes, before the
+/// error goes to the flusher (and its backoff).
+const CONFLICT_ATTEMPTS: u32 = 5;
+
+/// Runs `attempt` again, a little later each time, while MongoDB aborts it on a write
+/// conflict (as the drivers' `withTransaction` does): another sidecar's flush, or this
+/// sidecar renewing a lease the transaction checks, wrote a document it touches. An
+/// aborted transaction wrote nothing, so running it again is safe.
+async fn retry_conflicts<T, Fut>(mut attempt: impl FnMut() -> Fut) -> StoreResult<T>
+where
+    Fut: Future<Output = StoreResult<T>>,
+{
+    let mut pause = Duration::from_millis(5);
+    for _ in 1..CONFLICT_ATTEMPTS {
+        match attempt().await {
+            Err(StoreError::Conflict(m)) => {
+                tracing::debug!(error = %m, "flush transaction met a write conflict; running it again");
+                tokio::time::sleep(pause.mul_f64(0.5 + rand::random::<f64>())).await;
+                pause *= 2;
+            }
+            done => return done,
+        }
+    }
+    attempt().await
 }
 
 /// What a fenced-off agent's flush carried besides its record, as documents.
@@ -176,7 +204,7 @@ impl MongoStore {
             if agents.iter().any(|a| blocked.contains(a)) {
                 continue;
             }
-            match self.flush_transfer(&t.op, owner).await {
+            match retry_conflicts(|| self.flush_transfer(&t.op, owner)).await {
                 Ok(mut f) => {
                     fenced.append(&mut f);
                     written.transfers.push(t)
@@ -195,7 +223,8 @@ impl MongoStore {
             .collect();
         // Each pass writes everything or sets aside at least one agent.
         while !items.is_empty() {
-            match self.flush_items(&items, owner).await {
+            let pending = &items;
+            match retry_conflicts(|| self.flush_items(pending, owner)).await {
                 Ok(Outcome::Committed) => {
                     written.items.append(&mut items);
                 }
@@ -692,9 +721,60 @@ impl MongoStore {
 
 #[cfg(test)]
 mod tests {
+    use std::cell::Cell;
+
     use mongodb::bson::{doc, Document};
 
-    use super::{command_chunks, COMMAND_BYTES_MAX};
+    use super::{command_chunks, retry_conflicts, COMMAND_BYTES_MAX, CONFLICT_ATTEMPTS};
+    use crate::store::StoreError;
+
+    /// An attempt that meets a conflict `conflicts` times, then ends with `then`
+    /// (None: success).
+    fn attempts(
+        conflicts: u32,
+        mut then: Option<StoreError>,
+        tried: &Cell<u32>,
+    ) -> impl FnMut() -> std::future::Ready<Result<(), StoreError>> + '_ {
+        move || {
+            tried.set(tried.get() + 1);
+            std::future::ready(if tried.get() <= conflicts {
+                Err(StoreError::Conflict("WriteConflict".into()))
+            } else {
+                then.take().map_or(Ok(()), Err)
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_transaction_that_meets_conflicts_runs_again() {
+        let tried = Cell::new(0);
+        let done = retry_conflicts(attempts(CONFLICT_ATTEMPTS - 1, None, &tried)).await;
+        assert!(done.is_ok(), "{done:?}");
+        assert_eq!(tried.get(), CONFLICT_ATTEMPTS);
+
+        let tried = Cell::new(0);
+        let rejected = Some(StoreError::Rejected("x".into()));
+        let done = retry_conflicts(attempts(2, rejected, &tried)).await;
+        assert!(matches!(done, Err(StoreError::Rejected(_))));
+        assert_eq!(tried.get(), 3);
+
+        // Another error is not a conflict: no second attempt.
+        let tried = Cell::new(0);
+        let done = retry_conflicts(attempts(
+            0,
+            Some(StoreError::Unavailable("down".into())),
+            &tried,
+        ))
+        .await;
+        assert!(matches!(done, Err(StoreError::Unavailable(_))));
+        assert_eq!(tried.get(), 1);
+
+        // Conflicts every time: the last one goes to the flusher.
+        let tried = Cell::new(0);
+        let done = retry_conflicts(attempts(u32::MAX, None, &tried)).await;
+        assert!(matches!(done, Err(StoreError::Conflict(_))));
+        assert_eq!(tried.get(), CONFLICT_ATTEMPTS);
+    }
 
     #[test]
     fn write_commands_stay_under_the_size_bound() {

@@ -90,7 +90,12 @@ pub struct MongoStore {
 fn driver_err(e: mongodb::error::Error) -> StoreError {
     use mongodb::error::ErrorKind;
     if e.contains_label(mongodb::error::TRANSIENT_TRANSACTION_ERROR) {
-        return StoreError::Unavailable(e.to_string());
+        // The server answered (a WriteConflict, a transaction it no longer knows): run
+        // the transaction again. Otherwise the connection failed under it.
+        return match *e.kind {
+            ErrorKind::Command(_) => StoreError::Conflict(e.to_string()),
+            _ => StoreError::Unavailable(e.to_string()),
+        };
     }
     match *e.kind {
         ErrorKind::Command(_) | ErrorKind::Write(_) | ErrorKind::InvalidArgument { .. } => {
