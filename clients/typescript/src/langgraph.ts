@@ -6,7 +6,9 @@
  * is new; a checkpoint's values are the blobs at its `channel_versions` (type `empty`:
  * the channel has no value). Values are serialized by the graph's serializer; the
  * sidecar keeps their type tag and bytes as they are, and answers a read with whole
- * values (a delta the Python saver stored comes back whole).
+ * values. A list that grew from what this saver stored for the parent checkpoint goes
+ * as its new items only, in Python's MessagePack, as the Python saver sends it (see
+ * ./delta.ts).
  */
 import type { RunnableConfig } from "@langchain/core/runnables";
 import {
@@ -35,7 +37,8 @@ import {
 } from "./client.js";
 import { asBytes } from "./codec.js";
 import type { ClientOptions, Durability } from "./config.js";
-import { NotFound } from "./errors.js";
+import { DeltaMemory, type PlannedBlob } from "./delta.js";
+import { Conflict, NotFound } from "./errors.js";
 import { InteropSerializer } from "./serde.js";
 
 export interface AgentstateSaverOptions extends ClientOptions {
@@ -46,6 +49,19 @@ export interface AgentstateSaverOptions extends ClientOptions {
    * the values LangGraph Python's saver wrote ({@link InteropSerializer}).
    */
   serde?: SerializerProtocol;
+  /**
+   * Send a list that grew as its new items only (default true; needs the default
+   * serializer, whose MessagePack lists Python reads too).
+   */
+  deltas?: boolean;
+}
+
+function wireBlob(b: PlannedBlob): Schemas["ThreadBlob"] {
+  // Bytes go as MessagePack `bin` (or base64 in JSON): the schema's string is the JSON form.
+  const value = { type: b.type, data: b.data as unknown as string };
+  return b.extends === undefined
+    ? { channel: b.channel, version: b.version, value }
+    : { channel: b.channel, version: b.version, value, extends: b.extends };
 }
 
 /** What identifies a checkpoint in a config. */
@@ -91,25 +107,35 @@ export class AgentstateSaver extends BaseCheckpointSaver {
   readonly client: Client;
   private readonly ownsClient: boolean;
   private readonly durability: Durability | undefined;
+  private readonly deltas: DeltaMemory;
 
   constructor(options: AgentstateSaverOptions = {}) {
-    super(options.serde ?? new InteropSerializer());
+    const serde = options.serde ?? new InteropSerializer();
+    super(serde);
     this.ownsClient = options.client === undefined;
     this.client = options.client ?? new Client(options);
     this.durability = options.durability;
+    const pack =
+      serde instanceof InteropSerializer
+        ? (items: readonly unknown[]) => serde.dumpsList(items)
+        : undefined;
+    this.deltas = new DeltaMemory(options.deltas ?? true, pack, (v) => serde.dumpsTyped(v));
   }
 
   /**
-   * The next version of a channel: a number, as LangGraph.js counts; but a thread the
-   * Python saver started counts in Python's zero-padded strings, continued the same way.
+   * The next version of a channel, in LangGraph Python's form (a zero-padded counter, a
+   * dot, a random fraction), as the Python saver counts: a thread goes on in either, and
+   * the sidecar's text order of versions is their order, which a delta needs (it
+   * extends an older version). A number (a thread stored with LangGraph.js's counting)
+   * is continued the same way.
    */
   getNextVersion(current: number | undefined): number {
-    // LangGraph.js types versions as numbers; a Python thread's are strings at run time.
+    // LangGraph.js types versions as numbers, and compares strings too.
     const seen = current as number | string | undefined;
-    if (typeof seen !== "string") return (seen ?? 0) + 1;
-    const next = Number.parseInt(seen.split(".")[0] ?? "0", 10) + 1;
-    const python = `${String(next).padStart(32, "0")}.${String(Math.random()).padStart(16, "0")}`;
-    return python as unknown as number;
+    const last = typeof seen === "string" ? Number.parseInt(seen.split(".")[0] ?? "0", 10) : seen;
+    const next = (last ?? 0) + 1;
+    const version = `${String(next).padStart(32, "0")}.${String(Math.random()).padStart(16, "0")}`;
+    return version as unknown as number;
   }
 
   /** Closes the client if this saver built it. */
@@ -131,7 +157,11 @@ export class AgentstateSaver extends BaseCheckpointSaver {
     const { threadId, ns, checkpointId } = threadOf(config);
     if (threadId === undefined) return undefined;
     const t = await this.client.getThreadCheckpoint(threadId, ns, checkpointId);
-    return t === null ? undefined : this.toTuple(t);
+    if (t === null) return undefined;
+    const tuple = await this.toTuple(t);
+    const { channel_versions: versions, channel_values: values } = tuple.checkpoint;
+    this.deltas.read(t.thread_id, t.checkpoint_ns, t.checkpoint_id, versions, values);
+    return tuple;
   }
 
   private async toTuple(t: ThreadCheckpointTuple): Promise<CheckpointTuple> {
@@ -252,33 +282,36 @@ export class AgentstateSaver extends BaseCheckpointSaver {
       throw new Error("put needs a config with configurable.thread_id");
     }
     const { channel_values: values, ...rest } = checkpoint;
-    const blobs: Schemas["ThreadBlob"][] = [];
-    for (const [channel, version] of Object.entries(newVersions)) {
-      blobs.push({
-        channel,
-        version: String(version),
-        value:
-          channel in values
-            ? await this.typed(values[channel as keyof typeof values])
-            : { type: "empty", data: "" },
-      });
-    }
+    const plan = await this.deltas.plan(threadId, ns, checkpoint.id, parentId, values, newVersions);
     const channelVersions: Record<string, string> = {};
     for (const [k, v] of Object.entries(checkpoint.channel_versions))
       channelVersions[k] = String(v);
-    await this.client.putThreadCheckpoint(
-      threadId,
-      {
-        checkpoint_ns: ns,
-        checkpoint_id: checkpoint.id,
-        parent_checkpoint_id: parentId ?? null,
-        checkpoint: await this.typed(rest),
-        metadata: (jsonSafe(metadata) ?? {}) as Schemas["Metadata"],
-        channel_versions: channelVersions,
-        blobs,
-      },
-      { durability: this.durability },
-    );
+    const request = {
+      checkpoint_ns: ns,
+      checkpoint_id: checkpoint.id,
+      parent_checkpoint_id: parentId ?? null,
+      checkpoint: await this.typed(rest),
+      metadata: (jsonSafe(metadata) ?? {}) as Schemas["Metadata"],
+      channel_versions: channelVersions,
+    };
+    const opts = { durability: this.durability };
+    try {
+      await this.client.putThreadCheckpoint(
+        threadId,
+        { ...request, blobs: plan.blobs.map(wireBlob) },
+        opts,
+      );
+    } catch (e) {
+      if (!(e instanceof Conflict) || !plan.blobs.some((b) => b.extends !== undefined)) throw e;
+      // The sidecar no longer holds a base (or refuses the chain): send it whole.
+      await this.deltas.whole(plan, values);
+      await this.client.putThreadCheckpoint(
+        threadId,
+        { ...request, blobs: plan.blobs.map(wireBlob) },
+        opts,
+      );
+    }
+    this.deltas.stored(plan);
     return {
       configurable: { thread_id: threadId, checkpoint_ns: ns, checkpoint_id: checkpoint.id },
     };
@@ -315,6 +348,7 @@ export class AgentstateSaver extends BaseCheckpointSaver {
   }
 
   async deleteThread(threadId: string): Promise<void> {
+    this.deltas.forget(String(threadId));
     try {
       await this.client.deleteThread(String(threadId), { durability: this.durability });
     } catch (e) {

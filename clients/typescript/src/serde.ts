@@ -4,6 +4,12 @@
  * knows LangChain.js's messages); and, for reading, LangGraph Python's `msgpack` values
  * as well, so a thread written by the Python saver reads back here.
  *
+ * Lists go in Python's MessagePack form when every item has one ({@link
+ * InteropSerializer.dumpsList}): JSON-like values, and LangChain.js messages as the
+ * `langchain_core` messages Python would write. Only such a value can grow by deltas
+ * (the sidecar extends MessagePack arrays), and it reads back here exactly as its JSON
+ * would: the same message envelopes go through the same reviver.
+ *
  * Python's MessagePack carries objects as extension types whose payload is a packed
  * `(module, class, arguments[, method])`. LangChain messages (pydantic models of
  * `langchain_core.messages`) become the LangChain.js messages of the same class; dates
@@ -12,7 +18,7 @@
  */
 
 import { JsonPlusSerializer, type SerializerProtocol } from "@langchain/langgraph-checkpoint";
-import { decode, ExtensionCodec } from "@msgpack/msgpack";
+import { decode, ExtData, ExtensionCodec, encode } from "@msgpack/msgpack";
 
 // Extension types of LangGraph Python's serializer (langgraph.checkpoint.serde.jsonplus).
 const CONSTRUCTOR_SINGLE_ARG = 0;
@@ -79,12 +85,113 @@ function pythonCodec(): ExtensionCodec {
   return codec;
 }
 
+/** Python modules (under `langchain_core.messages`) of LangChain's message classes. */
+const MESSAGE_MODULES: Record<string, string> = {
+  HumanMessage: "human",
+  HumanMessageChunk: "human",
+  AIMessage: "ai",
+  AIMessageChunk: "ai",
+  SystemMessage: "system",
+  SystemMessageChunk: "system",
+  ToolMessage: "tool",
+  ToolMessageChunk: "tool",
+  FunctionMessage: "function",
+  FunctionMessageChunk: "function",
+  ChatMessage: "chat",
+  ChatMessageChunk: "chat",
+  RemoveMessage: "modifier",
+};
+
+/** Nesting followed before a value is taken as having no Python form. */
+const DEPTH_MAX = 100;
+
+/** Marks a value with no Python form that reads back as its JSON would. */
+const NO_FORM = Symbol("no Python form");
+
+/**
+ * `value` as LangGraph Python's serializer would pack it, or {@link NO_FORM}: JSON-like
+ * values as they are (what JSON would drop or change, as JSON does), a LangChain.js
+ * message as Python's pydantic extension type with the message's JSON arguments.
+ * Anything else (dates, maps, class instances, bytes, big integers...) has none here.
+ */
+function pythonForm(value: unknown, depth = 0): unknown {
+  if (value === null || typeof value === "boolean" || typeof value === "string") return value;
+  if (typeof value === "number") {
+    if (!Number.isFinite(value)) return NO_FORM;
+    return Object.is(value, -0) ? 0 : value;
+  }
+  if (typeof value !== "object" || depth > DEPTH_MAX) return NO_FORM;
+  if (Array.isArray(value)) {
+    const out: unknown[] = [];
+    for (const v of value) {
+      // JSON writes a hole or an undefined item as null.
+      const form = v === undefined ? null : pythonForm(v, depth + 1);
+      if (form === NO_FORM) return NO_FORM;
+      out.push(form);
+    }
+    return out;
+  }
+  const proto = Object.getPrototypeOf(value);
+  if (proto === Object.prototype || proto === null) {
+    if (typeof (value as { toJSON?: unknown }).toJSON === "function") return NO_FORM;
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) {
+      if (v === undefined || typeof v === "function" || typeof v === "symbol") continue;
+      const form = pythonForm(v, depth + 1);
+      if (form === NO_FORM) return NO_FORM;
+      out[k] = form;
+    }
+    return out;
+  }
+  return messageForm(value, depth);
+}
+
+/** A LangChain.js message as the pydantic extension type Python packs it in. */
+function messageForm(value: object, depth: number): unknown {
+  const toJSON = (value as { toJSON?: () => unknown }).toJSON;
+  if (typeof toJSON !== "function") return NO_FORM;
+  const json = toJSON.call(value) as {
+    lc?: unknown;
+    type?: unknown;
+    id?: unknown;
+    kwargs?: unknown;
+  };
+  if (json === null || typeof json !== "object") return NO_FORM;
+  const id = Array.isArray(json.id) ? json.id : [];
+  const name = String(id.at(-1));
+  const module = MESSAGE_MODULES[name];
+  if (
+    json.lc !== 1 ||
+    json.type !== "constructor" ||
+    id.length !== 3 ||
+    id[0] !== "langchain_core" ||
+    id[1] !== "messages" ||
+    module === undefined
+  ) {
+    return NO_FORM;
+  }
+  const kwargs = pythonForm(json.kwargs, depth + 1);
+  if (kwargs === NO_FORM) return NO_FORM;
+  const args = [`langchain_core.messages.${module}`, name, kwargs, "model_validate_json"];
+  return new ExtData(PYDANTIC_V2, encode(args));
+}
+
 export class InteropSerializer implements SerializerProtocol {
   private readonly json = new JsonPlusSerializer();
   private readonly codec = pythonCodec();
 
   dumpsTyped(data: unknown): Promise<[string, Uint8Array]> {
     return this.json.dumpsTyped(data);
+  }
+
+  /**
+   * A list in LangGraph Python's MessagePack (type `msgpack`), if every item has a form
+   * there; else undefined (the list then goes as JSON, whole). Items pack one after the
+   * other, so the packing of `items.slice(n)` is the tail of the packing of `items`.
+   */
+  dumpsList(items: readonly unknown[]): [string, Uint8Array] | undefined {
+    const form = pythonForm(items);
+    return form === NO_FORM ? undefined : ["msgpack", encode(form)];
   }
 
   async loadsTyped(type: string, data: Uint8Array | string): Promise<unknown> {

@@ -2,7 +2,8 @@
  * Threads cross between the Python saver and this one: a LangGraph Python graph writes a
  * thread (its values in Python's MessagePack, the second step as a delta), a LangGraph.js
  * graph reads and continues it, and Python reads the result back; a thread LangGraph.js
- * starts reads back in Python. On both backends. Needs `.venv-py` (made by
+ * starts (its values in the same MessagePack, grown by deltas) reads back and goes on in
+ * Python. On both backends. Needs `.venv-py` (made by
  * clients/python/setup-venv.sh, which run-tests.sh calls).
  */
 import { spawnSync } from "node:child_process";
@@ -15,6 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { AgentstateSaver } from "../src/langgraph.js";
 import { Backend, ROOT, type Sidecar } from "./procs.js";
+import { record } from "./record.js";
 
 const PYTHON = join(ROOT, ".venv-py", "bin", "python");
 
@@ -103,12 +105,24 @@ describe.each(["sqlite", "mongo"] as const)(
       expect(python("read", sidecar.url, "py-thread")).toEqual(shapes(state.messages));
     });
 
-    it("a TypeScript thread reads back in Python", async () => {
-      const app = echoGraph(saver);
+    it("a TypeScript thread, its growth sent as deltas, reads back and goes on in Python", async () => {
+      const own = new AgentstateSaver({ url: sidecar.url });
+      const kinds = record(own);
+      const app = echoGraph(own);
       const config = { configurable: { thread_id: "ts-thread" } };
-      await app.invoke({ messages: [new HumanMessage("hi")] }, config);
+      await app.invoke({ messages: [new HumanMessage("hi".repeat(100))] }, config);
       const state = await app.invoke({ messages: [new HumanMessage("and more")] }, config);
+      await own.close();
+      expect(kinds).toEqual(["whole", "delta", "delta", "delta"]);
       expect(python("read", sidecar.url, "ts-thread")).toEqual(shapes(state.messages));
+      const written = python("write", sidecar.url, "ts-thread", "from python");
+      expect(written).toEqual([
+        ...shapes(state.messages),
+        ["human", "from python"],
+        ["ai", "python echo: from python"],
+      ]);
+      const read = await saver.getTuple(config);
+      expect(shapes(read?.checkpoint.channel_values.messages as BaseMessage[])).toEqual(written);
     });
   },
 );
