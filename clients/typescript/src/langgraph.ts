@@ -20,6 +20,7 @@ import {
   type CheckpointPendingWrite,
   type CheckpointTuple,
   compareWritesSortKeys,
+  type DeltaChannelHistory,
   maxChannelVersion,
   type PendingWrite,
   type SerializerProtocol,
@@ -345,6 +346,40 @@ export class AgentstateSaver extends BaseCheckpointSaver {
       },
       { durability: this.durability },
     );
+  }
+
+  /**
+   * Per channel, the writes on the path to a checkpoint since the nearest stored value
+   * (LangGraph's `DeltaChannel`), in one call: the sidecar walks the parents.
+   */
+  async getDeltaChannelHistory(options: {
+    config: RunnableConfig;
+    channels: string[];
+  }): Promise<Record<string, DeltaChannelHistory>> {
+    const { config, channels } = options;
+    if (channels.length === 0) return {};
+    const { threadId, ns, checkpointId } = threadOf(config);
+    let found: Schemas["DeltaHistoryResponse"]["channels"] = {};
+    if (threadId !== undefined) {
+      try {
+        const request = { checkpoint_ns: ns, checkpoint_id: checkpointId ?? null, channels };
+        found = (await this.client.deltaHistory(threadId, request)).channels;
+      } catch (e) {
+        if (!(e instanceof NotFound)) throw e;
+      }
+    }
+    const out: Record<string, DeltaChannelHistory> = {};
+    for (const channel of channels) {
+      const h = found[channel];
+      const writes: CheckpointPendingWrite[] = [];
+      for (const w of h?.writes ?? []) {
+        writes.push([w.task_id, w.channel, await this.loaded(w.value)]);
+      }
+      const entry: DeltaChannelHistory = { writes };
+      if (h?.seed && h.seed.type !== "empty") entry.seed = await this.loaded(h.seed);
+      out[channel] = entry;
+    }
+    return out;
   }
 
   async deleteThread(threadId: string): Promise<void> {

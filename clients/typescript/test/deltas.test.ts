@@ -16,11 +16,7 @@ import {
   START,
   StateGraph,
 } from "@langchain/langgraph";
-import {
-  type BaseCheckpointSaver,
-  emptyCheckpoint,
-  MemorySaver,
-} from "@langchain/langgraph-checkpoint";
+import { BaseCheckpointSaver, emptyCheckpoint, MemorySaver } from "@langchain/langgraph-checkpoint";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { AgentstateSaver } from "../src/langgraph.js";
@@ -196,6 +192,31 @@ describe("deltas on a StateGraph", () => {
     const messages = got?.checkpoint.channel_values.messages as BaseMessage[];
     expect(messages.map((m) => m.content)).toEqual(["x".repeat(1000), "1", "2", "3"]);
     expect(messages[0]).toBeInstanceOf(HumanMessage);
+  });
+
+  it("answers the delta channel history in one call, as LangGraph.js's parent walk does", async () => {
+    const s = saver();
+    const [g, cfg] = [graph(s), thread()];
+    for (const text of ["a", "b", "c"]) await say(text)(g, cfg);
+    await update((m) => [new RemoveMessage({ id: m[0]?.id ?? "" })])(g, cfg);
+    await say("d")(g, cfg);
+    const channels = ["messages", "cmd", "never"];
+    let [compared, writes, seeds] = [0, 0, 0];
+    for await (const state of g.getStateHistory(cfg)) {
+      const options = { config: state.config, channels };
+      const walked = await BaseCheckpointSaver.prototype.getDeltaChannelHistory.call(s, options);
+      expect(await s.getDeltaChannelHistory(options)).toEqual(walked);
+      compared++;
+      writes += walked.messages?.writes.length ?? 0;
+      seeds += walked.messages && "seed" in walked.messages ? 1 : 0;
+    }
+    expect([compared > 8, writes > 0, seeds > 0]).toEqual([true, true, true]);
+    const none = { configurable: { thread_id: "no-such-thread" } };
+    expect(await s.getDeltaChannelHistory({ config: none, channels })).toEqual({
+      messages: { writes: [] },
+      cmd: { writes: [] },
+      never: { writes: [] },
+    });
   });
 
   it("sends whole values with deltas off", async () => {
