@@ -2,9 +2,9 @@
 // (the sidecar on its embedded store, and on MongoDB: SecantusDB from .venv-test, or
 // MONGODB_URI) against LangGraph.js's MemorySaver and SqliteSaver (a file, its default
 // settings). The workloads are bench/langgraph's:
-// - one thread, 200 steps of a growing conversation: per step `put` (the whole message
-//   list as the `messages` channel), `putWrites` (one message), `getTuple` (latest);
-//   p50 and p99 of each;
+// - one thread, 200 steps of a growing conversation: per step `put` (the message list as
+//   the `messages` channel: two more messages each step, which AgentstateSaver sends as a
+//   delta), `putWrites` (one message), `getTuple` (latest); p50 and p99 of each;
 // - 32 threads at once, `put` + `putWrites` per step (50 steps each): steps per second;
 // - a two-node StateGraph (MessagesAnnotation), `invoke` 100 times on one thread: mean ms.
 // Results: bench/results/langgraph-ts.{md,json}.
