@@ -181,6 +181,8 @@ pub struct Mongo {
 
 struct LocalMongo {
     port: u16,
+    /// Syncs its log at every commit (`--sync-on-commit`).
+    synced: bool,
     storage: TempDir,
     child: Option<Child>,
     log_path: PathBuf,
@@ -196,16 +198,24 @@ impl Mongo {
                 database,
                 local: None,
             },
-            _ => Mongo::start_local(database),
+            _ => Mongo::local(database, false),
         }
     }
 
-    /// Always a local SecantusDB, for tests that stop and restart the server.
+    /// Always a local SecantusDB, for tests that kill (`kill -9`) and restart the server.
+    /// What it acknowledged must survive that, as on mongod, where a majority commit is
+    /// journaled; SecantusDB commits a transaction without syncing its log unless started
+    /// with `--sync-on-commit`, whatever the write concern says.
     pub fn start_local(database: String) -> Mongo {
+        Mongo::local(database, true)
+    }
+
+    fn local(database: String, synced: bool) -> Mongo {
         let storage = tempfile::tempdir().expect("temp dir for SecantusDB");
         let log_path = storage.path().with_extension("secantus.log");
         let mut local = LocalMongo {
             port: 0,
+            synced,
             storage,
             child: None,
             log_path,
@@ -277,7 +287,7 @@ impl LocalMongo {
             storage: self.storage.path(),
             log: &self.log_path,
             port: self.port,
-            sync_on_commit: false,
+            sync_on_commit: self.synced,
             log_level: "INFO",
         })
         .unwrap_or_else(|e| panic!("{e}"));
