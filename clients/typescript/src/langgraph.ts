@@ -127,14 +127,14 @@ export class AgentstateSaver extends BaseCheckpointSaver {
    * The next version of a channel, in LangGraph Python's form (a zero-padded counter, a
    * dot, a random fraction), as the Python saver counts: a thread goes on in either, and
    * the sidecar's text order of versions is their order, which a delta needs (it
-   * extends an older version). A number (a thread stored with LangGraph.js's counting)
-   * is continued the same way.
+   * extends an older version). A thread stored with LangGraph.js's numbers goes on in
+   * numbers (LangGraph.js orders a number and a text as texts, so the two cannot mix).
    */
   getNextVersion(current: number | undefined): number {
-    // LangGraph.js types versions as numbers, and compares strings too.
+    // LangGraph.js types versions as numbers; it compares strings too.
     const seen = current as number | string | undefined;
-    const last = typeof seen === "string" ? Number.parseInt(seen.split(".")[0] ?? "0", 10) : seen;
-    const next = (last ?? 0) + 1;
+    if (typeof seen === "number") return seen + 1;
+    const next = Number.parseInt(seen?.split(".")[0] ?? "0", 10) + 1;
     const version = `${String(next).padStart(32, "0")}.${String(Math.random()).padStart(16, "0")}`;
     return version as unknown as number;
   }

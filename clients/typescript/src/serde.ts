@@ -108,14 +108,21 @@ const DEPTH_MAX = 100;
 /** Marks a value with no Python form that reads back as its JSON would. */
 const NO_FORM = Symbol("no Python form");
 
+/** Whether a string packs as it is (a lone surrogate would not survive UTF-8). */
+const wellFormed = (s: string) => (s as unknown as { isWellFormed(): boolean }).isWellFormed();
+
 /**
  * `value` as LangGraph Python's serializer would pack it, or {@link NO_FORM}: JSON-like
- * values as they are (what JSON would drop or change, as JSON does), a LangChain.js
- * message as Python's pydantic extension type with the message's JSON arguments.
- * Anything else (dates, maps, class instances, bytes, big integers...) has none here.
+ * values as they are, a LangChain.js message as Python's pydantic extension type with
+ * the message's JSON arguments. Only what reads back exactly as LangGraph.js's JSON would
+ * has a form: not `undefined` (which that JSON keeps), a lone surrogate, a non-finite
+ * number, dates, maps, sets, bytes, big integers or other class instances. In a
+ * message's arguments (`inMessage`) a field left `undefined` is left out: the message
+ * is built the same without it.
  */
-function pythonForm(value: unknown, depth = 0): unknown {
-  if (value === null || typeof value === "boolean" || typeof value === "string") return value;
+function pythonForm(value: unknown, depth = 0, inMessage = false): unknown {
+  if (value === null || typeof value === "boolean") return value;
+  if (typeof value === "string") return wellFormed(value) ? value : NO_FORM;
   if (typeof value === "number") {
     if (!Number.isFinite(value)) return NO_FORM;
     return Object.is(value, -0) ? 0 : value;
@@ -124,8 +131,7 @@ function pythonForm(value: unknown, depth = 0): unknown {
   if (Array.isArray(value)) {
     const out: unknown[] = [];
     for (const v of value) {
-      // JSON writes a hole or an undefined item as null.
-      const form = v === undefined ? null : pythonForm(v, depth + 1);
+      const form = pythonForm(v, depth + 1, inMessage);
       if (form === NO_FORM) return NO_FORM;
       out.push(form);
     }
@@ -136,8 +142,10 @@ function pythonForm(value: unknown, depth = 0): unknown {
     if (typeof (value as { toJSON?: unknown }).toJSON === "function") return NO_FORM;
     const out: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(value)) {
-      if (v === undefined || typeof v === "function" || typeof v === "symbol") continue;
-      const form = pythonForm(v, depth + 1);
+      // JSON leaves them out.
+      if (typeof v === "function" || typeof v === "symbol") continue;
+      if (v === undefined && inMessage) continue;
+      const form = wellFormed(k) ? pythonForm(v, depth + 1, inMessage) : NO_FORM;
       if (form === NO_FORM) return NO_FORM;
       out[k] = form;
     }
@@ -170,7 +178,7 @@ function messageForm(value: object, depth: number): unknown {
   ) {
     return NO_FORM;
   }
-  const kwargs = pythonForm(json.kwargs, depth + 1);
+  const kwargs = pythonForm(json.kwargs, depth + 1, true);
   if (kwargs === NO_FORM) return NO_FORM;
   const args = [`langchain_core.messages.${module}`, name, kwargs, "model_validate_json"];
   return new ExtData(PYDANTIC_V2, encode(args));
