@@ -17,6 +17,7 @@
  * `Send`-shaped object; any other object its arguments (a model's or dataclass's fields).
  */
 
+import * as messages from "@langchain/core/messages";
 import { JsonPlusSerializer, type SerializerProtocol } from "@langchain/langgraph-checkpoint";
 import { decode, ExtData, ExtensionCodec, encode } from "@msgpack/msgpack";
 
@@ -29,12 +30,32 @@ const PYDANTIC_V1 = 4;
 const PYDANTIC_V2 = 5;
 const DELTA_SNAPSHOT = 7;
 
+/**
+ * A LangChain message read from MessagePack: LangChain.js's serialized form of the
+ * message of the same class (what `JSON.stringify` writes of it), which its reviver
+ * builds the message from.
+ */
+class Envelope {
+  constructor(
+    readonly name: string,
+    readonly kwargs: Record<string, unknown>,
+  ) {}
+
+  toJSON() {
+    return {
+      lc: 1,
+      type: "constructor",
+      id: ["langchain_core", "messages", this.name],
+      kwargs: this.kwargs,
+    };
+  }
+}
+
 /** A Python object as its class and arguments. */
 function revive(module: string, name: string, args: unknown): unknown {
   if (module.startsWith("langchain_core.messages") && args !== null && typeof args === "object") {
-    // LangChain.js revives this envelope as its own message class.
     const { type: _type, ...kwargs } = args as Record<string, unknown>;
-    return { lc: 1, type: "constructor", id: ["langchain_core", "messages", name], kwargs };
+    return new Envelope(name, kwargs);
   }
   if (
     module === "langgraph.types" &&
@@ -184,6 +205,74 @@ function messageForm(value: object, depth: number): unknown {
   return new ExtData(PYDANTIC_V2, encode(args));
 }
 
+/** Marks a value only LangChain.js's own reviver reads exactly. */
+const UNSURE = Symbol("unsure");
+
+/** The classes `load` builds LangChain messages with, by name. */
+const MESSAGE_CLASSES = messages as unknown as Record<string, unknown>;
+
+/** A class's `lc_aliases` along its prototype chain, inverted (as `load` maps keys). */
+const aliasCache = new WeakMap<object, Record<string, string>>();
+function aliasesOf(cls: { prototype?: object }): Record<string, string> {
+  let inverted = aliasCache.get(cls);
+  if (inverted === undefined) {
+    const aliases: Record<string, string> = {};
+    for (let c = cls; c?.prototype; c = Object.getPrototypeOf(c)) {
+      Object.assign(aliases, Reflect.get(c.prototype, "lc_aliases"));
+    }
+    inverted = Object.fromEntries(Object.entries(aliases).map(([k, v]) => [v, k]));
+    aliasCache.set(cls, inverted);
+  }
+  return inverted;
+}
+
+/** `load`'s key mapping: an alias, else camelCase. */
+function keyFromJson(key: string, aliases: Record<string, string>): string {
+  const alias = aliases[key];
+  if (alias) return alias;
+  const trimmed = key.trim();
+  if (!/[-_\s]/.test(trimmed)) return trimmed;
+  return trimmed
+    .replace(/[-_\s]+/g, "_")
+    .toLowerCase()
+    .replace(/_+([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+}
+
+/**
+ * The value with its messages built as LangChain.js's reviver builds them (`new` of the
+ * class with the arguments' keys mapped), without the JSON round trip; {@link UNSURE}
+ * if any object besides them is one the reviver would treat (an `lc` key).
+ */
+function buildMessages(value: unknown): unknown {
+  if (value === null || typeof value !== "object") return value;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const v = buildMessages(value[i]);
+      if (v === UNSURE) return UNSURE;
+      value[i] = v;
+    }
+    return value;
+  }
+  if (value instanceof Envelope) {
+    const cls = MESSAGE_CLASSES[value.name];
+    if (typeof cls !== "function") return UNSURE;
+    const kwargs = buildMessages(value.kwargs) as Record<string, unknown> | typeof UNSURE;
+    if (kwargs === UNSURE) return UNSURE;
+    const aliases = aliasesOf(cls);
+    const fields: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(kwargs)) fields[keyFromJson(k, aliases)] = v;
+    return new (cls as new (fields: Record<string, unknown>) => unknown)(fields);
+  }
+  if (Object.hasOwn(value, "lc")) return UNSURE;
+  const record = value as Record<string, unknown>;
+  for (const k of Object.keys(record)) {
+    const v = buildMessages(record[k]);
+    if (v === UNSURE) return UNSURE;
+    record[k] = v;
+  }
+  return record;
+}
+
 export class InteropSerializer implements SerializerProtocol {
   private readonly json = new JsonPlusSerializer();
   private readonly codec = pythonCodec();
@@ -206,7 +295,9 @@ export class InteropSerializer implements SerializerProtocol {
     if (type !== "msgpack") return this.json.loadsTyped(type, data);
     const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
     const plain = decode(bytes, { extensionCodec: this.codec, useBigInt64: false });
-    // LangChain.js revives the message envelopes (and the rest passes as it is).
+    const built = buildMessages(plain);
+    if (built !== UNSURE) return built;
+    // What LangChain.js's reviver does more than build messages: let it.
     return this.json.loadsTyped("json", JSON.stringify(plain));
   }
 }

@@ -11,6 +11,8 @@ import {
   SystemMessage,
   ToolMessage,
 } from "@langchain/core/messages";
+import { JsonPlusSerializer } from "@langchain/langgraph-checkpoint";
+import { ExtData, encode } from "@msgpack/msgpack";
 import { describe, expect, it } from "vitest";
 
 import { InteropSerializer } from "../src/serde.js";
@@ -64,6 +66,72 @@ describe("InteropSerializer lists", () => {
     }
     const [messages] = await bothWays([new AIMessage({ content: "x", id: "1" })]);
     expect((messages as unknown[])[0]).toBeInstanceOf(AIMessage);
+  });
+
+  it("read Python's messages as LangChain.js's reviver builds them", async () => {
+    // As LangGraph Python packs them: (module, class, model_dump(), method).
+    const python = [
+      [
+        "human",
+        "HumanMessage",
+        {
+          content: "hi",
+          type: "human",
+          id: "1",
+          name: null,
+          example: false,
+          additional_kwargs: {},
+          response_metadata: {},
+        },
+      ],
+      [
+        "ai",
+        "AIMessage",
+        {
+          content: "",
+          type: "ai",
+          id: "2",
+          name: null,
+          tool_calls: [{ name: "f", args: { a: 1 }, id: "t", type: "tool_call" }],
+          invalid_tool_calls: [],
+          usage_metadata: null,
+          additional_kwargs: {},
+          response_metadata: { finish_reason: "stop" },
+          some_extra: 1,
+        },
+      ],
+      [
+        "tool",
+        "ToolMessage",
+        {
+          content: "r",
+          type: "tool",
+          id: "3",
+          tool_call_id: "t",
+          artifact: null,
+          status: "success",
+          additional_kwargs: {},
+          response_metadata: {},
+        },
+      ],
+    ] as const;
+    const packed = encode(
+      python.map(
+        ([module, name, kwargs]) =>
+          new ExtData(
+            5,
+            encode([`langchain_core.messages.${module}`, name, kwargs, "model_validate_json"]),
+          ),
+      ),
+    );
+    const envelopes = python.map(([, name, { type: _, ...kwargs }]) => ({
+      lc: 1,
+      type: "constructor",
+      id: ["langchain_core", "messages", name],
+      kwargs,
+    }));
+    const revived = await new JsonPlusSerializer().loadsTyped("json", JSON.stringify(envelopes));
+    expect(await serde.loadsTyped("msgpack", packed)).toStrictEqual(revived);
   });
 
   it("leave to JSON what would not read back the same", () => {
