@@ -389,25 +389,42 @@ async fn thread_checkpoints_under_a_lost_lease_are_kept_aside() {
     assert_eq!(served, ["b1"]);
 }
 
+/// A local MongoDB and two sidecars on one database: A reaches it through a proxy that
+/// can hold its traffic, B directly; each with its own further arguments.
+async fn pair_behind_proxy(
+    test: &str,
+    a_args: &[&str],
+    b_args: &[&str],
+) -> (Mongo, Proxy, tempfile::TempDir, Sidecar, Sidecar) {
+    let mongo = Mongo::start_local(format!(
+        "agentstate_test_lease_{test}_{}",
+        std::process::id()
+    ));
+    let proxy = Proxy::start(mongo.local_port()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let database = ["--database", mongo.database.as_str()];
+    let a_uri = proxy.mongodb_uri();
+    let a_args = [&["--mongodb-uri", a_uri.as_str()][..], &database, a_args].concat();
+    let a = Sidecar::start(&dir.path().join("a"), &a_args).await;
+    let b_args = [
+        &["--mongodb-uri", mongo.uri.as_str()][..],
+        &database,
+        b_args,
+    ]
+    .concat();
+    let b = Sidecar::start(&dir.path().join("b"), &b_args).await;
+    (mongo, proxy, dir, a, b)
+}
+
 /// A `remote` write is answered with success only once it is in MongoDB. A sidecar cut
 /// off from MongoDB (not from its clients) past its lease accepts a `remote` write into
 /// its WAL; another sidecar takes the agent over; when the first reaches MongoDB again
 /// its flush is set aside, and the waiting write is answered 409, not 200.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_remote_write_set_aside_at_flush_is_refused() {
-    let mongo = Mongo::start_local(format!(
-        "agentstate_test_lease_remote_{}",
-        std::process::id()
-    ));
-    let proxy = Proxy::start(mongo.local_port()).await;
-    let dir = tempfile::tempdir().unwrap();
     let lease = ["--lease-ms", "1500", "--flush-interval-ms", "20"];
-    let database = ["--database", mongo.database.as_str()];
-    let a_uri = proxy.mongodb_uri();
     let a_args = [
-        &["--mongodb-uri", a_uri.as_str()][..],
-        &database,
-        &lease,
+        &lease[..],
         &[
             "--backend-timeout-ms",
             "300",
@@ -416,14 +433,7 @@ async fn a_remote_write_set_aside_at_flush_is_refused() {
         ],
     ]
     .concat();
-    let a = Sidecar::start(&dir.path().join("a"), &a_args).await;
-    let b_args = [
-        &["--mongodb-uri", mongo.uri.as_str()][..],
-        &database,
-        &lease,
-    ]
-    .concat();
-    let b = Sidecar::start(&dir.path().join("b"), &b_args).await;
+    let (mongo, proxy, _dir, a, b) = pair_behind_proxy("remote", &a_args, &lease).await;
     let a_remote = a.client().with_durability(Durability::Remote);
     let b_remote = b.client().with_durability(Durability::Remote);
     assert_eq!(
@@ -477,33 +487,20 @@ async fn a_remote_write_set_aside_at_flush_is_refused() {
 /// written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flush_that_outlasts_its_lease_writes_nothing() {
-    let mongo = Mongo::start_local(format!("agentstate_test_lease_held_{}", std::process::id()));
-    let proxy = Proxy::start(mongo.local_port()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let database = ["--database", mongo.database.as_str()];
-    let a_uri = proxy.mongodb_uri();
     // A flushes only when a `remote` write asks, so that x, y and z go in one batch;
     // its backend timeout outlasts the hold.
     let a_args = [
-        &["--mongodb-uri", a_uri.as_str()][..],
-        &database,
-        &["--lease-ms", "1500", "--flush-interval-ms", "600000"],
-        &[
-            "--backend-timeout-ms",
-            "60000",
-            "--remote-timeout-ms",
-            "60000",
-        ],
-    ]
-    .concat();
-    let a = Sidecar::start(&dir.path().join("a"), &a_args).await;
-    let b_args = [
-        &["--mongodb-uri", mongo.uri.as_str()][..],
-        &database,
-        &["--lease-ms", "1500", "--flush-interval-ms", "20"],
-    ]
-    .concat();
-    let b = Sidecar::start(&dir.path().join("b"), &b_args).await;
+        "--lease-ms",
+        "1500",
+        "--flush-interval-ms",
+        "600000",
+        "--backend-timeout-ms",
+        "60000",
+        "--remote-timeout-ms",
+        "60000",
+    ];
+    let b_args = ["--lease-ms", "1500", "--flush-interval-ms", "20"];
+    let (mongo, proxy, _dir, a, b) = pair_behind_proxy("held", &a_args, &b_args).await;
     let said = |content: &str| {
         vec![NewMessage {
             role: "user".into(),

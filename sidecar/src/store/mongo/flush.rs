@@ -18,6 +18,7 @@ use crate::store::{StoreError, StoreResult};
 use mongodb::ClientSession;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use mongodb::bson::{self, doc, Document};
@@ -95,7 +96,7 @@ struct Writes {
     messages: Vec<Document>,
     checkpoints: Vec<Document>,
     /// The records, written last, once their stored versions are known.
-    records: Vec<AgentRecord>,
+    records: Vec<Arc<AgentRecord>>,
     threads: threads::ThreadWrites,
 }
 
@@ -124,7 +125,7 @@ impl Writes {
         }
         self.threads.dirt(id, &item.threads)?;
         if let Some(Current::Live(rec)) = &item.current {
-            self.records.push((**rec).clone());
+            self.records.push(Arc::clone(rec));
         }
         for t in &item.transitions {
             self.transitions.push(set_on_insert(&transition_to_doc(t)?));
@@ -155,7 +156,7 @@ type Stored = HashMap<String, (u64, u64)>;
 /// (lease epoch, version): a record replaces one written under an older epoch, or an
 /// older version under its own.
 fn record_upserts<'r>(
-    records: impl IntoIterator<Item = &'r AgentRecord>,
+    records: impl IntoIterator<Item = &'r Arc<AgentRecord>>,
     stored: &Stored,
 ) -> StoreResult<(Vec<Document>, Vec<String>)> {
     let mut upserts = Vec::new();
@@ -256,15 +257,52 @@ impl MongoStore {
     async fn flush_items(&self, items: &[FlushItem], owner: Option<&str>) -> StoreResult<Outcome> {
         let mut w = Writes::default();
         items.iter().try_for_each(|i| w.item(i))?;
+        self.in_transaction(async |session| self.items_in(session, w, owner).await)
+            .await
+    }
+
+    /// Runs `body` in a transaction on the store's transaction session, and aborts it
+    /// unless `body` committed it.
+    async fn in_transaction(
+        &self,
+        body: impl AsyncFnOnce(&mut ClientSession) -> StoreResult<Outcome>,
+    ) -> StoreResult<Outcome> {
         let mut guard = self.transaction_session().await?;
         let session = guard.as_mut().expect("transaction_session starts one");
-        let result = self.items_in(session, w, owner).await;
+        // A flush cut off by its timeout leaves its transaction open on the session: the
+        // start then fails, and the abort below ends that one for the next try.
+        let started = session
+            .start_transaction()
+            .write_concern(majority())
+            .await
+            .map_err(driver_err);
+        let result = match started {
+            Ok(()) => body(session).await,
+            Err(e) => Err(e),
+        };
         if !matches!(result, Ok(Outcome::Committed)) {
             // Leave nothing open; an abort that fails only means there was no
             // transaction left to end.
             let _ = session.abort_transaction().await;
         }
         result
+    }
+
+    /// The end of a flush transaction: the lease check on `records`, then the commit.
+    async fn commit_if_held(
+        &self,
+        session: &mut ClientSession,
+        owner: Option<&str>,
+        records: &[Arc<AgentRecord>],
+    ) -> StoreResult<Outcome> {
+        if let Some(owner) = owner {
+            let lost = self.check_leases(session, owner, records).await?;
+            if !lost.is_empty() {
+                return Ok(Outcome::LeaseLost(lost));
+            }
+        }
+        session.commit_transaction().await.map_err(driver_err)?;
+        Ok(Outcome::Committed)
     }
 
     /// Purges first, so a delete followed by a re-creation in one batch leaves the new
@@ -276,11 +314,6 @@ impl MongoStore {
         w: Writes,
         owner: Option<&str>,
     ) -> StoreResult<Outcome> {
-        session
-            .start_transaction()
-            .write_concern(majority())
-            .await
-            .map_err(driver_err)?;
         let purges = [
             ("delete", AGENT_STATES, "deletes", w.purge_states),
             ("delete", STATE_TRANSITIONS, "deletes", w.purge_transitions),
@@ -323,14 +356,7 @@ impl MongoStore {
             ("update", AGENT_STATES, "updates", upserts),
         ];
         self.write_steps(session, writes).await?;
-        if let Some(owner) = owner {
-            let lost = self.check_leases(session, owner, &w.records).await?;
-            if !lost.is_empty() {
-                return Ok(Outcome::LeaseLost(lost));
-            }
-        }
-        session.commit_transaction().await.map_err(driver_err)?;
-        Ok(Outcome::Committed)
+        self.commit_if_held(session, owner, &w.records).await
     }
 
     /// Runs each `(command, collection, field, statements)` that has statements, in order,
@@ -405,7 +431,7 @@ impl MongoStore {
         &self,
         session: &mut ClientSession,
         owner: &str,
-        records: &[AgentRecord],
+        records: &[Arc<AgentRecord>],
     ) -> StoreResult<Vec<String>> {
         // Epoch 0: written without a lease (the stored epoch above still orders it).
         let stamped: Vec<(&str, u64)> = records
@@ -475,7 +501,7 @@ impl MongoStore {
         op.for_each_effect(&mut |e| {
             let doc = match e {
                 Effect::Record(r) => {
-                    records.push((**r).clone());
+                    records.push(Arc::clone(r));
                     return;
                 }
                 Effect::Transition(t) => transition_to_doc(t).map(|d| (STATE_TRANSITIONS, d)),
@@ -495,13 +521,11 @@ impl MongoStore {
         failed?;
         inserts.push((TRANSFERS, transfer_to_doc(transfer)?));
 
-        let mut guard = self.transaction_session().await?;
-        let session = guard.as_mut().expect("transaction_session starts one");
-        let result = self.transfer_in(session, &records, inserts, owner).await;
-        if !matches!(result, Ok(Outcome::Committed)) {
-            let _ = session.abort_transaction().await;
-        }
-        drop(guard);
+        let result = self
+            .in_transaction(async |session| {
+                self.transfer_in(session, &records, inserts, owner).await
+            })
+            .await;
         match result? {
             Outcome::Committed => Ok(Vec::new()),
             Outcome::LeaseLost(_) => {
@@ -518,15 +542,10 @@ impl MongoStore {
     async fn transfer_in(
         &self,
         session: &mut ClientSession,
-        records: &[AgentRecord],
+        records: &[Arc<AgentRecord>],
         inserts: Vec<(&str, Document)>,
         owner: Option<&str>,
     ) -> StoreResult<Outcome> {
-        session
-            .start_transaction()
-            .write_concern(majority())
-            .await
-            .map_err(driver_err)?;
         // An imported transfer comes without records: nothing to read.
         let ids: Vec<&str> = records.iter().map(|r| r.state.agent_id.as_str()).collect();
         let stored = self.stored_versions(session, &ids).await?;
@@ -561,14 +580,7 @@ impl MongoStore {
                 .await?;
             }
         }
-        if let Some(owner) = owner {
-            let lost = self.check_leases(session, owner, records).await?;
-            if !lost.is_empty() {
-                return Ok(Outcome::LeaseLost(lost));
-            }
-        }
-        session.commit_transaction().await.map_err(driver_err)?;
-        Ok(Outcome::Committed)
+        self.commit_if_held(session, owner, records).await
     }
 
     /// Keeps what a sidecar flushed under a lease it had lost (the records, log entries,

@@ -18,7 +18,8 @@
 //! already committing. Transactions commit with `w: "majority", j: true`, because the
 //! WAL is truncated once a flush is acknowledged: an acknowledgement that a failover
 //! could roll back would lose data. Transactions need a replica set (a single-node one
-//! will do).
+//! will do). A transaction aborted on a write conflict (another sidecar's flush, a lease
+//! renewal) runs again at once, a few times, before the flusher's backoff takes over.
 //!
 //! Idempotence: a duplicate key would abort a transaction, so nothing written may
 //! collide. The stored `(lease epoch, version)` of each record is read first and only
