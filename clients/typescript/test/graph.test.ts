@@ -3,10 +3,10 @@
  * between steps: it resumes with its whole history, and forks from an old checkpoint.
  */
 import { Annotation, END, START, StateGraph } from "@langchain/langgraph";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 
-import { AgentstateSaver } from "../src/langgraph.js";
-import { Backend, type Sidecar } from "./procs.js";
+import type { AgentstateSaver } from "../src/langgraph.js";
+import { sidecarAndSaver } from "./fixture.js";
 
 const State = Annotation.Root({
   log: Annotation<string[]>({ reducer: (a, b) => a.concat(b), default: () => [] }),
@@ -21,22 +21,10 @@ function compile(saver: AgentstateSaver) {
 }
 
 describe.each(["sqlite", "mongo"] as const)("a StateGraph on %s", (backend) => {
-  let running: Backend;
-  let sidecar: Sidecar;
-  let saver: AgentstateSaver;
-
-  beforeAll(async () => {
-    running = await Backend.start(backend);
-    sidecar = running.sidecar;
-    saver = new AgentstateSaver({ url: sidecar.url });
-  });
-
-  afterAll(async () => {
-    await saver?.close();
-    await running?.stop();
-  });
+  const held = sidecarAndSaver(backend);
 
   it("survives a kill -9 between steps, keeps its history and forks from an old checkpoint", async () => {
+    const { sidecar, saver } = held;
     const app = compile(saver);
     const config = { configurable: { thread_id: `graph-${backend}` } };
     await app.invoke({ log: ["hello"] }, config);

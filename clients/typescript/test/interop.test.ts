@@ -12,10 +12,11 @@ import { join } from "node:path";
 
 import { AIMessage, type BaseMessage, HumanMessage } from "@langchain/core/messages";
 import { END, MessagesAnnotation, START, StateGraph } from "@langchain/langgraph";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 
 import { AgentstateSaver } from "../src/langgraph.js";
-import { Backend, ROOT, type Sidecar } from "./procs.js";
+import { sidecarAndSaver } from "./fixture.js";
+import { ROOT } from "./procs.js";
 import { record } from "./record.js";
 
 const PYTHON = join(ROOT, ".venv-py", "bin", "python");
@@ -65,22 +66,10 @@ const shapes = (messages: BaseMessage[]) => messages.map((m) => [m.getType(), m.
 describe.each(["sqlite", "mongo"] as const)(
   "threads across Python and TypeScript on %s",
   (backend) => {
-    let running: Backend;
-    let sidecar: Sidecar;
-    let saver: AgentstateSaver;
-
-    beforeAll(async () => {
-      running = await Backend.start(backend);
-      sidecar = running.sidecar;
-      saver = new AgentstateSaver({ url: sidecar.url });
-    });
-
-    afterAll(async () => {
-      await saver?.close();
-      await running?.stop();
-    });
+    const held = sidecarAndSaver(backend);
 
     it("a Python thread reads back and goes on in TypeScript, and Python reads the result", async () => {
+      const { sidecar, saver } = held;
       const written = python("write", sidecar.url, "py-thread", "hello", "again");
       expect(written).toEqual([
         ["human", "hello"],
@@ -106,6 +95,7 @@ describe.each(["sqlite", "mongo"] as const)(
     });
 
     it("a TypeScript thread, its growth sent as deltas, reads back and goes on in Python", async () => {
+      const { sidecar, saver } = held;
       const own = new AgentstateSaver({ url: sidecar.url });
       const kinds = record(own);
       const app = echoGraph(own);
